@@ -1,0 +1,27 @@
+"""landscape_dist: loss-landscape slices of Keras models, evaluated on a pool of Ray actors."""
+
+from .callbacks import ProgressBar, SweepCallback
+from .config import (AxisConfig, ClusterConfig, Config, ConfigError, DataConfig, DirectionConfig,
+                     EvaluationConfig, GridConfig, ModelConfig, PlotConfig, SliceConfig, TrainConfig,
+                     config_from_dict, load_config)
+from .directions import TrajectoryPCA, cosine, normalize_direction, random_directions
+from .driver import InProcessPool, RayPool, TileError, connect_ray
+from .grid import Tile, assemble, axis_coordinates, split_tiles
+from .layout import WeightLayout
+from .models import DataSpec, ModelSpec, SourceError
+from .pipeline import plot, run, sweep, train
+from .projection import project_path
+from .surface import Surface, read_surface
+from .trajectory import TrajectoryRecorder, read_trajectory
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AxisConfig", "ClusterConfig", "Config", "ConfigError", "DataConfig", "DataSpec",
+    "DirectionConfig", "EvaluationConfig", "GridConfig", "InProcessPool", "ModelConfig",
+    "ModelSpec", "PlotConfig", "ProgressBar", "RayPool", "SliceConfig", "SourceError", "Surface",
+    "SweepCallback", "Tile", "TileError", "TrainConfig", "TrajectoryPCA", "TrajectoryRecorder",
+    "WeightLayout", "assemble", "axis_coordinates", "config_from_dict", "connect_ray", "cosine",
+    "load_config", "normalize_direction", "plot", "project_path", "random_directions",
+    "read_surface", "read_trajectory", "run", "split_tiles", "sweep", "train",
+]

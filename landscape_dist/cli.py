@@ -1,0 +1,84 @@
+"""``landscape-dist``: train, sweep, plot and run; each a thin shell over the library function."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="landscape-dist",
+        description="Loss-landscape slices of Keras models, evaluated on a pool of Ray actors.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_config(name, help_text):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("config", help="YAML configuration file (see configs/)")
+        p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                       help="override any setting, e.g. grid.x.points=21 cluster.num_workers=1")
+        p.add_argument("--out", required=True, help="output directory")
+        return p
+
+    with_config("train", "train the model, recording its path (OUT/trajectory.h5, OUT/model.keras)")
+    for name, help_text in (("sweep", "evaluate every slice on Ray actors (OUT/surface.h5)"),
+                            ("run", "train, then sweep, then plot")):
+        p = with_config(name, help_text)
+        p.add_argument("--address", help="join an existing Ray cluster (e.g. 'auto' or host:port)")
+        p.add_argument("--overwrite", action="store_true", help="replace an existing OUT/surface.h5")
+        p.add_argument("--in-process", action="store_true", help="evaluate in this process, no Ray")
+        p.add_argument("--no-progress", action="store_true", help="no progress bar")
+        p.add_argument("--allow-unsafe-model-code", action="store_true",
+                       help="let a .keras model file run the code it holds (Lambda layers); "
+                            "only for files you trust")
+    p = sub.add_parser("plot", help="draw the figures of a surface file")
+    p.add_argument("surface", help="a surface file written by 'sweep'")
+    p.add_argument("--out", help="directory for the images (default: next to the surface file)")
+    p.add_argument("--config", help="YAML configuration whose 'plot' section to use")
+    p.add_argument("--format", choices=("png", "pdf", "svg"), help="image format (default png)")
+    return parser
+
+
+def _config(args):
+    from .config import load_config
+
+    overrides = list(args.overrides)
+    if getattr(args, "address", None):
+        overrides.append(f"cluster.address={args.address}")
+    if getattr(args, "allow_unsafe_model_code", False):
+        overrides.append("model.unsafe_deserialization=true")
+    return load_config(args.config, overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    args = _parser().parse_args(argv)
+    from . import pipeline
+    from .driver import TileError
+
+    try:
+        if args.command == "train":
+            result = pipeline.train(_config(args), args.out)
+        elif args.command in ("sweep", "run"):
+            fn = pipeline.sweep if args.command == "sweep" else pipeline.run
+            result = fn(_config(args), args.out, overwrite=args.overwrite,
+                        progress=not args.no_progress, in_process=args.in_process)
+        else:
+            from .config import load_config
+
+            config = load_config(args.config, [f"plot.format={args.format}"] if args.format else [])
+            result = pipeline.plot(args.surface, args.out, config)
+    except TileError as err:
+        print(f"landscape-dist: error: {err}", file=sys.stderr)
+        return 1
+    except (ValueError, TypeError, OSError) as err:
+        print(f"landscape-dist: error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,261 @@
+"""Loss and metrics of a compiled Keras model at many points of a plane, per compiled call.
+
+The weights at a point, ``centre + a*d0 + b*d1``, are formed inside a ``tf.function`` and fed to
+``model.stateless_call``, vectorised over points with ``tf.vectorized_map`` (or, where a model's ops
+do not vectorise, a compiled ``tf.map_fn`` loop). Non-trainable state (batch-norm statistics) stays
+at the centre and layers run in inference mode. The data stays on the device as constant batches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import numpy as np
+import tensorflow as tf
+import keras
+
+from .layout import WeightLayout
+
+log = logging.getLogger(__name__)
+
+_MAX_POINTS_PER_CALL = 1024
+
+
+@contextlib.contextmanager
+def _quiet_tensorflow():
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _loss_callable(model):
+    loss = model.loss
+    if loss is None:
+        raise ValueError("The model must be compiled with a loss (model.compile(loss=...)).")
+    if isinstance(loss, (list, tuple, dict)):
+        raise ValueError("The model must have a single loss; models with several outputs or "
+                         "losses are not supported yet.")
+    fn = keras.losses.get(loss)
+    if isinstance(fn, keras.losses.Loss):
+        return fn
+    return lambda y_true, y_pred: tf.reduce_mean(fn(y_true, y_pred))
+
+
+def _compile_metrics(model):
+    """The model's compiled-metrics container (built), or None when it has no metrics."""
+    for metric in model.metrics:
+        if metric.name == "compile_metrics" and metric.variables:
+            return metric
+    return None
+
+
+def _activations_per_example(model) -> int:
+    """Rough count of activation values one example creates in a forward pass."""
+    total = 0
+    try:
+        for layer in model.layers:
+            total += int(np.prod([d for d in layer.output.shape[1:] if d is not None]))
+    except (AttributeError, ValueError, TypeError):
+        total = 0
+    return max(total, 16)
+
+
+class LandscapeEvaluator:
+    """Evaluates a compiled Keras model on fixed data at points of a plane through its weights.
+
+    ``set_plane(centre, directions)`` fixes the plane; ``evaluate(coords)`` returns, for coords of
+    shape (P, k), a dict of name -> (P,) float64 arrays: ``loss`` and every compiled metric.
+    ``evaluate_weights(weights)`` does the same for full weight vectors (P, size).
+    """
+
+    def __init__(self, model, x, y, *, batch_size: int | None = None,
+                 memory_budget_mb: float = 256.0, mode: str = "auto"):
+        if mode not in ("auto", "vectorized", "loop"):
+            raise ValueError(f"The 'mode' parameter must be 'auto', 'vectorized' or 'loop'. "
+                             f"Got {mode!r} instead.")
+        self.model = model
+        self.mode = mode
+        x = np.asarray(x)
+        y = np.asarray(y)
+        self.n_examples = len(x)
+        if not model.built or _compile_metrics(model) is None:
+            # Builds the model, its loss and its metric containers on a couple of examples.
+            model.evaluate(x[:2], y[:2], verbose=0)
+        self.layout = WeightLayout.from_variables(model.trainable_variables)
+        self._loss = _loss_callable(model)
+        self._metrics = _compile_metrics(model)
+        if self._metrics is not None:
+            self._metrics.reset_state()
+            self._metric_init = [np.array(v) for v in self._metrics.variables]
+            self.metric_names = tuple(sorted(self._metrics.result().keys()))
+        else:
+            self._metric_init = []
+            self.metric_names = ()
+        self.names = ("loss",) + self.metric_names
+
+        budget = memory_budget_mb * 2 ** 20
+        act_bytes = 12 * _activations_per_example(model)  # float32 activations and ~2 temporaries each
+        if batch_size is None:
+            batch_size = max(1, min(self.n_examples, int(budget // (2 * act_bytes))))
+        self.batch_size = int(min(batch_size, self.n_examples))
+        per_point = 8 * self.layout.size + act_bytes * self.batch_size
+        self.points_per_call = int(max(1, min(_MAX_POINTS_PER_CALL, budget // per_point)))
+        self._batches = [(tf.constant(x[i:i + self.batch_size]), tf.constant(y[i:i + self.batch_size]))
+                         for i in range(0, self.n_examples, self.batch_size)]
+        self._non_trainable = [tf.constant(np.array(v)) for v in model.non_trainable_variables]
+        self._centre = None
+        self._directions = None
+        self._compiled = {}
+        self._use_loop = False
+
+    # ---------------------------------------------------------------- the plane
+
+    def set_plane(self, centre, directions, non_trainable=None) -> "LandscapeEvaluator":
+        """Fix the plane: centre (size,), directions (k, size); non-trainable values at the centre."""
+        centre = np.asarray(centre, dtype=np.float32)
+        directions = np.atleast_2d(np.asarray(directions, dtype=np.float32))
+        if centre.shape != (self.layout.size,) or directions.shape[1:] != (self.layout.size,):
+            raise ValueError(f"The plane does not fit the model: the model has {self.layout.size} "
+                             f"trainable weights, the centre has shape {centre.shape} and the "
+                             f"directions {directions.shape}.")
+        if non_trainable is not None:
+            self._non_trainable = [tf.constant(np.asarray(v)) for v in non_trainable]
+            self._compiled = {}  # the compiled functions hold the old values as constants
+        if self._directions is None or tuple(self._directions.shape) != directions.shape:
+            self._centre = tf.Variable(centre, trainable=False)
+            self._directions = tf.Variable(directions, trainable=False)
+            self._compiled = {key: fn for key, fn in self._compiled.items() if key[0] != "coords"}
+        else:
+            self._centre.assign(centre)
+            self._directions.assign(directions)
+        return self
+
+    # ---------------------------------------------------------------- evaluation
+
+    def _point_values(self, flat_weights):
+        """Loss and metrics at one flat weight vector: a (1 + n_metrics,) float32 tensor."""
+        parts = tf.split(flat_weights, self.layout.sizes)
+        weights = [tf.reshape(p, s) for p, s in zip(parts, self.layout.shapes)]
+        loss_sum = tf.constant(0.0, tf.float32)
+        metric_vars = [tf.constant(v) for v in self._metric_init]
+        for xb, yb in self._batches:
+            y_pred, _, losses = self.model.stateless_call(
+                weights, self._non_trainable, xb, training=False, return_losses=True)
+            batch_loss = tf.cast(self._loss(yb, y_pred), tf.float32)
+            if losses:
+                batch_loss += tf.add_n([tf.cast(v, tf.float32) for v in losses])
+            loss_sum += batch_loss * float(xb.shape[0])
+            if self._metrics is not None:
+                metric_vars = self._metrics.stateless_update_state(metric_vars, yb, y_pred)
+        values = [loss_sum / float(self.n_examples)]
+        if self._metrics is not None:
+            result = self._metrics.stateless_result(metric_vars)
+            values += [tf.cast(result[name], tf.float32) for name in self.metric_names]
+        return tf.stack(values)
+
+    def _function(self, which: str):
+        """The compiled function for 'coords' or 'weights' input, built once per plane shape."""
+        key = (which, self.method)
+        if key not in self._compiled:
+            if which == "coords":
+                k = int(self._directions.shape[0])
+                make = lambda c: self._centre + tf.linalg.matvec(  # noqa: E731
+                    self._directions, c, transpose_a=True)
+            else:
+                k, make = self.layout.size, (lambda w: w)
+            point = lambda item: self._point_values(make(item))  # noqa: E731
+            if self.method == "loop":
+                body = lambda batch: tf.map_fn(point, batch, fn_output_signature=tf.float32)  # noqa: E731
+            else:
+                body = lambda batch: tf.vectorized_map(point, batch, fallback_to_while_loop=False)  # noqa: E731
+            self._compiled[key] = tf.function(
+                body, input_signature=[tf.TensorSpec([None, k], tf.float32)])
+        return self._compiled[key]
+
+    def _run(self, which: str, items: np.ndarray) -> dict[str, np.ndarray]:
+        if which == "coords" and self._directions is None:
+            raise RuntimeError("Call set_plane(centre, directions) before evaluate().")
+        out = np.empty((len(items), len(self.names)), dtype=np.float64)
+        for start in range(0, len(items), self.points_per_call):
+            chunk = tf.constant(items[start:start + self.points_per_call])
+            out[start:start + len(chunk)] = self._call(which, chunk)
+        return {name: out[:, i] for i, name in enumerate(self.names)}
+
+    def _call(self, which: str, chunk):
+        try:
+            if self.method == "vectorized" and self.mode == "auto":
+                with _quiet_tensorflow():  # a failed vectorisation logs the whole graph node
+                    return self._function(which)(chunk).numpy()
+            return self._function(which)(chunk).numpy()
+        except (ValueError, TypeError, NotImplementedError, tf.errors.OpError) as err:
+            if self.method == "loop" or self.mode != "auto":
+                raise
+            # Some ops have no vectorised form; fall back to a compiled loop over points.
+            log.info("vectorised evaluation unavailable (%s); using a compiled loop",
+                     str(err).splitlines()[0] if str(err) else type(err).__name__)
+            self._use_loop = True
+            return self._function(which)(chunk).numpy()
+
+    @property
+    def method(self) -> str:
+        """'vectorized' or 'loop': how points are batched in a compiled call."""
+        return "loop" if (self.mode == "loop" or self._use_loop) else "vectorized"
+
+    def evaluate(self, coords) -> dict[str, np.ndarray]:
+        """Loss and metrics at plane coordinates of shape (P, k); dict of (P,) arrays."""
+        coords = np.asarray(coords, dtype=np.float32)
+        if coords.ndim == 1:
+            coords = coords[:, None]
+        return self._run("coords", coords)
+
+    def evaluate_weights(self, weights) -> dict[str, np.ndarray]:
+        """Loss and metrics at full flat weight vectors of shape (P, size); dict of (P,) arrays."""
+        return self._run("weights", np.atleast_2d(np.asarray(weights, dtype=np.float32)))
+
+
+def evaluate_per_point(model, x, y, layout: WeightLayout, weights, batch_size: int | None = None,
+                       non_trainable=None) -> dict[str, np.ndarray]:
+    """Reference method: for each row of ``weights`` (P, size) set the model's weights and call
+    ``model.evaluate``. Slow; used to check the fast path and as the benchmark's baseline.
+    The model's own weights are restored afterwards."""
+    saved = [np.array(v) for v in model.variables]
+    if non_trainable is not None:
+        for var, value in zip(model.non_trainable_variables, non_trainable):
+            var.assign(value)
+    results: dict[str, list] = {}
+    try:
+        for row in np.atleast_2d(weights):
+            for var, value in zip(model.trainable_variables, layout.unflatten(row)):
+                var.assign(value)
+            out = model.evaluate(x, y, batch_size=batch_size or len(x), verbose=0, return_dict=True)
+            for name, value in out.items():
+                results.setdefault(name, []).append(float(value))
+    finally:
+        for var, value in zip(model.variables, saved):
+            var.assign(value)
+    return {name: np.array(values) for name, values in results.items()}
+
+
+def points_to_weights(centre, directions, coords) -> np.ndarray:
+    """``centre + coords @ directions`` for coords (P, k): full weight vectors (P, size) float32."""
+    coords = np.atleast_2d(np.asarray(coords, dtype=np.float64))
+    return (np.asarray(centre, np.float64) + coords @ np.asarray(directions, np.float64)).astype(np.float32)
+
+
+def flops_per_example(model) -> float:
+    """Floating-point operations of the Dense/Conv layers for one example's forward pass
+    (2 x multiply-adds of each kernel at each output position)."""
+    total = 0
+    for layer in model.layers:
+        kernel = getattr(layer, "kernel", None)
+        if kernel is None:
+            continue
+        out_shape = layer.output.shape[1:]
+        positions = int(np.prod(out_shape[:-1])) if len(out_shape) > 1 else 1
+        total += 2 * positions * int(np.prod(kernel.shape))
+    return float(total)

@@ -1,0 +1,68 @@
+"""The flat-vector view of a model's weights: tensor names, shapes and offsets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class WeightLayout:
+    """Names and shapes of the tensors that make up a flat weight vector, in order."""
+
+    names: tuple[str, ...]
+    shapes: tuple[tuple[int, ...], ...]
+
+    @classmethod
+    def from_variables(cls, variables) -> "WeightLayout":
+        """Layout of a list of Keras variables (their ``path`` names and shapes)."""
+        return cls(tuple(getattr(v, "path", v.name) for v in variables),
+                   tuple(tuple(int(d) for d in v.shape) for v in variables))
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        return tuple(int(np.prod(s, dtype=np.int64)) for s in self.shapes)
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """Start of each tensor in the flat vector, plus the total size at the end; shape (T+1,)."""
+        return np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
+
+    @property
+    def size(self) -> int:
+        return int(sum(self.sizes))
+
+    def flatten(self, tensors) -> np.ndarray:
+        """Concatenate tensors in layout order into one float32 vector of shape (size,)."""
+        arrays = [np.asarray(t, dtype=np.float32) for t in tensors]
+        got = tuple(a.shape for a in arrays)
+        if got != self.shapes:
+            raise ValueError(f"The weights do not fit the layout: expected shapes {self.shapes}, "
+                             f"got {got}.")
+        return np.concatenate([a.ravel() for a in arrays]) if arrays else np.zeros(0, np.float32)
+
+    def unflatten(self, flat: np.ndarray) -> list[np.ndarray]:
+        """Split a vector of shape (size,) back into tensors of the layout's shapes (views)."""
+        flat = np.asarray(flat)
+        if flat.shape != (self.size,):
+            raise ValueError(f"The flat vector has shape {flat.shape}; the layout needs ({self.size},).")
+        off = self.offsets
+        return [flat[off[i]:off[i + 1]].reshape(s) for i, s in enumerate(self.shapes)]
+
+    def low_rank_mask(self) -> np.ndarray:
+        """Boolean vector, True on entries of tensors with at most one dimension (biases, norms)."""
+        mask = np.zeros(self.size, dtype=bool)
+        off = self.offsets
+        for i, shape in enumerate(self.shapes):
+            if len(shape) <= 1:
+                mask[off[i]:off[i + 1]] = True
+        return mask
+
+    def to_attrs(self) -> dict:
+        """Plain data for storing the layout in a file."""
+        return {"names": list(self.names), "shapes": [list(s) for s in self.shapes]}
+
+    @classmethod
+    def from_attrs(cls, names, shapes) -> "WeightLayout":
+        return cls(tuple(str(n) for n in names), tuple(tuple(int(d) for d in s) for s in shapes))

@@ -1,0 +1,160 @@
+"""Where models and data come from: built-in examples, .keras/.npz files, or module:function."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import examples
+
+
+class SourceError(ValueError):
+    """A model or data source cannot be used."""
+
+
+def _factory(source: str, setting: str, search_path: str | None):
+    module_name, _, func_name = source.partition(":")
+    if search_path and search_path not in sys.path:
+        sys.path.insert(0, search_path)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise SourceError(f"The '{setting}' setting names module '{module_name}', which cannot be "
+                          f"imported ({err}). Give 'module:function' for a module on the Python path.")
+    func = getattr(module, func_name, None)
+    if not callable(func):
+        raise SourceError(f"The '{setting}' setting must name a function of module '{module_name}'. "
+                          f"Got {source!r}, and '{func_name}' is not a function there.")
+    return func
+
+
+def _is_factory(source: str) -> bool:
+    return ":" in source and not Path(source).suffix and not os.path.exists(source)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything a worker needs to build its own replica of the model's architecture.
+
+    ``payload`` holds the bytes of a .keras file so workers on other machines need no shared disk.
+    """
+
+    source: str
+    payload: bytes | None = None
+    unsafe_deserialization: bool = False
+    search_path: str | None = None  # where 'module:function' sources are imported from
+
+    @classmethod
+    def from_source(cls, source: str, unsafe_deserialization: bool = False) -> "ModelSpec":
+        if source in examples.MODELS or _is_factory(source):
+            return cls(source, None, unsafe_deserialization, os.getcwd())
+        path = Path(source)
+        if path.suffix != ".keras":
+            raise SourceError(f"The 'model.source' setting must be a built-in example "
+                              f"({', '.join(examples.MODELS)}), a .keras file or 'module:function'. "
+                              f"Got {source!r} instead.")
+        if not path.is_file():
+            raise SourceError(f"The 'model.source' setting names '{source}', which does not exist. "
+                              f"Give the path of a saved .keras model.")
+        return cls(source, path.read_bytes(), unsafe_deserialization)
+
+    def build(self):
+        """A compiled Keras model with the source's architecture (and its own weights)."""
+        import keras
+
+        if self.source in examples.MODELS:
+            model = examples.MODELS[self.source]()
+        elif self.payload is None:
+            model = _factory(self.source, "model.source", self.search_path)()
+        else:
+            model = load_keras_file(self.payload, self.source, self.unsafe_deserialization)
+        if not isinstance(model, keras.Model):
+            raise SourceError(f"The 'model.source' setting must give a Keras model. "
+                              f"Got {type(model).__name__} from {self.source!r} instead.")
+        if model.loss is None:
+            raise SourceError(f"The model from {self.source!r} must be compiled with a loss. "
+                              f"Call model.compile(loss=...) before returning or saving it.")
+        return model
+
+
+def load_keras_file(payload: bytes, name: str, unsafe_deserialization: bool = False):
+    """Load a .keras model from its bytes, in Keras's safe mode unless the user opted out."""
+    import keras
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.keras"
+        path.write_bytes(payload)
+        try:
+            return keras.models.load_model(path, safe_mode=not unsafe_deserialization)
+        except ValueError as err:
+            if "safe_mode" in str(err) or "lambda" in str(err).lower():
+                raise SourceError(f"The model file '{name}' holds code (a Lambda layer) that Keras "
+                                  f"runs only outside safe mode. If you trust the file, set "
+                                  f"model.unsafe_deserialization=true.") from None
+            raise SourceError(f"The model file '{name}' is not a Keras model Keras can load: "
+                              f"{str(err).splitlines()[0]}") from None
+        except (OSError, KeyError, TypeError) as err:
+            raise SourceError(f"The model file '{name}' is not a Keras model Keras can load "
+                              f"({type(err).__name__}). Give a file saved with model.save('...keras').") from None
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Where a worker loads its evaluation data from."""
+
+    source: str
+    search_path: str | None = field(default_factory=os.getcwd)
+
+    def load(self):
+        """(x, y) arrays."""
+        if self.source in examples.DATASETS:
+            x, y = examples.DATASETS[self.source]()
+        elif _is_factory(self.source):
+            out = _factory(self.source, "data.source", self.search_path)()
+            x, y = (out["x"], out["y"]) if isinstance(out, dict) else out
+        else:
+            path = Path(self.source)
+            if path.suffix != ".npz":
+                raise SourceError(f"The 'data.source' setting must be a built-in example "
+                                  f"({', '.join(examples.DATASETS)}), an .npz file or 'module:function'. "
+                                  f"Got {self.source!r} instead.")
+            if not path.is_file():
+                raise SourceError(f"The 'data.source' setting names '{self.source}', which does not exist.")
+            with np.load(path) as archive:
+                missing = [k for k in ("x", "y") if k not in archive.files]
+                if missing:
+                    raise SourceError(f"The data file '{self.source}' must hold arrays 'x' and 'y'. "
+                                      f"It holds {archive.files}.")
+                x, y = archive["x"], archive["y"]
+        x, y = np.asarray(x), np.asarray(y)
+        if len(x) == 0:
+            raise SourceError(f"The data from '{self.source}' is empty. Give at least one example.")
+        if len(x) != len(y):
+            raise SourceError(f"The data from '{self.source}' has {len(x)} inputs but {len(y)} labels.")
+        return x, y
+
+
+def load_centre(model, path: str | Path) -> None:
+    """Set ``model``'s weights from a .keras or .weights.h5 file (architecture must match)."""
+    import keras
+
+    path = Path(path)
+    if not path.is_file():
+        raise SourceError(f"The 'model.centre' setting names '{path}', which does not exist. "
+                          f"Give a .keras or .weights.h5 file, or run 'landscape-dist train' first.")
+    if path.name.endswith(".weights.h5"):
+        model.load_weights(path)
+        return
+    other = keras.models.load_model(path, compile=False)
+    theirs = [tuple(v.shape) for v in other.weights]
+    ours = [tuple(v.shape) for v in model.weights]
+    if theirs != ours:
+        raise SourceError(f"The 'model.centre' file '{path}' has another architecture than "
+                          f"'model.source' ({len(theirs)} tensors vs {len(ours)}).")
+    model.set_weights(other.get_weights())

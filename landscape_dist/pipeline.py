@@ -1,0 +1,207 @@
+"""The library functions behind the CLI: ``train``, ``sweep``, ``plot`` and ``run``."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .callbacks import ProgressBar, SweepCallback
+from .config import Config
+from .driver import InProcessPool, Job, RayPool, check_resources, connect_ray
+from .grid import split_tiles
+from .layout import WeightLayout
+from .models import DataSpec, ModelSpec, load_centre
+from .plane import build_plane, resolve_axes
+from .projection import off_plane_fraction, project_path
+from .surface import SurfaceWriter
+from .trajectory import read_trajectory
+from .training import train
+
+__all__ = ["train", "sweep", "plot", "run", "package_versions"]
+
+_PATH_CHUNK = 64  # recorded checkpoints per path job
+
+
+def package_versions() -> dict:
+    """Versions of the packages a surface depends on."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for name in ("landscape-dist", "numpy", "tensorflow", "keras", "ray", "scikit-learn", "h5py"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _data_spec(config: Config) -> DataSpec:
+    source = config.data.source
+    if os.path.exists(source):  # workers may run elsewhere: give them an absolute path
+        source = str(Path(source).resolve())
+    return DataSpec(source)
+
+
+def _centre_path(config: Config, out: Path) -> Path | None:
+    if config.model.centre:
+        return Path(config.model.centre)
+    trained = out / "model.keras"
+    return trained if trained.is_file() else None
+
+
+def _trajectory(out: Path, layout: WeightLayout, needed: bool):
+    path = out / "trajectory.h5"
+    if not path.is_file():
+        if needed:
+            raise ValueError(f"A 'pca' slice needs the training path '{path}', which does not exist. "
+                             f"Run 'landscape-dist train' (or 'run') with the same --out first.")
+        return None
+    traj = read_trajectory(path)
+    if traj.layout.shapes != layout.shapes:
+        raise ValueError(f"The trajectory '{path}' was recorded from another architecture "
+                         f"({len(traj.layout.shapes)} tensors, {traj.layout.size} weights) than "
+                         f"'model.source' ({len(layout.shapes)} tensors, {layout.size} weights). "
+                         f"Train this model again with the same --out.")
+    return traj
+
+
+def _writable_dir(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"The output directory '{out}' cannot be created ({err.strerror}). "
+                         f"Give a writable --out.") from None
+    if not os.access(out, os.W_OK):
+        raise ValueError(f"The output directory '{out}' is not writable. Give a writable --out.")
+
+
+def sweep(config: Config, out: str | Path, *, pool=None, callbacks: list[SweepCallback] | None = None,
+          overwrite: bool = False, progress: bool = True, in_process: bool = False) -> dict:
+    """Evaluate every slice of ``config`` and write ``out/surface.h5``.
+
+    The centre is ``model.centre`` if set, else ``out/model.keras`` from ``train`` if present, else
+    the model source's own weights. ``pool`` (an :class:`InProcessPool` or :class:`RayPool`) is
+    created from ``config.cluster`` when not given (``in_process=True``: no Ray). Returns a summary
+    dict per slice (points, seconds, points/s, non-finite count, cosine, explained variance).
+    """
+    out = Path(out)
+    target = out / "surface.h5"
+    if target.exists() and not overwrite:
+        raise ValueError(f"The surface file '{target}' already exists. Pass --overwrite to replace "
+                         f"it, or give another --out.")
+    _writable_dir(out)
+    model_spec = ModelSpec.from_source(config.model.source, config.model.unsafe_deserialization)
+    data_spec = _data_spec(config)
+    model = model_spec.build()
+    centre_file = _centre_path(config, out)
+    if centre_file is not None:
+        load_centre(model, centre_file)
+    layout = WeightLayout.from_variables(model.trainable_variables)
+    centre = layout.flatten([np.array(v) for v in model.trainable_variables])
+    non_trainable = [np.array(v) for v in model.non_trainable_variables]
+    needs_path = any(s.directions.kind == "pca" for s in config.slices)
+    traj = _trajectory(out, layout, needs_path)
+    path_weights = traj.weights if traj is not None else None
+
+    own_pool = pool is None
+    if own_pool:
+        if in_process:
+            pool = InProcessPool(model_spec, data_spec, config.evaluation)
+        else:
+            connect_ray(config.cluster.address)
+            check_resources(config.cluster)
+            pool = RayPool(model_spec, data_spec, config.evaluation, config.cluster)
+    callbacks = list(callbacks or []) + ([ProgressBar()] if progress else [])
+    summary = {"slices": {}, "centre": str(centre_file) if centre_file else "source weights"}
+    partial = out / "surface.h5.partial"
+    writer = SurfaceWriter(partial, config.to_dict(), package_versions())
+    try:
+        for slice_cfg in config.slices:
+            summary["slices"][slice_cfg.name] = _sweep_slice(
+                slice_cfg, pool, writer, centre, layout, non_trainable, traj, path_weights, callbacks)
+    finally:
+        writer.close()
+        if own_pool:
+            pool.close()
+    os.replace(partial, target)
+    summary["surface"] = str(target)
+    return summary
+
+
+def _sweep_slice(slice_cfg, pool, writer, centre, layout, non_trainable, traj, path_weights, callbacks):
+    plane = build_plane(slice_cfg, centre, layout, path_weights)
+    xs, ys = resolve_axes(slice_cfg, plane, path_weights)
+    pool.set_plane(plane.centre, plane.directions, non_trainable)
+    slice_writer = writer.add_slice(slice_cfg.name, xs, ys, pool.names, plane.meta, plane.centre,
+                                    plane.directions, layout, non_trainable)
+    tiles = split_tiles(slice_cfg.grid.shape, slice_cfg.grid.tile)
+    by_index = {t.index: t for t in tiles}
+    n_points = sum(t.size for t in tiles)
+    nonfinite = {"count": 0}
+
+    def on_tile(key, result):
+        tile = by_index[key]
+        slice_writer.write_tile(tile, result)
+        nonfinite["count"] += int(np.sum(~np.isfinite(result["loss"])))
+        for cb in callbacks:
+            cb.on_tile_end(slice_cfg.name, tile, result)
+
+    for cb in callbacks:
+        cb.on_slice_begin(slice_cfg.name, n_points)
+    t0 = time.perf_counter()
+    pool.run([Job(t.index, "coords", t.points(xs, ys)) for t in tiles], on_tile)
+    seconds = time.perf_counter() - t0
+    info = {"points": n_points, "tiles": len(tiles), "seconds": round(seconds, 3),
+            "points_per_s": round(n_points / seconds, 1) if seconds > 0 else None,
+            "nonfinite_points": nonfinite["count"], **{k: plane.meta[k] for k in
+                                                        ("kind", "cosine", "explained_variance_ratio")
+                                                        if k in plane.meta}}
+    if traj is not None:
+        coords, residual, relative = project_path(path_weights, plane.centre, plane.directions)
+        values = _evaluate_path(pool, path_weights)
+        slice_writer.write_path(coords, residual, relative, traj.step, traj.epoch, values)
+        info["path_off_plane_fraction"] = round(off_plane_fraction(residual, relative), 4)
+    for cb in callbacks:
+        cb.on_slice_end(slice_cfg.name, info)
+    return info
+
+
+def _evaluate_path(pool, weights: np.ndarray) -> dict:
+    """True loss and metrics at every recorded checkpoint, computed by the pool's workers."""
+    chunks = {}
+    jobs = [Job(i, "weights", weights[i:i + _PATH_CHUNK]) for i in range(0, len(weights), _PATH_CHUNK)]
+    pool.run(jobs, lambda key, result: chunks.__setitem__(key, result))
+    return {name: np.concatenate([chunks[k][name] for k in sorted(chunks)]) for name in pool.names}
+
+
+def plot(surface: str | Path, out: str | Path | None = None, config: Config | None = None) -> list[str]:
+    """Draw every slice of a surface file; returns the image paths (next to the file by default)."""
+    from .plotting import plot_surface_file
+
+    surface = Path(surface)
+    out = Path(out) if out is not None else surface.parent
+    _writable_dir(out)
+    return plot_surface_file(surface, out, (config or Config()).plot)
+
+
+def run(config: Config, out: str | Path, *, overwrite: bool = False, progress: bool = True,
+        in_process: bool = False) -> dict:
+    """Train with a recorded path, sweep every slice, draw the figures. Returns a summary."""
+    out = Path(out)
+    if (out / "surface.h5").exists() and not overwrite:
+        raise ValueError(f"The surface file '{out / 'surface.h5'}' already exists. Pass --overwrite "
+                         f"to replace it, or give another --out.")
+    _writable_dir(out)
+    t0 = time.perf_counter()
+    summary = {"train": train(config, out)}
+    summary["train"]["seconds"] = round(time.perf_counter() - t0, 2)
+    summary["sweep"] = sweep(config, out, overwrite=overwrite, progress=progress, in_process=in_process)
+    summary["images"] = plot(out / "surface.h5", out, config)
+    summary["seconds"] = round(time.perf_counter() - t0, 2)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary

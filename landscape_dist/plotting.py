@@ -1,0 +1,179 @@
+"""Figures of a surface: contour lines, filled contours, 1-D curves, the path and its true loss.
+
+Library code never calls ``plt.show()``; figures are written to files (PNG, PDF or SVG by suffix).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib import colors, ticker  # noqa: E402
+
+from .config import PlotConfig  # noqa: E402
+from .projection import off_plane_fraction  # noqa: E402
+from .surface import Surface, read_surface  # noqa: E402
+
+
+def contour_levels(values: np.ndarray, n: int, log: bool = True) -> np.ndarray:
+    """``n`` levels spanning the finite values; log-spaced when all of them are > 0."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return np.array([0.0, 1.0])
+    lo, hi = float(finite.min()), float(finite.max())
+    if hi <= lo:
+        hi = lo + (abs(lo) * 1e-6 or 1e-6)
+    if log and lo > 0:
+        return np.geomspace(lo, hi, n)
+    return np.linspace(lo, hi, n)
+
+
+def describe(surface: Surface) -> str:
+    """A caption: direction kind, normalisation, and cosine or explained variance."""
+    m = surface.meta
+    if m.get("kind") == "pca":
+        evr = m.get("explained_variance_ratio", [])
+        text = "PCA of the training path, explained variance " + " / ".join(f"{100 * v:.1f}%" for v in evr)
+    else:
+        text = f"random directions, {m.get('normalization')} normalisation, seed {m.get('seed')}"
+        if "cosine" in m:
+            text += f", cos(d0, d1) = {m['cosine']:.3f}"
+    return text
+
+
+def _show_path(surface: Surface, cfg: PlotConfig) -> bool:
+    if surface.path is None or cfg.show_path == "never":
+        return False
+    return cfg.show_path == "always" or surface.meta.get("kind") == "pca"
+
+
+def _overlay_path(ax, surface: Surface, fig=None):
+    coords = surface.path.coords
+    if coords.shape[1] < 2:
+        return
+    ax.plot(coords[:, 0], coords[:, 1], color="black", linewidth=0.8, alpha=0.6, zorder=3)
+    points = ax.scatter(coords[:, 0], coords[:, 1], c=surface.path.step, cmap="plasma", s=12, zorder=4)
+    ax.plot(*coords[0, :2], marker="o", color="white", markeredgecolor="black", markersize=8,
+            zorder=5, label="start")
+    ax.plot(*coords[-1, :2], marker="*", color="red", markeredgecolor="black", markersize=13,
+            zorder=5, label="end")
+    ax.legend(loc="upper right", fontsize=8)
+    if fig is not None:
+        fig.colorbar(points, ax=ax, label="training step", pad=0.01)
+
+
+def _axis_labels(ax, surface: Surface):
+    if surface.meta.get("kind") == "pca":
+        evr = surface.meta.get("explained_variance_ratio", [0, 0])
+        ax.set_xlabel(f"PC 1 ({100 * evr[0]:.1f}%)")
+        if surface.ndim == 2:
+            ax.set_ylabel(f"PC 2 ({100 * evr[1]:.1f}%)")
+    else:
+        ax.set_xlabel("direction 0")
+        if surface.ndim == 2:
+            ax.set_ylabel("direction 1")
+
+
+def plot_contour(surface: Surface, file: Path, cfg: PlotConfig, quantity: str = "loss",
+                 filled: bool = False) -> Path:
+    """Contour lines with labelled log-spaced levels, or filled contours with a colour bar."""
+    z = np.ma.masked_invalid(surface.values[quantity])
+    levels = contour_levels(surface.values[quantity], cfg.levels, cfg.log_levels)
+    use_log = cfg.log_levels and levels[0] > 0
+    X, Y = np.meshgrid(surface.xcoordinates, surface.ycoordinates)
+    fig, ax = plt.subplots(figsize=(6.4, 5.2))
+    norm = colors.LogNorm(levels[0], levels[-1]) if use_log else None
+    if filled:
+        cs = ax.contourf(X, Y, z, levels=levels, norm=norm, cmap="viridis", extend="neither")
+        cbar = fig.colorbar(cs, ax=ax, label=quantity)
+        if use_log:
+            cbar.ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+            cbar.ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%.3g"))
+    else:
+        cs = ax.contour(X, Y, z, levels=levels, norm=norm, cmap="viridis", linewidths=0.9)
+        ax.clabel(cs, cs.levels[::3], inline=True, fontsize=7, fmt="%.3g")
+    if _show_path(surface, cfg):
+        _overlay_path(ax, surface, fig if not filled else None)
+    ax.plot(0, 0, marker="+", color="red", markersize=10, zorder=6)
+    _axis_labels(ax, surface)
+    masked = int(np.sum(~np.isfinite(surface.values[quantity])))
+    title = f"{quantity} on slice '{surface.name}'"
+    if masked:
+        title += f" ({masked} non-finite points masked)"
+    ax.set_title(f"{title}\n{describe(surface)}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(file, dpi=cfg.dpi)
+    plt.close(fig)
+    return file
+
+
+def plot_curve(surface: Surface, file: Path, cfg: PlotConfig) -> Path:
+    """1-D slice: loss (log axis when positive) and the other quantities on a second axis."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    x = surface.xcoordinates
+    loss = np.ma.masked_invalid(surface.values["loss"])
+    ax.plot(x, loss, color="tab:blue", label="loss")
+    finite = surface.values["loss"][np.isfinite(surface.values["loss"])]
+    if cfg.log_levels and finite.size and finite.min() > 0:
+        ax.set_yscale("log")
+    ax.set_ylabel("loss", color="tab:blue")
+    others = [q for q in surface.values if q != "loss"]
+    if others:
+        ax2 = ax.twinx()
+        for q in others:
+            ax2.plot(x, np.ma.masked_invalid(surface.values[q]), linestyle="--", label=q)
+        ax2.set_ylabel(", ".join(others))
+        ax2.legend(loc="upper right", fontsize=8)
+    _axis_labels(ax, surface)
+    ax.set_title(f"loss along slice '{surface.name}'\n{describe(surface)}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(file, dpi=cfg.dpi)
+    plt.close(fig)
+    return file
+
+
+def plot_path_loss(surface: Surface, file: Path, cfg: PlotConfig) -> Path:
+    """The true loss along the recorded path beside the slice's loss at its projected points."""
+    from scipy.interpolate import RegularGridInterpolator
+
+    p = surface.path
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    ax.plot(p.step, p.values["loss"], marker=".", label="true loss at the recorded weights")
+    if surface.ndim == 2:
+        grid = (surface.ycoordinates, surface.xcoordinates)
+        interp = RegularGridInterpolator(grid, surface.values["loss"], bounds_error=False)
+        on_slice = interp(np.stack([p.coords[:, 1], p.coords[:, 0]], axis=1))
+    else:
+        on_slice = np.interp(p.coords[:, 0], surface.xcoordinates, surface.values["loss"],
+                             left=np.nan, right=np.nan)
+    ax.plot(p.step, on_slice, marker=".", label="slice loss at the projected point")
+    if cfg.log_levels and np.nanmin(p.values["loss"]) > 0:
+        ax.set_yscale("log")
+    ax.set_xlabel("training step")
+    ax.set_ylabel("loss")
+    ax.legend(fontsize=8)
+    ax.set_title(f"path vs slice '{surface.name}' (off-plane fraction of the path "
+                 f"{off_plane_fraction(p.residual, p.relative_residual):.2f})", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(file, dpi=cfg.dpi)
+    plt.close(fig)
+    return file
+
+
+def plot_surface_file(path: Path, out: Path, cfg: PlotConfig) -> list[str]:
+    """Every figure of every slice in a surface file; returns the written paths."""
+    written = []
+    for name, surface in read_surface(path).items():
+        suffix = f".{cfg.format}"
+        if surface.ndim == 2:
+            written.append(plot_contour(surface, out / f"{name}_contour{suffix}", cfg))
+            written.append(plot_contour(surface, out / f"{name}_filled{suffix}", cfg, filled=True))
+        else:
+            written.append(plot_curve(surface, out / f"{name}_1d{suffix}", cfg))
+        if surface.path is not None and "loss" in surface.path.values and _show_path(surface, cfg):
+            written.append(plot_path_loss(surface, out / f"{name}_path{suffix}", cfg))
+    return [str(p) for p in written]

@@ -1,0 +1,33 @@
+"""Coordinates of recorded weights in a slice's plane (least squares) and their distance from it."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def project_path(path: np.ndarray, centre: np.ndarray, directions: np.ndarray):
+    """Least-squares plane coordinates of every row of ``path``.
+
+    path: (T, size); centre: (size,); directions: (k, size). Solves ``D^T c ~= w_i - centre`` with
+    the Moore-Penrose pseudo-inverse. Returns ``(coords (T, k), residual (T,), relative (T,))``:
+    residual is ``||w_i - centre - D^T c||``, relative divides it by ``||w_i - centre||`` (0 where
+    that is 0), i.e. the fraction of the step from the centre that lies outside the plane.
+    """
+    diffs = np.asarray(path, dtype=np.float64) - np.asarray(centre, dtype=np.float64)
+    basis = np.asarray(directions, dtype=np.float64).T  # (size, k)
+    coords = diffs @ np.linalg.pinv(basis).T
+    off_plane = diffs - coords @ basis.T
+    residual = np.linalg.norm(off_plane, axis=1)
+    dist = np.linalg.norm(diffs, axis=1)
+    relative = np.divide(residual, dist, out=np.zeros_like(residual), where=dist > 0)
+    return coords, residual, relative
+
+
+def off_plane_fraction(residual: np.ndarray, relative: np.ndarray) -> float:
+    """sqrt(sum residual^2 / sum distance^2) over a path: the share of its steps away from the
+    centre that the plane does not capture (0: the path lies in the plane)."""
+    residual = np.asarray(residual, dtype=np.float64)
+    relative = np.asarray(relative, dtype=np.float64)
+    dist = np.divide(residual, relative, out=np.zeros_like(residual), where=relative > 0)
+    total = float(np.sum(dist ** 2))
+    return float(np.sqrt(np.sum(residual ** 2) / total)) if total > 0 else 0.0

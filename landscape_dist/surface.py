@@ -1,0 +1,215 @@
+"""The surface file (HDF5): every slice with its coordinates, values, done-mask and plane.
+
+Layout::
+
+    /                         attrs: format, format_version, slices, config (YAML), versions (JSON)
+    /xcoordinates ...         Li et al.-compatible datasets of the first slice (see below)
+    /slices/<name>/           attrs: direction metadata (kind, normalization, seed, norms, cosine,
+                                     explained_variance_ratio)
+        xcoordinates (nx,)    ycoordinates (ny,)            (2-D slices only)
+        values/<quantity>     (ny, nx), or (nx,) for 1-D;  NaN until computed
+        done                  same shape, bool
+        plane/centre (size,)  plane/directions (k, size)  plane/non_trainable/<i>
+                              attrs layout_names, layout_shapes (JSON)
+        path/coords (T, k)  path/residual (T,)  path/relative_residual (T,)  path/step  path/epoch
+        path/values/<quantity> (T,)   the true loss and metrics at the recorded weights
+
+``values[j, i]`` is the value at ``(xcoordinates[i], ycoordinates[j])``. At the root,
+``xcoordinates``, ``ycoordinates`` and ``train_loss`` are hard links to the first slice's datasets
+and ``train_acc`` holds its accuracy in percent, the layout that Li et al.'s ``plot_2D.py`` and
+``plot_1D.py`` read.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+import yaml
+
+from .grid import Tile
+from .layout import WeightLayout
+
+FORMAT = "landscape_dist.surface"
+FORMAT_VERSION = 1
+_ACCURACY_NAMES = ("accuracy", "sparse_categorical_accuracy", "categorical_accuracy", "binary_accuracy")
+
+
+def _accuracy_name(names) -> str | None:
+    return next((n for n in _ACCURACY_NAMES if n in names), None)
+
+
+class SurfaceWriter:
+    """Creates a surface file and writes slices into it; the only writer of the file."""
+
+    def __init__(self, path: str | Path, config: dict, versions: dict):
+        self.path = Path(path)
+        self.file = h5py.File(self.path, "w")
+        self.file.attrs["format"] = FORMAT
+        self.file.attrs["format_version"] = FORMAT_VERSION
+        self.file.attrs["config"] = yaml.safe_dump(config, sort_keys=False)
+        self.file.attrs["versions"] = json.dumps(versions)
+        self.file.attrs["slices"] = json.dumps([])
+        self.file.create_group("slices")
+
+    def add_slice(self, name: str, xs: np.ndarray, ys: np.ndarray | None, names, meta: dict,
+                  centre, directions, layout: WeightLayout, non_trainable) -> "SliceWriter":
+        group = self.file["slices"].create_group(name)
+        for key, value in meta.items():
+            group.attrs[key] = value if not isinstance(value, (dict, list, tuple)) else json.dumps(value)
+        group.create_dataset("xcoordinates", data=np.asarray(xs, np.float64))
+        shape = (len(xs),) if ys is None else (len(ys), len(xs))
+        if ys is not None:
+            group.create_dataset("ycoordinates", data=np.asarray(ys, np.float64))
+        values = group.create_group("values")
+        for quantity in names:
+            values.create_dataset(quantity, shape=shape, dtype="f8", fillvalue=np.nan)
+        group.create_dataset("done", shape=shape, dtype=bool, fillvalue=False)
+        plane = group.create_group("plane")
+        plane.create_dataset("centre", data=np.asarray(centre, np.float32))
+        plane.create_dataset("directions", data=np.atleast_2d(np.asarray(directions, np.float32)))
+        plane.attrs["layout_names"] = json.dumps(list(layout.names))
+        plane.attrs["layout_shapes"] = json.dumps([list(s) for s in layout.shapes])
+        nt = plane.create_group("non_trainable")
+        for i, value in enumerate(non_trainable):
+            nt.create_dataset(str(i), data=np.asarray(value))
+        listed = json.loads(self.file.attrs["slices"]) + [name]
+        self.file.attrs["slices"] = json.dumps(listed)
+        if len(listed) == 1:
+            self._link_reference_layout(group, names, shape)
+        self.file.flush()
+        return SliceWriter(self, group, shape)
+
+    def _link_reference_layout(self, group, names, shape):
+        root = self.file
+        root["xcoordinates"] = group["xcoordinates"]
+        if "ycoordinates" in group:
+            root["ycoordinates"] = group["ycoordinates"]
+        root["train_loss"] = group["values/loss"]
+        if _accuracy_name(names):
+            root.create_dataset("train_acc", shape=shape, dtype="f8", fillvalue=np.nan)
+
+    def close(self) -> None:
+        if self.file:
+            self.file.close()
+
+
+class SliceWriter:
+    """Writes one slice's tiles and path into the surface file as they arrive."""
+
+    def __init__(self, parent: SurfaceWriter, group, shape):
+        self.parent = parent
+        self.group = group
+        self.shape = shape
+        self.is_reference = json.loads(parent.file.attrs["slices"])[0] == group.name.split("/")[-1]
+
+    def _index(self, tile: Tile):
+        if len(self.shape) == 1:
+            return np.s_[tile.c0:tile.c1], (tile.c1 - tile.c0,)
+        return np.s_[tile.r0:tile.r1, tile.c0:tile.c1], tile.shape
+
+    def write_tile(self, tile: Tile, result: dict) -> None:
+        """Store a tile's values (flat, row-major) and mark its points done."""
+        index, shape = self._index(tile)
+        for quantity, values in result.items():
+            self.group["values"][quantity][index] = np.asarray(values).reshape(shape)
+        acc = _accuracy_name(result)
+        if self.is_reference and acc:
+            self.parent.file["train_acc"][index] = 100.0 * np.asarray(result[acc]).reshape(shape)
+        self.group["done"][index] = True
+        self.parent.file.flush()
+
+    def write_path(self, coords, residual, relative, step, epoch, values: dict | None) -> None:
+        path = self.group.require_group("path")
+        for name, data in (("coords", coords), ("residual", residual),
+                           ("relative_residual", relative), ("step", step), ("epoch", epoch)):
+            path.create_dataset(name, data=np.asarray(data))
+        if values:
+            group = path.create_group("values")
+            for quantity, data in values.items():
+                group.create_dataset(quantity, data=np.asarray(data, np.float64))
+        self.parent.file.flush()
+
+
+@dataclass
+class PathOnPlane:
+    """The training path expressed in a slice's plane."""
+
+    coords: np.ndarray
+    residual: np.ndarray
+    relative_residual: np.ndarray
+    step: np.ndarray
+    epoch: np.ndarray
+    values: dict = field(default_factory=dict)
+
+
+@dataclass
+class Surface:
+    """One slice read back from a surface file."""
+
+    name: str
+    xcoordinates: np.ndarray
+    ycoordinates: np.ndarray | None
+    values: dict
+    done: np.ndarray
+    meta: dict
+    centre: np.ndarray
+    directions: np.ndarray
+    layout: WeightLayout
+    non_trainable: list
+    path: PathOnPlane | None
+
+    @property
+    def ndim(self) -> int:
+        return 1 if self.ycoordinates is None else 2
+
+
+def _attr(value):
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def read_surface(path: str | Path) -> dict[str, Surface]:
+    """All slices of a surface file, by name, in the order they were written."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"The surface file '{path}' does not exist. Run 'landscape-dist sweep' first.")
+    with h5py.File(path, "r") as f:
+        if f.attrs.get("format") != FORMAT:
+            raise ValueError(f"The file '{path}' is not a landscape_dist surface file.")
+        out = {}
+        for name in json.loads(f.attrs["slices"]):
+            g = f["slices"][name]
+            p = None
+            if "path" in g:
+                pg = g["path"]
+                vals = {k: pg["values"][k][...] for k in pg["values"]} if "values" in pg else {}
+                p = PathOnPlane(pg["coords"][...], pg["residual"][...], pg["relative_residual"][...],
+                                pg["step"][...], pg["epoch"][...], vals)
+            plane = g["plane"]
+            layout = WeightLayout.from_attrs(json.loads(plane.attrs["layout_names"]),
+                                             json.loads(plane.attrs["layout_shapes"]))
+            nt = [plane["non_trainable"][str(i)][...] for i in range(len(plane["non_trainable"]))]
+            out[name] = Surface(
+                name, g["xcoordinates"][...], g["ycoordinates"][...] if "ycoordinates" in g else None,
+                {k: g["values"][k][...] for k in g["values"]}, g["done"][...],
+                {k: _attr(v) for k, v in g.attrs.items()}, plane["centre"][...],
+                plane["directions"][...], layout, nt, p)
+        return out
+
+
+def read_run_info(path: str | Path) -> dict:
+    """The resolved configuration and package versions stored in a surface file."""
+    with h5py.File(path, "r") as f:
+        return {"config": yaml.safe_load(f.attrs["config"]), "versions": json.loads(f.attrs["versions"])}

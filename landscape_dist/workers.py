@@ -1,0 +1,59 @@
+"""The Ray actor: a model replica with its data and the current plane, evaluating tiles."""
+
+from __future__ import annotations
+
+import os
+
+
+def configure_tensorflow(threads: int, use_gpu: bool) -> None:
+    """Match TensorFlow's thread pools to the CPUs granted; turn on GPU memory growth.
+
+    Must run before the first TensorFlow op of the process (TensorFlow refuses afterwards).
+    """
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, threads)))
+    except RuntimeError:  # already initialised in this process (an in-process pool)
+        pass
+    if use_gpu:
+        for gpu in tf.config.list_physical_devices("GPU"):
+            try:
+                tf.config.experimental.set_memory_growth(gpu, True)
+            except RuntimeError:
+                pass
+
+
+class LandscapeWorker:
+    """Holds its own model replica, its data and an evaluator; stateless apart from those.
+
+    Built from a :class:`~landscape_dist.models.ModelSpec` and a
+    :class:`~landscape_dist.models.DataSpec`; the plane arrives from the object store.
+    """
+
+    def __init__(self, model_spec, data_spec, evaluation, threads: int = 1, use_gpu: bool = False):
+        configure_tensorflow(threads, use_gpu)
+        from .evaluator import LandscapeEvaluator
+
+        model = model_spec.build()
+        x, y = data_spec.load()
+        self.evaluator = LandscapeEvaluator(model, x, y, batch_size=evaluation.batch_size,
+                                            memory_budget_mb=evaluation.memory_budget_mb,
+                                            mode=evaluation.mode)
+
+    def ready(self) -> dict:
+        """Describes the worker once it is built: pid, quantity names, points per call."""
+        return {"pid": os.getpid(), "names": self.evaluator.names,
+                "points_per_call": self.evaluator.points_per_call,
+                "batch_size": self.evaluator.batch_size}
+
+    def set_plane(self, centre, directions, non_trainable) -> bool:
+        self.evaluator.set_plane(centre, directions, non_trainable)
+        return True
+
+    def evaluate(self, kind: str, items):
+        """Loss and metrics at plane coordinates (kind 'coords') or flat weights ('weights')."""
+        if kind == "coords":
+            return self.evaluator.evaluate(items)
+        return self.evaluator.evaluate_weights(items)
