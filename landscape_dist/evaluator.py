@@ -91,7 +91,7 @@ class LandscapeEvaluator:
         self._metrics = _compile_metrics(model)
         if self._metrics is not None:
             self._metrics.reset_state()
-            self._metric_init = [np.array(v) for v in self._metrics.variables]
+            self._metric_init = [v.numpy() for v in self._metrics.variables]
             self.metric_names = tuple(sorted(self._metrics.result().keys()))
         else:
             self._metric_init = []
@@ -107,7 +107,7 @@ class LandscapeEvaluator:
         self.points_per_call = int(max(1, min(_MAX_POINTS_PER_CALL, budget // per_point)))
         self._batches = [(tf.constant(x[i:i + self.batch_size]), tf.constant(y[i:i + self.batch_size]))
                          for i in range(0, self.n_examples, self.batch_size)]
-        self._non_trainable = [tf.constant(np.array(v)) for v in model.non_trainable_variables]
+        self._non_trainable = [tf.constant(v.numpy()) for v in model.non_trainable_variables]
         self._centre = None
         self._directions = None
         self._compiled = {}
@@ -172,7 +172,11 @@ class LandscapeEvaluator:
             if self.method == "loop":
                 body = lambda batch: tf.map_fn(point, batch, fn_output_signature=tf.float32)  # noqa: E731
             else:
-                body = lambda batch: tf.vectorized_map(point, batch, fallback_to_while_loop=False)  # noqa: E731
+                # 'auto' first tries strict vectorisation and falls back to a loop over points;
+                # 'vectorized' lets pfor loop over just the ops it cannot vectorise.
+                strict = self.mode == "auto"
+                body = lambda batch: tf.vectorized_map(  # noqa: E731
+                    point, batch, fallback_to_while_loop=not strict)
             self._compiled[key] = tf.function(
                 body, input_signature=[tf.TensorSpec([None, k], tf.float32)])
         return self._compiled[key]
@@ -223,7 +227,7 @@ def evaluate_per_point(model, x, y, layout: WeightLayout, weights, batch_size: i
     """Reference method: for each row of ``weights`` (P, size) set the model's weights and call
     ``model.evaluate``. Slow; used to check the fast path and as the benchmark's baseline.
     The model's own weights are restored afterwards."""
-    saved = [np.array(v) for v in model.variables]
+    saved = [v.numpy() for v in model.variables]
     if non_trainable is not None:
         for var, value in zip(model.non_trainable_variables, non_trainable):
             var.assign(value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -34,8 +35,11 @@ def _factory(source: str, setting: str, search_path: str | None):
     return func
 
 
+_FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
 def _is_factory(source: str) -> bool:
-    return ":" in source and not Path(source).suffix and not os.path.exists(source)
+    return bool(_FACTORY.match(source)) and not os.path.exists(source)
 
 
 @dataclass(frozen=True)

@@ -102,8 +102,8 @@ def sweep(config: Config, out: str | Path, *, pool=None, callbacks: list[SweepCa
     if centre_file is not None:
         load_centre(model, centre_file)
     layout = WeightLayout.from_variables(model.trainable_variables)
-    centre = layout.flatten([np.array(v) for v in model.trainable_variables])
-    non_trainable = [np.array(v) for v in model.non_trainable_variables]
+    centre = layout.flatten([v.numpy() for v in model.trainable_variables])
+    non_trainable = [v.numpy() for v in model.non_trainable_variables]
     needs_path = any(s.directions.kind == "pca" for s in config.slices)
     traj = _trajectory(out, layout, needs_path)
     path_weights = traj.weights if traj is not None else None
@@ -163,9 +163,10 @@ def _sweep_slice(slice_cfg, pool, writer, centre, layout, non_trainable, traj, p
                                                         if k in plane.meta}}
     if traj is not None:
         coords, residual, relative = project_path(path_weights, plane.centre, plane.directions)
+        distance = np.linalg.norm(path_weights.astype(np.float64) - plane.centre, axis=1)
         values = _evaluate_path(pool, path_weights)
-        slice_writer.write_path(coords, residual, relative, traj.step, traj.epoch, values)
-        info["path_off_plane_fraction"] = round(off_plane_fraction(residual, relative), 4)
+        slice_writer.write_path(coords, residual, relative, distance, traj.step, traj.epoch, values)
+        info["path_off_plane_fraction"] = round(off_plane_fraction(residual, distance), 4)
     for cb in callbacks:
         cb.on_slice_end(slice_cfg.name, info)
     return info

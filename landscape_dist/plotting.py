@@ -157,7 +157,7 @@ def plot_path_loss(surface: Surface, file: Path, cfg: PlotConfig) -> Path:
     ax.set_ylabel("loss")
     ax.legend(fontsize=8)
     ax.set_title(f"path vs slice '{surface.name}' (off-plane fraction of the path "
-                 f"{off_plane_fraction(p.residual, p.relative_residual):.2f})", fontsize=9)
+                 f"{off_plane_fraction(p.residual, p.distance):.2f})", fontsize=9)
     fig.tight_layout()
     fig.savefig(file, dpi=cfg.dpi)
     plt.close(fig)

@@ -23,11 +23,8 @@ def project_path(path: np.ndarray, centre: np.ndarray, directions: np.ndarray):
     return coords, residual, relative
 
 
-def off_plane_fraction(residual: np.ndarray, relative: np.ndarray) -> float:
-    """sqrt(sum residual^2 / sum distance^2) over a path: the share of its steps away from the
-    centre that the plane does not capture (0: the path lies in the plane)."""
-    residual = np.asarray(residual, dtype=np.float64)
-    relative = np.asarray(relative, dtype=np.float64)
-    dist = np.divide(residual, relative, out=np.zeros_like(residual), where=relative > 0)
-    total = float(np.sum(dist ** 2))
-    return float(np.sqrt(np.sum(residual ** 2) / total)) if total > 0 else 0.0
+def off_plane_fraction(residual: np.ndarray, distance: np.ndarray) -> float:
+    """sqrt(sum residual^2 / sum distance^2) over a path, where distance is each point's distance
+    from the centre: the share of the path that the plane does not capture (0: in the plane)."""
+    total = float(np.sum(np.asarray(distance, dtype=np.float64) ** 2))
+    return float(np.sqrt(np.sum(np.asarray(residual, dtype=np.float64) ** 2) / total)) if total > 0 else 0.0

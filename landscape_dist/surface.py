@@ -11,7 +11,8 @@ Layout::
         done                  same shape, bool
         plane/centre (size,)  plane/directions (k, size)  plane/non_trainable/<i>
                               attrs layout_names, layout_shapes (JSON)
-        path/coords (T, k)  path/residual (T,)  path/relative_residual (T,)  path/step  path/epoch
+        path/coords (T, k)  path/residual (T,)  path/relative_residual (T,)  path/distance (T,)
+        path/step  path/epoch     (distance: from the centre; residual: from the plane)
         path/values/<quantity> (T,)   the true loss and metrics at the recorded weights
 
 ``values[j, i]`` is the value at ``(xcoordinates[i], ycoordinates[j])``. At the root,
@@ -122,10 +123,12 @@ class SliceWriter:
         self.group["done"][index] = True
         self.parent.file.flush()
 
-    def write_path(self, coords, residual, relative, step, epoch, values: dict | None) -> None:
+    def write_path(self, coords, residual, relative, distance, step, epoch,
+                   values: dict | None) -> None:
         path = self.group.require_group("path")
         for name, data in (("coords", coords), ("residual", residual),
-                           ("relative_residual", relative), ("step", step), ("epoch", epoch)):
+                           ("relative_residual", relative), ("distance", distance),
+                           ("step", step), ("epoch", epoch)):
             path.create_dataset(name, data=np.asarray(data))
         if values:
             group = path.create_group("values")
@@ -141,6 +144,7 @@ class PathOnPlane:
     coords: np.ndarray
     residual: np.ndarray
     relative_residual: np.ndarray
+    distance: np.ndarray
     step: np.ndarray
     epoch: np.ndarray
     values: dict = field(default_factory=dict)
@@ -196,7 +200,7 @@ def read_surface(path: str | Path) -> dict[str, Surface]:
                 pg = g["path"]
                 vals = {k: pg["values"][k][...] for k in pg["values"]} if "values" in pg else {}
                 p = PathOnPlane(pg["coords"][...], pg["residual"][...], pg["relative_residual"][...],
-                                pg["step"][...], pg["epoch"][...], vals)
+                                pg["distance"][...], pg["step"][...], pg["epoch"][...], vals)
             plane = g["plane"]
             layout = WeightLayout.from_attrs(json.loads(plane.attrs["layout_names"]),
                                              json.loads(plane.attrs["layout_shapes"]))

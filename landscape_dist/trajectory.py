@@ -34,7 +34,7 @@ class TrajectoryRecorder(keras.callbacks.Callback):
     def _record(self):
         if self._last_step == self._step:
             return
-        flat = self._layout.flatten([np.array(v) for v in self.model.trainable_variables])
+        flat = self._layout.flatten([v.numpy() for v in self.model.trainable_variables])
         n = self._file["weights"].shape[0]
         for name, value in (("weights", flat), ("step", self._step), ("epoch", self._epoch)):
             self._file[name].resize(n + 1, axis=0)

@@ -1,0 +1,26 @@
+"""Models and data reachable as 'module:function' sources in tests."""
+
+import numpy as np
+
+
+def bn_dropout_model():
+    import keras
+
+    inputs = keras.Input((3,))
+    h = keras.layers.Dense(16, activation="relu",
+                           kernel_initializer=keras.initializers.GlorotUniform(seed=1))(inputs)
+    h = keras.layers.BatchNormalization()(h)
+    h = keras.layers.Dropout(0.5, seed=3)(h)
+    outputs = keras.layers.Dense(4, kernel_initializer=keras.initializers.GlorotUniform(seed=2))(h)
+    model = keras.Model(inputs, outputs)
+    model.compile(optimizer="adam",
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    return model
+
+
+def bn_dropout_data():
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(96, 3)).astype(np.float32)
+    y = (np.abs(x).argmax(axis=1) + (x.sum(axis=1) > 0)).astype(np.int32)
+    return x, y

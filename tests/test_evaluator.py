@@ -1,0 +1,83 @@
+"""The compiled evaluator against Keras's own per-point evaluation (set weights, evaluate)."""
+
+import numpy as np
+import pytest
+
+from landscape_dist.directions import random_directions
+from landscape_dist.evaluator import LandscapeEvaluator, evaluate_per_point, points_to_weights
+from landscape_dist.models import DataSpec, ModelSpec
+
+
+def _setup(source, data_source=None, train_epochs=0):
+    model = ModelSpec.from_source(source).build()
+    x, y = DataSpec(data_source or source).load()
+    if train_epochs:  # moves batch-norm statistics away from their initial values
+        model.fit(x, y, epochs=train_epochs, batch_size=32, verbose=0, shuffle=False)
+    evaluator = LandscapeEvaluator(model, x, y)
+    centre = evaluator.layout.flatten([v.numpy() for v in model.trainable_variables])
+    directions = random_directions(centre, evaluator.layout, 2, np.random.default_rng(3))
+    evaluator.set_plane(centre, directions)
+    coords = np.random.default_rng(4).uniform(-1, 1, size=(6, 2)).astype(np.float32)
+    coords[0] = 0.0
+    return model, x, y, evaluator, centre, directions, coords
+
+
+def _assert_matches_per_point(model, x, y, evaluator, centre, directions, coords):
+    got = evaluator.evaluate(coords)
+    ref = evaluate_per_point(model, x, y, evaluator.layout, points_to_weights(centre, directions, coords))
+    assert set(ref) == set(got)
+    for name in ref:
+        np.testing.assert_allclose(got[name], ref[name], rtol=1e-5, atol=1e-7)
+    return got
+
+
+@pytest.mark.parametrize("source, data, epochs", [
+    ("parabola", None, 0),
+    ("digits", None, 0),
+    ("tests.factories:bn_dropout_model", "tests.factories:bn_dropout_data", 2),
+])
+def test_fast_path_equals_per_point_keras_evaluation(source, data, epochs):
+    model, x, y, ev, centre, directions, coords = _setup(source, data, epochs)
+    got = _assert_matches_per_point(model, x, y, ev, centre, directions, coords)
+    if source != "parabola":
+        assert "accuracy" in got
+
+
+@pytest.mark.parametrize("source, data", [
+    ("parabola", None), ("tests.factories:bn_dropout_model", "tests.factories:bn_dropout_data")])
+def test_vectorised_and_loop_paths_agree(source, data):
+    model, x, y, ev, centre, directions, coords = _setup(source, data)
+    loop = LandscapeEvaluator(model, x, y, mode="loop").set_plane(centre, directions)
+    vec = LandscapeEvaluator(model, x, y, mode="vectorized").set_plane(centre, directions)
+    a, b = vec.evaluate(coords), loop.evaluate(coords)
+    assert vec.method == "vectorized" and loop.method == "loop"
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-5)
+
+
+def test_auto_mode_falls_back_to_a_loop_for_convolutions():
+    model, x, y, ev, centre, directions, coords = _setup("digits")
+    ev.evaluate(coords[:2])
+    assert ev.method == "loop"
+
+
+def test_results_do_not_depend_on_points_per_call_or_batch_size():
+    model, x, y, ev, centre, directions, coords = _setup("parabola")
+    small = LandscapeEvaluator(model, x, y, batch_size=50, memory_budget_mb=0.5).set_plane(centre, directions)
+    assert small.points_per_call < len(coords) or small.batch_size == 50
+    np.testing.assert_allclose(small.evaluate(coords)["loss"], ev.evaluate(coords)["loss"], rtol=1e-5)
+
+
+def test_weights_entry_point_equals_coordinates_entry_point():
+    model, x, y, ev, centre, directions, coords = _setup("parabola")
+    by_coords = ev.evaluate(coords)["loss"]
+    by_weights = ev.evaluate_weights(points_to_weights(centre, directions, coords))["loss"]
+    np.testing.assert_allclose(by_weights, by_coords, rtol=1e-5)
+
+
+def test_one_dimensional_plane():
+    model, x, y, ev, centre, directions, coords = _setup("parabola")
+    ev.set_plane(centre, directions[:1])
+    got = ev.evaluate(coords[:, :1])["loss"]
+    ref = evaluate_per_point(model, x, y, ev.layout, points_to_weights(centre, directions[:1], coords[:, :1]))
+    np.testing.assert_allclose(got, ref["loss"], rtol=1e-5)
