@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -68,6 +69,7 @@ class RayPool:
         self._args = (ray.put(model_spec), data_spec, evaluation, cluster.threads_per_worker,
                       cluster.gpus_per_worker > 0)
         self._plane = None
+        _check_free(cluster)
         self.actors = [self._new_actor() for _ in range(cluster.num_workers)]
         infos = ray.get([a.ready.remote() for a in self.actors])
         self.names = infos[0]["names"]
@@ -162,6 +164,29 @@ def connect_ray(address: str | None = None, timeout_s: float = 60.0) -> None:
         ray.init(address=address, **kwargs)
     else:
         ray.init(address="local", **kwargs)  # never joins a stale cluster left by a killed driver
+
+
+def _check_free(cluster: ClusterConfig, wait_s: float = 15.0) -> None:
+    """Refuse to start actors that would wait forever for CPUs or GPUs held by others.
+
+    Waits up to ``wait_s`` for resources of just-killed actors to come back first.
+    """
+    import ray
+
+    need_cpu = cluster.num_workers * cluster.cpus_per_worker
+    need_gpu = cluster.num_workers * cluster.gpus_per_worker
+    deadline = time.monotonic() + wait_s
+    while True:
+        free = ray.available_resources()
+        enough = (need_cpu <= free.get("CPU", 0.0) + 1e-9 and need_gpu <= free.get("GPU", 0.0) + 1e-9)
+        if enough or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    if not enough:
+        raise ValueError(f"The 'cluster.num_workers' setting asks for {cluster.num_workers} workers "
+                         f"({need_cpu:g} CPUs, {need_gpu:g} GPUs), but only {free.get('CPU', 0.0):g} "
+                         f"CPUs and {free.get('GPU', 0.0):g} GPUs of the Ray cluster are free. "
+                         f"Close other pools or lower cluster.num_workers.")
 
 
 def check_resources(cluster: ClusterConfig) -> None:

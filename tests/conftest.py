@@ -16,7 +16,7 @@ def ray_cluster():
     import ray
 
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             logging_level=logging.ERROR, node_ip_address="127.0.0.1")
+             logging_level=logging.ERROR)
     yield ray
     ray.shutdown()
 
