@@ -1,0 +1,136 @@
+"""Training with a recorded path, the surface file, and the CLI end to end."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from landscape_dist.cli import main
+from landscape_dist.config import config_from_dict
+from landscape_dist.pipeline import sweep, train
+from landscape_dist.surface import read_run_info, read_surface
+from landscape_dist.trajectory import read_trajectory
+
+TINY = {
+    "model": {"source": "parabola"}, "data": {"source": "parabola"},
+    "train": {"epochs": 4, "batch_size": 64, "learning_rate": 0.01, "record_every": 2,
+              "record_unit": "step"},
+    "grid": {"x": {"min": -1.0, "max": 1.0, "points": 6}, "y": {"min": -1.0, "max": 1.0, "points": 5},
+             "tile": [2, 4]},
+    "slices": [{"name": "random", "directions": {"seed": 1}},
+               {"name": "pca", "directions": {"kind": "pca"},
+                "grid": {"x": {"min": None, "max": None, "points": 5},
+                         "y": {"min": None, "max": None, "points": 4}}},
+               {"name": "line", "grid": {"y": None, "x": {"points": 7}, "tile": [1, 3]}}],
+    "cluster": {"num_workers": 1},
+}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("trained")
+    summary = train(config_from_dict(TINY), out)
+    return out, summary
+
+
+def test_training_records_the_path_and_saves_the_centre(trained):
+    out, summary = trained
+    traj = read_trajectory(out / "trajectory.h5")
+    # 256 examples / 64 per batch = 4 steps per epoch, 4 epochs, every 2 steps, plus the start
+    assert traj.step.tolist() == [0, 2, 4, 6, 8, 10, 12, 14, 16]
+    assert traj.weights.shape == (9, 8513) and summary["checkpoints"] == 9
+    import keras
+    final = keras.models.load_model(out / "model.keras")
+    np.testing.assert_array_equal(traj.layout.flatten([v.numpy() for v in final.trainable_variables]),
+                                  traj.weights[-1])
+
+
+def test_surface_file_round_trip_and_reference_layout(trained, tmp_path):
+    out, _ = trained
+    for name in ("model.keras", "trajectory.h5"):
+        (tmp_path / name).write_bytes((out / name).read_bytes())
+    summary = sweep(config_from_dict(TINY), tmp_path, in_process=True, progress=False)
+    surfaces = read_surface(tmp_path / "surface.h5")
+    assert list(surfaces) == ["random", "pca", "line"]
+    rnd, pca, line = surfaces["random"], surfaces["pca"], surfaces["line"]
+    assert rnd.values["loss"].shape == (5, 6) and rnd.done.all() and np.isfinite(rnd.values["loss"]).all()
+    assert line.values["loss"].shape == (7,) and line.ycoordinates is None
+    # the centre is the trained model and the grid's middle column/row crosses it
+    traj = read_trajectory(tmp_path / "trajectory.h5")
+    np.testing.assert_array_equal(rnd.centre, traj.weights[-1])
+    assert rnd.meta["kind"] == "random" and abs(rnd.meta["cosine"]) < 0.1
+    assert len(pca.meta["explained_variance_ratio"]) == 2
+    assert summary["slices"]["pca"]["explained_variance_ratio"] == pca.meta["explained_variance_ratio"]
+    # the path: projected onto the plane, true loss at each checkpoint; the last one is the centre
+    assert pca.path.coords.shape == (9, 2)
+    np.testing.assert_allclose(pca.path.coords[-1], 0, atol=1e-6)
+    assert np.all(np.isfinite(pca.path.values["loss"])) and pca.path.values["loss"].shape == (9,)
+    # auto ranges contain the whole path
+    assert pca.xcoordinates.min() < pca.path.coords[:, 0].min() < pca.path.coords[:, 0].max() < pca.xcoordinates.max()
+    # layout of Li et al.'s scripts: train_loss[j, i] is the loss at (xcoordinates[i], ycoordinates[j])
+    with h5py.File(tmp_path / "surface.h5", "r") as f:
+        np.testing.assert_array_equal(f["xcoordinates"][:], rnd.xcoordinates)
+        np.testing.assert_array_equal(f["ycoordinates"][:], rnd.ycoordinates)
+        np.testing.assert_array_equal(f["train_loss"][:], rnd.values["loss"])
+    info = read_run_info(tmp_path / "surface.h5")
+    assert info["config"]["slices"][0]["name"] == "random" and info["versions"]["tensorflow"]
+
+
+def test_true_path_loss_equals_the_slice_at_the_centre(trained, tmp_path):
+    out, _ = trained
+    for name in ("model.keras", "trajectory.h5"):
+        (tmp_path / name).write_bytes((out / name).read_bytes())
+    config = dict(TINY, grid={"x": {"min": -1.0, "max": 1.0, "points": 5},
+                              "y": {"min": -1.0, "max": 1.0, "points": 5}, "tile": [5, 5]})
+    config["slices"] = [{"name": "random"}]
+    sweep(config_from_dict(config), tmp_path, in_process=True, progress=False)
+    rnd = read_surface(tmp_path / "surface.h5")["random"]
+    assert rnd.values["loss"][2, 2] == pytest.approx(rnd.path.values["loss"][-1], rel=1e-6)
+
+
+def test_existing_surface_is_not_overwritten(trained, tmp_path, capsys):
+    (tmp_path / "surface.h5").write_bytes(b"precious")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(json.dumps(TINY))
+    code = main(["sweep", str(cfg), "--out", str(tmp_path), "--in-process", "--no-progress"])
+    assert code == 2
+    assert (tmp_path / "surface.h5").read_bytes() == b"precious"
+    assert capsys.readouterr().err.strip() == (
+        f"landscape-dist: error: The surface file '{tmp_path / 'surface.h5'}' already exists. "
+        f"Pass --overwrite to replace it, or give another --out.")
+
+
+def test_cli_bad_setting_exits_non_zero_with_one_line(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(json.dumps(TINY))
+    code = main(["run", str(cfg), "--out", str(tmp_path / "o"), "grid.x.points=1"])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == (
+        "landscape-dist: error: The 'grid.x.points' setting must be an integer >= 2. Got 1 instead.")
+    assert not (tmp_path / "o").exists()
+
+
+def test_cli_run_end_to_end_on_ray(tmp_path):
+    """The installed command in a fresh process: local Ray, train, sweep, plot."""
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(json.dumps(TINY))
+    out = tmp_path / "out"
+    env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+    proc = subprocess.run([sys.executable, "-m", "landscape_dist.cli", "run", str(cfg), "--out", str(out),
+                           "--no-progress", "cluster.num_workers=1"],
+                          capture_output=True, text=True, timeout=400, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout)
+    images = sorted(Path(p).name for p in summary["images"])
+    assert images == ["line_1d.png", "pca_contour.png", "pca_filled.png", "pca_path.png",
+                      "random_contour.png", "random_filled.png"]
+    for name in images:
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    surfaces = read_surface(out / "surface.h5")
+    assert all(s.done.all() for s in surfaces.values())
+    assert not (out / "surface.h5.partial").exists()
