@@ -1,5 +1,10 @@
 """landscape_dist: loss-landscape slices of Keras models, evaluated on a pool of Ray actors."""
 
+import os as _os
+
+# TensorFlow's C++ start-up banners drown the progress bar; a user's own setting wins.
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
 from .callbacks import ProgressBar, SweepCallback
 from .config import (AxisConfig, ClusterConfig, Config, ConfigError, DataConfig, DirectionConfig,
                      EvaluationConfig, GridConfig, ModelConfig, PlotConfig, SliceConfig, TrainConfig,
