@@ -260,9 +260,6 @@ class Config:
 
 # ---------------------------------------------------------------- building from plain data
 
-_KEYS_SHARED_BY_SLICES = ("grid",)
-
-
 def _to_plain(value):
     if dataclasses.is_dataclass(value):
         return {f.name: _to_plain(getattr(value, f.name))

@@ -37,7 +37,7 @@ class InProcessPool:
     """Evaluates jobs one after another in this process (tests, debugging, tiny grids)."""
 
     def __init__(self, model_spec: ModelSpec, data_spec: DataSpec, evaluation: EvaluationConfig):
-        self.worker = LandscapeWorker(model_spec, data_spec, evaluation, threads=1)
+        self.worker = LandscapeWorker(model_spec, data_spec, evaluation)  # this process's threads
         self.names = self.worker.evaluator.names
 
     def set_plane(self, centre, directions, non_trainable) -> None:

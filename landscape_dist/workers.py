@@ -5,18 +5,14 @@ from __future__ import annotations
 import os
 
 
-def configure_tensorflow(threads: int, use_gpu: bool) -> None:
-    """Match TensorFlow's thread pools to the CPUs granted; turn on GPU memory growth.
-
-    Must run before the first TensorFlow op of the process (TensorFlow refuses afterwards).
-    """
+def configure_tensorflow(threads: int | None, use_gpu: bool) -> None:
+    """Match TensorFlow's thread pools to the CPUs granted (None: leave them); turn on GPU
+    memory growth. Must run before the first TensorFlow op of the process."""
     import tensorflow as tf
 
-    try:
+    if threads is not None:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, threads)))
-    except RuntimeError:  # already initialised in this process (an in-process pool)
-        pass
     if use_gpu:
         for gpu in tf.config.list_physical_devices("GPU"):
             try:
@@ -32,7 +28,8 @@ class LandscapeWorker:
     :class:`~landscape_dist.models.DataSpec`; the plane arrives from the object store.
     """
 
-    def __init__(self, model_spec, data_spec, evaluation, threads: int = 1, use_gpu: bool = False):
+    def __init__(self, model_spec, data_spec, evaluation, threads: int | None = None,
+                 use_gpu: bool = False):
         configure_tensorflow(threads, use_gpu)
         from .evaluator import LandscapeEvaluator
 
