@@ -82,7 +82,7 @@ class SurfaceWriter:
         if len(listed) == 1:
             self._link_reference_layout(group, names, shape)
         self.file.flush()
-        return SliceWriter(self, group, shape)
+        return SliceWriter(self, group, shape, is_reference=len(listed) == 1)
 
     def _link_reference_layout(self, group, names, shape):
         root = self.file
@@ -101,11 +101,11 @@ class SurfaceWriter:
 class SliceWriter:
     """Writes one slice's tiles and path into the surface file as they arrive."""
 
-    def __init__(self, parent: SurfaceWriter, group, shape):
+    def __init__(self, parent: SurfaceWriter, group, shape, is_reference: bool):
         self.parent = parent
         self.group = group
         self.shape = shape
-        self.is_reference = json.loads(parent.file.attrs["slices"])[0] == group.name.split("/")[-1]
+        self.is_reference = is_reference  # the first slice also feeds the root's train_acc
 
     def _index(self, tile: Tile):
         if len(self.shape) == 1:
