@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import re
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -20,6 +21,15 @@ from .models import DataSpec, ModelSpec
 from .workers import LandscapeWorker
 
 log = logging.getLogger(__name__)
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")  # colour codes in Ray's error text
+_DEPTH = 2  # jobs in flight per actor: one running, one queued behind it
+_START_TIMEOUT_S = 300.0  # how long a replacement may take to start when no worker is left
+
+
+def _first_line(err) -> str:
+    text = str(err).strip()
+    return text.splitlines()[-1] if text else type(err).__name__
 
 
 class TileError(RuntimeError):
@@ -71,78 +81,139 @@ class RayPool:
         self._plane = None
         _check_free(cluster)
         self.actors = [self._new_actor() for _ in range(cluster.num_workers)]
-        infos = ray.get([a.ready.remote() for a in self.actors])
+        try:
+            infos = ray.get([a.ready.remote() for a in self.actors])
+        except ray.exceptions.RayError as err:
+            self.close()
+            raise TileError(f"A worker failed to start: {_first_line(err)}") from None
         self.names = infos[0]["names"]
+        self.info = dict(zip(self.actors, infos))  # actor -> its ready() description
+        self._starting: dict = {}  # replacement actor -> (ready ref, start time)
         self.replacements = 0
 
     def _new_actor(self):
         return self._actor_class.remote(*self._args)
 
     def set_plane(self, centre, directions, non_trainable) -> None:
-        """Put the plane into the object store once; every actor reads it from there."""
+        """Put the plane into the object store once; every actor reads it from there.
+
+        Calls on one actor run in order, so no wait is needed: an actor's next job sees the plane.
+        """
         ray = self._ray
         self._plane = (ray.put(np.asarray(centre, np.float32)),
                        ray.put(np.asarray(directions, np.float32)),
                        ray.put([np.asarray(v) for v in non_trainable]))
-        ray.get([a.set_plane.remote(*self._plane) for a in self.actors])
+        for actor in self.actors:
+            actor.set_plane.remote(*self._plane)
 
-    def _replace(self, dead):
+    def _replace(self, dead, err):
         ray = self._ray
+        log.warning("a worker died (%s); starting a replacement", type(err).__name__)
         try:
             ray.kill(dead)  # its CPUs go back to the cluster before the replacement asks for them
         except Exception:  # noqa: BLE001 - the handle of a dead actor may already be gone
             pass
         actor = self._new_actor()
         self.actors = [actor if a is dead else a for a in self.actors]
+        self.info.pop(dead, None)
         self.replacements += 1
         if self._plane is not None:
             actor.set_plane.remote(*self._plane)
-        return actor, actor.ready.remote()
+        self._starting[actor] = (actor.ready.remote(), time.monotonic())
 
     def run(self, jobs, on_result: Callable) -> None:
-        """Hand jobs to free actors until all are done; results go to ``on_result(key, result)``."""
+        """Hand jobs to actors until all are done; results go to ``on_result(key, result)``.
+
+        ``jobs`` is consumed lazily. Each actor holds up to ``_DEPTH`` jobs (one running, the
+        next queued behind it) so it never waits for the driver between jobs. The jobs of an
+        actor that dies go back to the front of the queue and one replacement is started; the
+        others carry on meanwhile. Raises :class:`TileError` when a job fails in user code, loses
+        its worker more than ``cluster.max_tile_retries`` times, or no worker is left.
+        """
         ray = self._ray
         from ray.exceptions import RayActorError, RayTaskError
 
-        queue = collections.deque(jobs)
+        pending = iter(jobs)
+        retry: collections.deque = collections.deque()  # jobs of dead actors, served first
         retries: dict = collections.Counter()
-        idle = list(self.actors)
-        in_flight: dict = {}  # result ref -> (actor, job or None while the actor starts)
-        while queue or any(job is not None for _, job in in_flight.values()):
-            while idle and queue:
-                actor, job = idle.pop(), queue.popleft()
-                in_flight[actor.evaluate.remote(job.kind, job.items)] = (actor, job)
-            done, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
+        load = {a: 0 for a in self.actors if a not in self._starting}  # live actors' jobs
+        in_flight: dict = {}  # result ref -> (actor, job)
+        exhausted = False
+
+        def next_job():
+            nonlocal exhausted
+            if retry:
+                return retry.popleft()
+            if not exhausted:
+                job = next(pending, None)
+                if job is not None:
+                    return job
+                exhausted = True
+            return None
+
+        def lose(actor, err):
+            if actor in load:
+                load.pop(actor)
+                self._replace(actor, err)
+
+        while True:
+            for actor in sorted(load, key=load.get):  # least-loaded actors first
+                while load[actor] < _DEPTH:
+                    job = next_job()
+                    if job is None:
+                        break
+                    in_flight[actor.evaluate.remote(job.kind, job.items)] = (actor, job)
+                    load[actor] += 1
+            if not in_flight and not retry and exhausted:
+                return
+            if not load and not self._starting:
+                raise TileError("No worker is left to evaluate the remaining jobs.")
+            starting = {ref: actor for actor, (ref, _) in self._starting.items()}
+            done, _ = ray.wait(list(in_flight) + list(starting), num_returns=1, timeout=1.0)
             for ref in done:
+                if ref in starting:  # a replacement finished starting (or failed to)
+                    actor = starting[ref]
+                    del self._starting[actor]
+                    try:
+                        self.info[actor] = ray.get(ref)
+                    except ray.exceptions.RayError as err:
+                        raise TileError(f"A replacement worker failed to start: "
+                                        f"{_first_line(err)}") from None
+                    load[actor] = 0
+                    continue
                 actor, job = in_flight.pop(ref)
                 try:
                     result = ray.get(ref)
-                except RayTaskError as err:
-                    if isinstance(err, RayActorError) and job is not None:
-                        self._requeue(job, actor, retries, queue, in_flight, err)
-                        continue
-                    what = f"job {job.key}" if job is not None else "a starting worker"
-                    raise TileError(f"Evaluating {what} failed in user code:\n{err}") from None
                 except RayActorError as err:
-                    if job is None:
-                        raise TileError(f"A replacement worker failed to start: {err}") from None
-                    self._requeue(job, actor, retries, queue, in_flight, err)
+                    self._lost(job, retries, err)
+                    retry.appendleft(job)
+                    lose(actor, err)
                     continue
-                if job is not None:
-                    on_result(job.key, result)
-                idle.append(actor)
+                except RayTaskError as err:
+                    raise TileError(f"Evaluating job {job.key} failed in user code:\n"
+                                    f"{_ANSI.sub('', str(err))}") from None
+                if actor in load:
+                    load[actor] -= 1
+                on_result(job.key, result)
+            self._check_starting(bool(load))
 
-    def _requeue(self, job, actor, retries, queue, in_flight, err):
-        if job is not None:
-            retries[job.key] += 1
-            if retries[job.key] > self.cluster.max_tile_retries:
-                raise TileError(f"Job {job.key} lost its worker {retries[job.key]} times "
-                                f"(cluster.max_tile_retries={self.cluster.max_tile_retries}); "
-                                f"last error: {type(err).__name__}") from None
-            queue.appendleft(job)
-        log.warning("a worker died (%s); starting a replacement", type(err).__name__)
-        new, ready_ref = self._replace(actor)
-        in_flight[ready_ref] = (new, None)
+    def _check_starting(self, others_alive: bool) -> None:
+        """Give up on replacements that cannot start when no other worker is left."""
+        if others_alive or not self._starting:
+            return
+        waited = time.monotonic() - min(t for _, t in self._starting.values())
+        if waited > _START_TIMEOUT_S:
+            raise TileError(f"No worker is left and a replacement has waited {waited:.0f} s to "
+                            f"start; the cluster may have lost the CPUs or GPUs it needs "
+                            f"(cluster.cpus_per_worker={self.cluster.cpus_per_worker:g}, "
+                            f"cluster.gpus_per_worker={self.cluster.gpus_per_worker:g}).")
+
+    def _lost(self, job, retries, err) -> None:
+        retries[job.key] += 1
+        if retries[job.key] > self.cluster.max_tile_retries:
+            raise TileError(f"Job {job.key} lost its worker {retries[job.key]} times "
+                            f"(cluster.max_tile_retries={self.cluster.max_tile_retries}); "
+                            f"last error: {type(err).__name__}") from None
 
     def close(self) -> None:
         for actor in self.actors:

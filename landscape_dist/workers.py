@@ -40,8 +40,11 @@ class LandscapeWorker:
                                             mode=evaluation.mode)
 
     def ready(self) -> dict:
-        """Describes the worker once it is built: pid, quantity names, points per call."""
-        return {"pid": os.getpid(), "names": self.evaluator.names,
+        """Describes the worker once it is built: pid, Ray node id, quantity names, points per call."""
+        import ray
+
+        node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+        return {"pid": os.getpid(), "node": node, "names": self.evaluator.names,
                 "points_per_call": self.evaluator.points_per_call,
                 "batch_size": self.evaluator.batch_size}
 

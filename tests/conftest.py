@@ -11,14 +11,28 @@ import pytest  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def ray_cluster():
-    """One local Ray instance (2 CPUs, loopback only) shared by every test that needs it."""
+def simulated_cluster():
+    """A simulated two-node Ray cluster on this machine (1 CPU per node, loopback only), shared
+    by every test that needs Ray. Tests that remove a node add one back before they end."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True,
+                      head_node_args={"num_cpus": 1, "include_dashboard": False})
+    cluster.add_node(num_cpus=1)
+    ray.init(address=cluster.address, log_to_driver=False, logging_level=logging.ERROR)
+    cluster.wait_for_nodes()
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(simulated_cluster):
+    """The ``ray`` module, connected to the shared two-node cluster (2 CPUs in all)."""
     import ray
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             logging_level=logging.ERROR)
     yield ray
-    ray.shutdown()
 
 
 @pytest.fixture
