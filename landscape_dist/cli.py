@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 
@@ -61,6 +62,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
     if extra:  # KEY=VALUE overrides given after options
         args.overrides = list(args.overrides) + extra
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("landscape-dist: %(message)s"))
+    logger = logging.getLogger("landscape_dist")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
     from . import pipeline
     from .driver import TileError
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import platform
 import time
@@ -14,6 +16,7 @@ from .callbacks import ProgressBar, SweepCallback
 from .config import Config
 from .driver import InProcessPool, Job, RayPool, check_resources, connect_ray
 from .grid import split_tiles
+from .journal import TileJournal
 from .layout import WeightLayout
 from .models import DataSpec, ModelSpec, load_centre
 from .plane import build_plane, resolve_axes
@@ -25,6 +28,9 @@ from .training import train
 __all__ = ["train", "sweep", "plot", "run", "package_versions"]
 
 _PATH_CHUNK = 64  # recorded checkpoints per path job
+_DIGEST_LIMIT = 1 << 30  # files larger than this are fingerprinted by size and mtime only
+
+log = logging.getLogger("landscape_dist")
 
 
 def package_versions() -> dict:
@@ -80,6 +86,41 @@ def _writable_dir(out: Path) -> None:
         raise ValueError(f"The output directory '{out}' is not writable. Give a writable --out.")
 
 
+def _file_digest(path) -> str | None:
+    """sha256 of a file's bytes (size and mtime for very large files); None if not a file."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    stat = path.stat()
+    if stat.st_size > _DIGEST_LIMIT:
+        return f"size={stat.st_size},mtime={stat.st_mtime_ns}"
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fingerprint(config: Config, data_spec: DataSpec, centre_file, trajectory_file) -> dict:
+    """What the grid values depend on; a resumed sweep must match it exactly."""
+    d = config.to_dict()
+    return {
+        "model": {"source": d["model"]["source"], "file": _file_digest(d["model"]["source"]),
+                  "centre": str(centre_file) if centre_file else None,
+                  "centre_file": _file_digest(centre_file) if centre_file else None},
+        "data": {"source": d["data"]["source"], "file": _file_digest(data_spec.source)},
+        "trajectory": _file_digest(trajectory_file) if trajectory_file else None,
+        "slices": [{"name": sl["name"], "directions": sl["directions"], "grid": sl["grid"]}
+                   for sl in d["slices"]],
+    }
+
+
+def _plane_digest(plane) -> str:
+    digest = hashlib.sha256(np.ascontiguousarray(plane.centre, np.float32).tobytes())
+    digest.update(np.ascontiguousarray(plane.directions, np.float32).tobytes())
+    return digest.hexdigest()
+
+
 def sweep(config: Config, out: str | Path, *, pool=None, callbacks: list[SweepCallback] | None = None,
           overwrite: bool = False, progress: bool = True, in_process: bool = False) -> dict:
     """Evaluate every slice of ``config`` and write ``out/surface.h5``.
@@ -88,6 +129,11 @@ def sweep(config: Config, out: str | Path, *, pool=None, callbacks: list[SweepCa
     the model source's own weights. ``pool`` (an :class:`InProcessPool` or :class:`RayPool`) is
     created from ``config.cluster`` when not given (``in_process=True``: no Ray). Returns a summary
     dict per slice (points, seconds, points/s, non-finite count, cosine, explained variance).
+
+    Finished tiles go to ``out/surface.h5.journal`` as they arrive; running the same sweep again
+    after an interruption (even SIGKILL) computes only the tiles the journal lacks. A journal
+    from a different configuration is refused unless ``overwrite``. ``surface.h5`` appears, whole,
+    only when every slice is done.
     """
     out = Path(out)
     target = out / "surface.h5"
@@ -107,57 +153,87 @@ def sweep(config: Config, out: str | Path, *, pool=None, callbacks: list[SweepCa
     needs_path = any(s.directions.kind == "pca" for s in config.slices)
     traj = _trajectory(out, layout, needs_path)
     path_weights = traj.weights if traj is not None else None
+    fingerprint = _fingerprint(config, data_spec, centre_file,
+                               out / "trajectory.h5" if traj is not None else None)
+    journal = TileJournal.open(out / "surface.h5.journal", fingerprint, resume=not overwrite)
 
     own_pool = pool is None
-    if own_pool:
-        if in_process:
-            pool = InProcessPool(model_spec, data_spec, config.evaluation)
-        else:
-            connect_ray(config.cluster.address)
-            check_resources(config.cluster)
-            pool = RayPool(model_spec, data_spec, config.evaluation, config.cluster)
-    callbacks = list(callbacks or []) + ([ProgressBar()] if progress else [])
-    summary = {"slices": {}, "centre": str(centre_file) if centre_file else "source weights"}
-    partial = out / "surface.h5.partial"
-    writer = SurfaceWriter(partial, config.to_dict(), package_versions())
+    writer = None
     try:
+        if own_pool:
+            if in_process:
+                pool = InProcessPool(model_spec, data_spec, config.evaluation)
+            else:
+                connect_ray(config.cluster.address)
+                check_resources(config.cluster)
+                pool = RayPool(model_spec, data_spec, config.evaluation, config.cluster)
+        callbacks = list(callbacks or []) + ([ProgressBar()] if progress else [])
+        summary = {"slices": {}, "centre": str(centre_file) if centre_file else "source weights"}
+        partial = out / "surface.h5.partial"
+        writer = SurfaceWriter(partial, config.to_dict(), package_versions())
         for slice_cfg in config.slices:
             summary["slices"][slice_cfg.name] = _sweep_slice(
-                slice_cfg, pool, writer, centre, layout, non_trainable, traj, path_weights, callbacks)
-    finally:
+                slice_cfg, pool, writer, journal, centre, layout, non_trainable, traj, path_weights,
+                callbacks)
         writer.close()
-        if own_pool:
+        os.replace(partial, target)
+    finally:
+        if writer is not None:
+            writer.close()
+        journal.close()
+        if own_pool and pool is not None:
             pool.close()
-    os.replace(partial, target)
+    journal.close(delete=True)
     summary["surface"] = str(target)
     return summary
 
 
-def _sweep_slice(slice_cfg, pool, writer, centre, layout, non_trainable, traj, path_weights, callbacks):
+def _sweep_slice(slice_cfg, pool, writer, journal, centre, layout, non_trainable, traj,
+                 path_weights, callbacks):
+    name = slice_cfg.name
     plane = build_plane(slice_cfg, centre, layout, path_weights)
     xs, ys = resolve_axes(slice_cfg, plane, path_weights)
+    digest = _plane_digest(plane)
+    earlier = journal.resumed("plane", name)
+    if earlier and earlier[""] != digest:
+        raise ValueError(f"The plane of slice '{name}' differs from the one of the unfinished sweep "
+                         f"in '{journal.path.parent}' (the centre weights or the training path "
+                         f"changed). Pass --overwrite to start again, or give another --out.")
+    if not earlier:
+        journal.append("plane", name, "", digest)
     pool.set_plane(plane.centre, plane.directions, non_trainable)
-    slice_writer = writer.add_slice(slice_cfg.name, xs, ys, pool.names, plane.meta, plane.centre,
+    slice_writer = writer.add_slice(name, xs, ys, pool.names, plane.meta, plane.centre,
                                     plane.directions, layout, non_trainable)
     tiles = split_tiles(slice_cfg.grid.shape, slice_cfg.grid.tile)
     by_index = {t.index: t for t in tiles}
     n_points = sum(t.size for t in tiles)
     nonfinite = {"count": 0}
+    resumed = {k: v for k, v in journal.resumed("tile", name).items() if k in by_index}
+    for key, result in resumed.items():
+        slice_writer.write_tile(by_index[key], result)
+        nonfinite["count"] += int(np.sum(~np.isfinite(result["loss"])))
+    todo = [t for t in tiles if t.index not in resumed]
+    if resumed:
+        log.info("slice '%s': %d of %d tiles already done (resumed from %s); computing %d",
+                 name, len(resumed), len(tiles), journal.path.name, len(todo))
 
     def on_tile(key, result):
         tile = by_index[key]
+        journal.append("tile", name, key, result)  # on disk before the surface file sees it
         slice_writer.write_tile(tile, result)
         nonfinite["count"] += int(np.sum(~np.isfinite(result["loss"])))
         for cb in callbacks:
-            cb.on_tile_end(slice_cfg.name, tile, result)
+            cb.on_tile_end(name, tile, result)
 
     for cb in callbacks:
-        cb.on_slice_begin(slice_cfg.name, n_points)
+        cb.on_slice_begin(name, sum(t.size for t in todo))
     t0 = time.perf_counter()
-    pool.run([Job(t.index, "coords", t.points(xs, ys)) for t in tiles], on_tile)
+    pool.run((Job(t.index, "coords", t.points(xs, ys)) for t in todo), on_tile)
     seconds = time.perf_counter() - t0
-    info = {"points": n_points, "tiles": len(tiles), "seconds": round(seconds, 3),
-            "points_per_s": round(n_points / seconds, 1) if seconds > 0 else None,
+    computed = sum(t.size for t in todo)
+    info = {"points": n_points, "tiles": len(tiles), "tiles_resumed": len(resumed),
+            "tiles_computed": len(todo), "seconds": round(seconds, 3),
+            "points_per_s": round(computed / seconds, 1) if seconds > 0 and computed else None,
             "nonfinite_points": nonfinite["count"], **{k: plane.meta[k] for k in
                                                         ("kind", "cosine", "explained_variance_ratio")
                                                         if k in plane.meta}}
@@ -199,8 +275,14 @@ def run(config: Config, out: str | Path, *, overwrite: bool = False, progress: b
                          f"to replace it, or give another --out.")
     _writable_dir(out)
     t0 = time.perf_counter()
-    summary = {"train": train(config, out)}
-    summary["train"]["seconds"] = round(time.perf_counter() - t0, 2)
+    trained = (out / "trajectory.h5").is_file() and (out / "model.keras").is_file()
+    if not overwrite and trained and (out / "surface.h5.journal").is_file():
+        # An interrupted run: keep the trained model and path the unfinished sweep was made from.
+        log.info("resuming the unfinished run in %s (training skipped)", out)
+        summary = {"train": {"resumed": True}}
+    else:
+        summary = {"train": train(config, out)}
+        summary["train"]["seconds"] = round(time.perf_counter() - t0, 2)
     summary["sweep"] = sweep(config, out, overwrite=overwrite, progress=progress, in_process=in_process)
     summary["images"] = plot(out / "surface.h5", out, config)
     summary["seconds"] = round(time.perf_counter() - t0, 2)

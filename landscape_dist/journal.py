@@ -1,0 +1,159 @@
+"""The resume journal: an append-only file of finished tiles kept next to an unfinished surface.
+
+A sweep appends each tile's values as one record as soon as it arrives, and flushes it to disk.
+A record is ``magic, payload length, CRC32, payload``; a record cut short by a kill (or one whose
+checksum does not match) ends the readable part, so a driver killed at any moment, even in the
+middle of a write, loses at most the tiles in flight. The first record holds the run's fingerprint
+(what the grid depends on); rerunning the same command reads the journal back, refuses it if the
+fingerprint differs, and computes only the tiles it lacks. The journal is deleted once the
+surface file is complete.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+_MAGIC = b"LDJ1"
+_HEAD = struct.Struct("<4sQI")  # magic, payload length, CRC32 of the payload
+
+
+def _flatten(value, prefix=""):
+    """Nested dicts and lists as {'a.b.0.c': leaf}."""
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}{key}."))
+        return out
+    if isinstance(value, (list, tuple)):
+        out = {}
+        for i, item in enumerate(value):
+            out.update(_flatten(item, f"{prefix}{i}."))
+        return out
+    return {prefix[:-1]: value}
+
+
+def differences(old: dict, new: dict, limit: int = 4) -> list[str]:
+    """Human-readable differences between two fingerprints, e.g. ``grid.x.points: 11 -> 21``."""
+    a, b = _flatten(old), _flatten(new)
+    out = []
+    for key in sorted(set(a) | set(b)):
+        if a.get(key, "<unset>") != b.get(key, "<unset>"):
+            out.append(f"{key}: {a.get(key, '<unset>')!r} -> {b.get(key, '<unset>')!r}")
+    if len(out) > limit:
+        out = out[:limit] + [f"and {len(out) - limit} more"]
+    return out
+
+
+class TileJournal:
+    """Append-only journal of finished tiles; see the module docstring for the format."""
+
+    def __init__(self, path: str | Path, fingerprint: dict, records: list | None = None):
+        self.path = Path(path)
+        self.fingerprint = fingerprint
+        self.records = records if records is not None else []  # read back: (kind, slice, key, payload)
+        self._file = None
+
+    # ------------------------------------------------------------------ reading
+
+    @staticmethod
+    def read(path: str | Path) -> tuple[dict | None, list, int]:
+        """(fingerprint, records, length of the readable part) of an existing journal."""
+        data = Path(path).read_bytes()
+        pos, fingerprint, records = 0, None, []
+        while pos + _HEAD.size <= len(data):
+            magic, length, crc = _HEAD.unpack_from(data, pos)
+            end = pos + _HEAD.size + length
+            if magic != _MAGIC or end > len(data):
+                break
+            payload = data[pos + _HEAD.size:end]
+            if zlib.crc32(payload) != crc:
+                break
+            record = _decode(payload)
+            if fingerprint is None:
+                if record[0] != "fingerprint":
+                    break
+                fingerprint = record[3]
+            else:
+                records.append(record)
+            pos = end
+        return fingerprint, records, pos
+
+    @classmethod
+    def open(cls, path: str | Path, fingerprint: dict, *, resume: bool) -> "TileJournal":
+        """Start a journal, or (``resume``) continue an existing one with the same fingerprint.
+
+        Raises ValueError naming the differences when the existing journal's run differs.
+        """
+        path = Path(path)
+        if resume and path.exists():
+            old, records, good = cls.read(path)
+            if old is not None:
+                diff = differences(old, fingerprint)
+                if diff:
+                    raise ValueError(
+                        f"The unfinished sweep in '{path.parent}' was started with another "
+                        f"configuration ({'; '.join(diff)}). Rerun with the same settings to "
+                        f"resume it, pass --overwrite to start again, or give another --out.")
+                journal = cls(path, fingerprint, records)
+                journal._file = open(path, "r+b")
+                journal._file.truncate(good)  # drop a record cut short by a kill
+                journal._file.seek(good)
+                return journal
+        journal = cls(path, fingerprint)
+        tmp = path.with_name(path.name + ".new")
+        with open(tmp, "wb") as f:
+            f.write(_encode("fingerprint", "", "", fingerprint))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        journal._file = open(path, "r+b")
+        journal._file.seek(0, os.SEEK_END)
+        return journal
+
+    # ------------------------------------------------------------------ writing
+
+    def append(self, kind: str, slice_name: str, key, payload) -> None:
+        """Add one record (a finished tile: kind 'tile', payload a dict of arrays)."""
+        self._file.write(_encode(kind, slice_name, key, payload))
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def resumed(self, kind: str, slice_name: str) -> dict:
+        """Records of ``kind`` for a slice read back from an earlier run: key -> payload."""
+        return {key: payload for k, name, key, payload in self.records
+                if k == kind and name == slice_name}
+
+    def close(self, delete: bool = False) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        if delete:
+            self.path.unlink(missing_ok=True)
+
+
+def _encode(kind: str, slice_name: str, key, payload) -> bytes:
+    buf = io.BytesIO()
+    header = json.dumps({"kind": kind, "slice": slice_name, "key": key,
+                         "json": payload if not isinstance(payload, dict) or kind != "tile" else None})
+    arrays = {f"v_{name}": np.asarray(value) for name, value in payload.items()} if kind == "tile" else {}
+    np.savez(buf, header=np.array(header), **arrays)
+    body = buf.getvalue()
+    return _HEAD.pack(_MAGIC, len(body), zlib.crc32(body)) + body
+
+
+def _decode(body: bytes):
+    with np.load(io.BytesIO(body), allow_pickle=False) as npz:
+        header = json.loads(str(npz["header"]))
+        if header["kind"] == "tile":
+            payload = {name[2:]: npz[name] for name in npz.files if name.startswith("v_")}
+        else:
+            payload = header["json"]
+    key = header["key"]
+    return header["kind"], header["slice"], tuple(key) if isinstance(key, list) else key, payload

@@ -1,0 +1,156 @@
+"""A killed driver: the journal survives any cut, a rerun computes only the missing tiles."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import yaml
+
+from landscape_dist.callbacks import SweepCallback
+from landscape_dist.config import config_from_dict
+from landscape_dist.driver import InProcessPool
+from landscape_dist.journal import TileJournal
+from landscape_dist.models import DataSpec, ModelSpec
+from landscape_dist.pipeline import sweep
+from landscape_dist.surface import read_surface
+
+SETTINGS = {"model": {"source": "parabola"}, "data": {"source": "parabola"},
+            "grid": {"x": {"min": -1.0, "max": 1.0, "points": 9},
+                     "y": {"min": -1.0, "max": 1.0, "points": 6}, "tile": [2, 3]},
+            "slices": [{"name": "random", "directions": {"seed": 4}}]}
+
+
+def _with(**changes):
+    data = yaml.safe_load(yaml.safe_dump(SETTINGS))
+    for dotted, value in changes.items():
+        node = data
+        *head, last = dotted.split("__")
+        for key in head:
+            node = node[key]
+        node[last] = value
+    return config_from_dict(data)
+
+
+def _pool():
+    return InProcessPool(ModelSpec.from_source("parabola"), DataSpec("parabola"),
+                         config_from_dict(SETTINGS).evaluation)
+
+
+class _Interrupt(Exception):
+    pass
+
+
+class _StopAfter(SweepCallback):
+    def __init__(self, n):
+        self.n, self.seen = n, 0
+
+    def on_tile_end(self, name, tile, result):
+        self.seen += 1
+        if self.seen == self.n:
+            raise _Interrupt
+
+
+def test_journal_reads_back_every_whole_record_after_a_cut(tmp_path):
+    path = tmp_path / "j"
+    journal = TileJournal.open(path, {"a": 1}, resume=False)
+    for i in range(3):
+        journal.append("tile", "s", i, {"loss": np.full(4, float(i))})
+    journal.close()
+    whole = path.stat().st_size
+    for cut in (whole - 1, whole - 40, whole - 200):  # a record cut short anywhere
+        os.truncate(path, cut)
+        fingerprint, records, good = TileJournal.read(path)
+        assert fingerprint == {"a": 1} and [r[2] for r in records] == [0, 1] and good <= cut
+        journal = TileJournal.open(path, {"a": 1}, resume=True)
+        journal.append("tile", "s", 2, {"loss": np.full(4, 2.0)})  # follows the last whole record
+        journal.close()
+        _, records, good = TileJournal.read(path)
+        assert [r[2] for r in records] == [0, 1, 2] and good == path.stat().st_size
+        np.testing.assert_array_equal(records[2][3]["loss"], np.full(4, 2.0))
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0xFF  # a flipped byte fails the checksum: that record and what follows are dropped
+    path.write_bytes(bytes(data))
+    assert [r[2] for r in TileJournal.read(path)[1]] == [0, 1]
+
+
+def test_interrupted_sweep_resumes_and_refuses_another_configuration(tmp_path):
+    config = _with()
+    with pytest.raises(_Interrupt):
+        sweep(config, tmp_path, pool=_pool(), progress=False, callbacks=[_StopAfter(3)])
+    assert not (tmp_path / "surface.h5").exists()
+    journal = tmp_path / "surface.h5.journal"
+    before = journal.read_bytes()
+    with pytest.raises(ValueError) as err:
+        sweep(_with(grid__x__points=11), tmp_path, pool=_pool(), progress=False)
+    assert str(err.value) == (
+        f"The unfinished sweep in '{tmp_path}' was started with another configuration "
+        "(slices.0.grid.x.points: 9 -> 11). Rerun with the same settings to resume it, pass "
+        "--overwrite to start again, or give another --out.")
+    with pytest.raises(ValueError, match=r"slices.0.directions.seed: 4 -> 5"):
+        sweep(_with(slices=[{"name": "random", "directions": {"seed": 5}}]), tmp_path, pool=_pool(),
+              progress=False)
+    with pytest.raises(ValueError, match=r"model.source: 'parabola' -> 'digits'"):
+        sweep(_with(model={"source": "digits"}, data={"source": "digits"}), tmp_path, pool=_pool(),
+              progress=False)
+    assert journal.read_bytes() == before  # refusals write nothing
+
+    summary = sweep(config, tmp_path, pool=_pool(), progress=False)
+    info = summary["slices"]["random"]
+    assert (info["tiles_resumed"], info["tiles_computed"], info["tiles"]) == (3, 6, 9)
+    assert not journal.exists()
+    resumed = read_surface(tmp_path / "surface.h5")["random"]
+    sweep(config, tmp_path / "whole", pool=_pool(), progress=False)
+    whole = read_surface(tmp_path / "whole" / "surface.h5")["random"]
+    assert resumed.done.all()
+    for name, values in whole.values.items():
+        np.testing.assert_allclose(resumed.values[name], values, rtol=1e-6)
+
+
+def test_overwrite_starts_again(tmp_path):
+    with pytest.raises(_Interrupt):
+        sweep(_with(), tmp_path, pool=_pool(), progress=False, callbacks=[_StopAfter(2)])
+    summary = sweep(_with(grid__x__points=11), tmp_path, pool=_pool(), progress=False,
+                    overwrite=True)
+    assert summary["slices"]["random"]["tiles_resumed"] == 0
+    assert read_surface(tmp_path / "surface.h5")["random"].values["loss"].shape == (6, 11)
+
+
+def test_cli_killed_with_sigkill_resumes_with_only_the_missing_tiles(tmp_path):
+    settings = yaml.safe_load(yaml.safe_dump(SETTINGS))
+    settings["grid"] = {"x": {"min": -1.0, "max": 1.0, "points": 40},
+                        "y": {"min": -1.0, "max": 1.0, "points": 30}, "tile": [1, 1]}
+    cfg = tmp_path / "sweep.yaml"
+    cfg.write_text(yaml.safe_dump(settings))
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "landscape_dist.cli", "sweep", str(cfg), "--out", str(out),
+               "--in-process", "--no-progress"]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    journal = out / "surface.h5.journal"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if journal.exists() and len(TileJournal.read(journal)[1]) >= 60:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert proc.returncode == -signal.SIGKILL, "the sweep ended before it could be killed"
+    assert not (out / "surface.h5").exists()
+    done_before = sum(r[0] == "tile" for r in TileJournal.read(journal)[1])
+    assert 0 < done_before < 1200
+
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert (f"slice 'random': {done_before} of 1200 tiles already done (resumed from "
+            f"surface.h5.journal); computing {1200 - done_before}") in again.stderr
+    resumed = read_surface(out / "surface.h5")["random"]
+    config = config_from_dict(settings)
+    sweep(config, tmp_path / "whole", pool=_pool(), progress=False)
+    whole = read_surface(tmp_path / "whole" / "surface.h5")["random"]
+    assert resumed.done.all()
+    for name, values in whole.values.items():
+        np.testing.assert_allclose(resumed.values[name], values, rtol=1e-6)
