@@ -77,7 +77,7 @@ class RayPool:
             num_cpus=cluster.cpus_per_worker, num_gpus=cluster.gpus_per_worker,
             runtime_env={**(runtime_env or {}), "env_vars": env_vars})
         self._args = (ray.put(model_spec), data_spec, evaluation, cluster.threads_per_worker,
-                      cluster.gpus_per_worker > 0)
+                      cluster.gpus_per_worker > 0, True)
         self._plane = None
         _check_free(cluster)
         self.actors = [self._new_actor() for _ in range(cluster.num_workers)]
@@ -86,6 +86,10 @@ class RayPool:
         except ray.exceptions.RayError as err:
             self.close()
             raise TileError(f"A worker failed to start: {_first_line(err)}") from None
+        refused = next((info["error"] for info in infos if "error" in info), None)
+        if refused is not None:
+            self.close()
+            raise ValueError(refused)
         self.names = infos[0]["names"]
         self.info = dict(zip(self.actors, infos))  # actor -> its ready() description
         self._starting: dict = {}  # replacement actor -> (ready ref, start time)
@@ -176,7 +180,9 @@ class RayPool:
                     del self._starting[actor]
                     try:
                         self.info[actor] = ray.get(ref)
-                    except ray.exceptions.RayError as err:
+                        if "error" in self.info[actor]:
+                            raise ValueError(self.info[actor]["error"])
+                    except (ray.exceptions.RayError, ValueError) as err:
                         raise TileError(f"A replacement worker failed to start: "
                                         f"{_first_line(err)}") from None
                     load[actor] = 0
@@ -232,9 +238,31 @@ def connect_ray(address: str | None = None, timeout_s: float = 60.0) -> None:
         return
     kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     if address:
+        if address not in ("auto", "local"):
+            _check_reachable(address, timeout_s)
         ray.init(address=address, **kwargs)
     else:
         ray.init(address="local", **kwargs)  # never joins a stale cluster left by a killed driver
+
+
+def _check_reachable(address: str, timeout_s: float) -> None:
+    """Fail fast, with the setting named, when nothing listens at a 'host:port' address
+    (Ray itself would keep retrying for minutes)."""
+    import socket
+
+    hostport = address.split("://", 1)[-1]
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"The 'cluster.address' setting must be 'auto', 'local' or 'host:port'. "
+                         f"Got {address!r} instead.")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=min(timeout_s, 10.0)):
+            pass
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise ValueError(f"The 'cluster.address' setting is {address!r}, but no Ray cluster answers "
+                         f"there ({reason}). Start one with 'ray start --head' or give the address "
+                         f"'ray status' prints on the head node.") from None
 
 
 def _check_free(cluster: ClusterConfig, wait_s: float = 15.0) -> None:

@@ -65,6 +65,44 @@ def _activations_per_example(model) -> int:
     return max(total, 16)
 
 
+def _loss_name(model) -> str:
+    loss = model.loss
+    name = loss if isinstance(loss, str) else getattr(loss, "name", None) or getattr(
+        loss, "__name__", type(loss).__name__)
+    return str(name)
+
+
+def check_data(model, x: np.ndarray, y: np.ndarray, source: str = "data.source") -> None:
+    """Refuse data that does not fit the model's input, or labels that do not fit its loss,
+    with a one-line message naming the shapes (raises ValueError)."""
+    expected = tuple(model.inputs[0].shape[1:]) if getattr(model, "inputs", None) else None
+    if expected is not None:
+        got = tuple(x.shape[1:])
+        if len(got) != len(expected) or any(e is not None and e != g for e, g in zip(expected, got)):
+            raise ValueError(f"The 'data.source' setting gives inputs of shape {tuple(x.shape)} "
+                             f"({source!r}), but the model takes {(None,) + expected}. Give data "
+                             f"whose examples have shape {expected}, or another model.")
+    y_pred = np.asarray(model(x[:2], training=False))
+    name = _loss_name(model)
+    if "sparse" in name:
+        if not np.issubdtype(y.dtype, np.integer) and not np.all(np.equal(np.mod(y, 1), 0)):
+            raise ValueError(f"The 'data.source' setting gives labels of type {y.dtype} for the loss "
+                             f"{name!r}, which needs integer class indices. Give integer labels.")
+        classes = y_pred.shape[-1]
+        lo, hi = int(np.min(y)), int(np.max(y))
+        if lo < 0 or hi >= classes:
+            raise ValueError(f"The 'data.source' setting gives labels from {lo} to {hi}, but the "
+                             f"model has {classes} outputs for the loss {name!r}. Give labels in "
+                             f"0..{classes - 1}, or a model with more outputs.")
+        return
+    want = tuple(y_pred.shape[1:])
+    got = tuple(y.shape[1:])
+    if got != want and not (got == () and want == (1,)):
+        raise ValueError(f"The 'data.source' setting gives labels of shape {tuple(y.shape)}, but "
+                         f"the model's output is {(None,) + want} for the loss {name!r}. Give one "
+                         f"label of shape {want} per example, or another model.")
+
+
 class LandscapeEvaluator:
     """Evaluates a compiled Keras model on fixed data at points of a plane through its weights.
 
@@ -83,6 +121,7 @@ class LandscapeEvaluator:
         x = np.asarray(x)
         y = np.asarray(y)
         self.n_examples = len(x)
+        check_data(model, x, y)
         if not model.built or _compile_metrics(model) is None:
             # Builds the model, its loss and its metric containers on a couple of examples.
             model.evaluate(x[:2], y[:2], verbose=0)

@@ -86,6 +86,22 @@ class TileJournal:
         return fingerprint, records, pos
 
     @classmethod
+    def check(cls, path: str | Path, fingerprint: dict):
+        """Read an existing journal (reads only); ValueError naming the differences when its
+        run differs from ``fingerprint``. Returns what :meth:`read` does, or (None, [], 0)."""
+        path = Path(path)
+        if not path.exists():
+            return None, [], 0
+        old, records, good = cls.read(path)
+        diff = differences(old, fingerprint) if old is not None else []
+        if diff:
+            raise ValueError(
+                f"The unfinished sweep in '{path.parent}' was started with another "
+                f"configuration ({'; '.join(diff)}). Rerun with the same settings to "
+                f"resume it, pass --overwrite to start again, or give another --out.")
+        return old, records, good
+
+    @classmethod
     def open(cls, path: str | Path, fingerprint: dict, *, resume: bool) -> "TileJournal":
         """Start a journal, or (``resume``) continue an existing one with the same fingerprint.
 
@@ -93,14 +109,8 @@ class TileJournal:
         """
         path = Path(path)
         if resume and path.exists():
-            old, records, good = cls.read(path)
+            old, records, good = cls.check(path, fingerprint)
             if old is not None:
-                diff = differences(old, fingerprint)
-                if diff:
-                    raise ValueError(
-                        f"The unfinished sweep in '{path.parent}' was started with another "
-                        f"configuration ({'; '.join(diff)}). Rerun with the same settings to "
-                        f"resume it, pass --overwrite to start again, or give another --out.")
                 journal = cls(path, fingerprint, records)
                 journal._file = open(path, "r+b")
                 journal._file.truncate(good)  # drop a record cut short by a kill

@@ -153,12 +153,18 @@ def sweep(config: Config, out: str | Path, *, pool=None, callbacks: list[SweepCa
     needs_path = any(s.directions.kind == "pca" for s in config.slices)
     traj = _trajectory(out, layout, needs_path)
     path_weights = traj.weights if traj is not None else None
+    planes = {}  # built first: bad directions or a short path fail before anything is written
+    for slice_cfg in config.slices:
+        plane = build_plane(slice_cfg, centre, layout, path_weights)
+        planes[slice_cfg.name] = (plane, *resolve_axes(slice_cfg, plane, path_weights))
     fingerprint = _fingerprint(config, data_spec, centre_file,
                                out / "trajectory.h5" if traj is not None else None)
-    journal = TileJournal.open(out / "surface.h5.journal", fingerprint, resume=not overwrite)
+    journal_path = out / "surface.h5.journal"
+    if not overwrite:
+        TileJournal.check(journal_path, fingerprint)  # refuse another configuration early
 
     own_pool = pool is None
-    writer = None
+    writer = journal = None
     try:
         if own_pool:
             if in_process:
@@ -167,20 +173,22 @@ def sweep(config: Config, out: str | Path, *, pool=None, callbacks: list[SweepCa
                 connect_ray(config.cluster.address)
                 check_resources(config.cluster)
                 pool = RayPool(model_spec, data_spec, config.evaluation, config.cluster)
+        journal = TileJournal.open(journal_path, fingerprint, resume=not overwrite)
         callbacks = list(callbacks or []) + ([ProgressBar()] if progress else [])
         summary = {"slices": {}, "centre": str(centre_file) if centre_file else "source weights"}
         partial = out / "surface.h5.partial"
         writer = SurfaceWriter(partial, config.to_dict(), package_versions())
         for slice_cfg in config.slices:
             summary["slices"][slice_cfg.name] = _sweep_slice(
-                slice_cfg, pool, writer, journal, centre, layout, non_trainable, traj, path_weights,
-                callbacks)
+                slice_cfg, planes[slice_cfg.name], pool, writer, journal, layout, non_trainable,
+                traj, path_weights, callbacks)
         writer.close()
         os.replace(partial, target)
     finally:
         if writer is not None:
             writer.close()
-        journal.close()
+        if journal is not None:
+            journal.close()
         if own_pool and pool is not None:
             pool.close()
     journal.close(delete=True)
@@ -188,11 +196,10 @@ def sweep(config: Config, out: str | Path, *, pool=None, callbacks: list[SweepCa
     return summary
 
 
-def _sweep_slice(slice_cfg, pool, writer, journal, centre, layout, non_trainable, traj,
+def _sweep_slice(slice_cfg, prepared, pool, writer, journal, layout, non_trainable, traj,
                  path_weights, callbacks):
     name = slice_cfg.name
-    plane = build_plane(slice_cfg, centre, layout, path_weights)
-    xs, ys = resolve_axes(slice_cfg, plane, path_weights)
+    plane, xs, ys = prepared
     digest = _plane_digest(plane)
     earlier = journal.resumed("plane", name)
     if earlier and earlier[""] != digest:

@@ -29,19 +29,29 @@ class LandscapeWorker:
     """
 
     def __init__(self, model_spec, data_spec, evaluation, threads: int | None = None,
-                 use_gpu: bool = False):
+                 use_gpu: bool = False, remote: bool = False):
         configure_tensorflow(threads, use_gpu)
         from .evaluator import LandscapeEvaluator
 
-        model = model_spec.build()
-        x, y = data_spec.load()
-        self.evaluator = LandscapeEvaluator(model, x, y, batch_size=evaluation.batch_size,
-                                            memory_budget_mb=evaluation.memory_budget_mb,
-                                            mode=evaluation.mode)
+        self.error = None
+        try:
+            model = model_spec.build()
+            x, y = data_spec.load()
+            self.evaluator = LandscapeEvaluator(model, x, y, batch_size=evaluation.batch_size,
+                                                memory_budget_mb=evaluation.memory_budget_mb,
+                                                mode=evaluation.mode)
+        except ValueError as err:  # bad input (model, data): reported by ready(), not retried
+            if not remote:
+                raise
+            self.error = str(err)
 
     def ready(self) -> dict:
-        """Describes the worker once it is built: pid, Ray node id, quantity names, points per call."""
+        """Describes the worker once it is built: pid, Ray node id, quantity names, points per
+        call; or ``{'error': message}`` when the model or data given cannot be used."""
         import ray
+
+        if self.error is not None:
+            return {"error": self.error}
 
         node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
         return {"pid": os.getpid(), "node": node, "names": self.evaluator.names,
