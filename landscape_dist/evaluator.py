@@ -72,15 +72,15 @@ def _loss_name(model) -> str:
     return str(name)
 
 
-def check_data(model, x: np.ndarray, y: np.ndarray, source: str = "data.source") -> None:
+def check_data(model, x: np.ndarray, y: np.ndarray) -> None:
     """Refuse data that does not fit the model's input, or labels that do not fit its loss,
     with a one-line message naming the shapes (raises ValueError)."""
     expected = tuple(model.inputs[0].shape[1:]) if getattr(model, "inputs", None) else None
     if expected is not None:
         got = tuple(x.shape[1:])
         if len(got) != len(expected) or any(e is not None and e != g for e, g in zip(expected, got)):
-            raise ValueError(f"The 'data.source' setting gives inputs of shape {tuple(x.shape)} "
-                             f"({source!r}), but the model takes {(None,) + expected}. Give data "
+            raise ValueError(f"The 'data.source' setting gives inputs of shape {tuple(x.shape)}, "
+                             f"but the model takes {(None,) + expected}. Give data "
                              f"whose examples have shape {expected}, or another model.")
     y_pred = np.asarray(model(x[:2], training=False))
     name = _loss_name(model)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import importlib
+import io
 import os
 import re
 import sys
 import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,7 +68,12 @@ class ModelSpec:
         if not path.is_file():
             raise SourceError(f"The 'model.source' setting names '{source}', which does not exist. "
                               f"Give the path of a saved .keras model.")
-        return cls(source, path.read_bytes(), unsafe_deserialization)
+        payload = path.read_bytes()
+        if not zipfile.is_zipfile(io.BytesIO(payload)):
+            raise SourceError(f"The 'model.source' setting names '{source}', which is not a Keras "
+                              f"model file (not a .keras archive). Give a file saved with "
+                              f"model.save('name.keras').")
+        return cls(source, payload, unsafe_deserialization)
 
     def build(self):
         """A compiled Keras model with the source's architecture (and its own weights)."""

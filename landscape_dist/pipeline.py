@@ -76,14 +76,19 @@ def _trajectory(out: Path, layout: WeightLayout, needed: bool):
     return traj
 
 
-def _writable_dir(out: Path) -> None:
-    try:
+def _writable_dir(out: Path, create: bool = True) -> None:
+    """Refuse an output directory that cannot be created or written; create it if ``create``."""
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"The output directory '{out}' cannot be created: '{existing}' is a file. "
+                         f"Give another --out.")
+    if not os.access(existing, os.W_OK):
+        raise ValueError(f"The output directory '{out}' is not writable ('{existing}' does not "
+                         f"allow it). Give a writable --out.")
+    if create:
         out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ValueError(f"The output directory '{out}' cannot be created ({err.strerror}). "
-                         f"Give a writable --out.") from None
-    if not os.access(out, os.W_OK):
-        raise ValueError(f"The output directory '{out}' is not writable. Give a writable --out.")
 
 
 def _file_digest(path) -> str | None:
@@ -140,7 +145,7 @@ def sweep(config: Config, out: str | Path, *, pool=None, callbacks: list[SweepCa
     if target.exists() and not overwrite:
         raise ValueError(f"The surface file '{target}' already exists. Pass --overwrite to replace "
                          f"it, or give another --out.")
-    _writable_dir(out)
+    _writable_dir(out, create=False)  # created once the input has been checked
     model_spec = ModelSpec.from_source(config.model.source, config.model.unsafe_deserialization)
     data_spec = _data_spec(config)
     model = model_spec.build()
@@ -173,6 +178,7 @@ def sweep(config: Config, out: str | Path, *, pool=None, callbacks: list[SweepCa
                 connect_ray(config.cluster.address)
                 check_resources(config.cluster)
                 pool = RayPool(model_spec, data_spec, config.evaluation, config.cluster)
+        _writable_dir(out)
         journal = TileJournal.open(journal_path, fingerprint, resume=not overwrite)
         callbacks = list(callbacks or []) + ([ProgressBar()] if progress else [])
         summary = {"slices": {}, "centre": str(centre_file) if centre_file else "source weights"}
@@ -238,6 +244,9 @@ def _sweep_slice(slice_cfg, prepared, pool, writer, journal, layout, non_trainab
     pool.run((Job(t.index, "coords", t.points(xs, ys)) for t in todo), on_tile)
     seconds = time.perf_counter() - t0
     computed = sum(t.size for t in todo)
+    if nonfinite["count"]:
+        log.warning("slice '%s': %d of %d points have a NaN or infinite loss (kept in the file, "
+                    "masked in the figures)", name, nonfinite["count"], n_points)
     info = {"points": n_points, "tiles": len(tiles), "tiles_resumed": len(resumed),
             "tiles_computed": len(todo), "seconds": round(seconds, 3),
             "points_per_s": round(computed / seconds, 1) if seconds > 0 and computed else None,

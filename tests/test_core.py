@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from landscape_dist.directions import TrajectoryPCA, cosine, normalize_direction, random_directions
 from landscape_dist.grid import assemble, axis_coordinates, split_tiles
@@ -119,3 +121,15 @@ def test_tile_points_are_row_major_x_then_y():
     pts = tile.points(xs, ys)
     assert pts.tolist() == [[0, 10], [1, 10], [2, 10], [0, 20], [1, 20], [2, 20]]
     assert tile.points(xs, None).tolist() == [[0], [1], [2]]
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(rows=st.integers(1, 40), cols=st.integers(1, 40), th=st.integers(1, 45), tw=st.integers(1, 45))
+def test_tiles_partition_any_grid(rows, cols, th, tw):
+    tiles = split_tiles((rows, cols), (th, tw))
+    cover = np.zeros((rows, cols), dtype=int)
+    for tile in tiles:
+        assert 0 < tile.shape[0] <= th and 0 < tile.shape[1] <= tw
+        cover[tile.r0:tile.r1, tile.c0:tile.c1] += 1
+    assert (cover == 1).all()  # every point in exactly one tile
+    assert [t.index for t in tiles] == list(range(len(tiles)))

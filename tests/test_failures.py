@@ -105,3 +105,14 @@ def test_error_in_the_evaluation_is_reported_not_retried(ray_cluster):
     assert "\x1b[" not in message  # no terminal colour codes
     assert 'workers.py", line' in message and "in evaluate" in message  # the worker's traceback
     assert "TypeError: Binding inputs to tf.function failed" in message  # the original error
+
+
+def test_data_that_does_not_fit_is_refused_by_the_workers_in_one_line(ray_cluster, tmp_path):
+    np.savez(tmp_path / "d.npz", x=np.zeros((8, 5), np.float32), y=np.zeros(8, np.float32))
+    config = _config()
+    with pytest.raises(ValueError) as err:
+        RayPool(ModelSpec.from_source("parabola"), DataSpec(str(tmp_path / "d.npz")),
+                config.evaluation, config.cluster)
+    assert str(err.value) == (
+        "The 'data.source' setting gives inputs of shape (8, 5), but the model takes (None, 1). "
+        "Give data whose examples have shape (1,), or another model.")

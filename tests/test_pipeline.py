@@ -134,3 +134,36 @@ def test_cli_run_end_to_end_on_ray(tmp_path):
     surfaces = read_surface(out / "surface.h5")
     assert all(s.done.all() for s in surfaces.values())
     assert not (out / "surface.h5.partial").exists()
+
+
+def test_diverged_points_are_stored_counted_and_masked(tmp_path):
+    from landscape_dist.evaluator import evaluate_per_point, points_to_weights
+    from landscape_dist.models import DataSpec, ModelSpec
+    from landscape_dist.plotting import contour_levels
+
+    config = config_from_dict({
+        "model": {"source": "parabola"}, "data": {"source": "parabola"},
+        "grid": {"x": {"min": -1e19, "max": 1e19, "points": 5},
+                 "y": {"min": -1.0, "max": 1.0, "points": 3}, "tile": [3, 5]},
+        "slices": [{"name": "random"}]})
+    summary = sweep(config, tmp_path, in_process=True, progress=False)
+    surface = read_surface(tmp_path / "surface.h5")["random"]
+    loss = surface.values["loss"]
+    bad = ~np.isfinite(loss)
+    assert surface.done.all() and 0 < bad.sum() < loss.size
+    assert summary["slices"]["random"]["nonfinite_points"] == int(bad.sum())
+    # stored as computed: the same points diverge when each is evaluated on its own
+    yy, xx = np.meshgrid(surface.ycoordinates, surface.xcoordinates, indexing="ij")
+    coords = np.stack([xx.ravel(), yy.ravel()], axis=1)
+    ref = evaluate_per_point(ModelSpec.from_source("parabola").build(), *DataSpec("parabola").load(),
+                             surface.layout,
+                             points_to_weights(surface.centre, surface.directions, coords))
+    np.testing.assert_array_equal(bad.ravel(), ~np.isfinite(ref["loss"]))
+    np.testing.assert_allclose(loss[~bad], ref["loss"][~bad.ravel()], rtol=1e-5)
+    levels = contour_levels(loss, 10)
+    assert np.all(np.isfinite(levels)) and levels[0] == loss[~bad].min() and levels[-1] == loss[~bad].max()
+    from landscape_dist.plotting import plot_surface_file
+    from landscape_dist.config import PlotConfig
+
+    images = plot_surface_file(tmp_path / "surface.h5", tmp_path, PlotConfig())
+    assert [os.path.basename(p) for p in images] == ["random_contour.png", "random_filled.png"]
