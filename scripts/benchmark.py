@@ -27,18 +27,30 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 import numpy as np  # noqa: E402
 
 
-def matmul_ceiling(n: int = 2048, repeats: int = 10) -> float:
-    """Float32 matmul GFLOP/s of this process (all cores)."""
+def matmul_ceiling(n: int = 2048, repeats: int = 10, trials: int = 3) -> float:
+    """Float32 matmul GFLOP/s of this process (all cores), best of ``trials``."""
     import tensorflow as tf
 
     a = tf.random.normal((n, n))
     b = tf.random.normal((n, n))
     tf.matmul(a, b).numpy()
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        c = tf.matmul(a, b)
-    c.numpy()
-    return 2 * n ** 3 * repeats / (time.perf_counter() - t0) / 1e9
+    best = 0.0
+    for _ in range(trials):
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            c = tf.matmul(a, b)
+        c.numpy()
+        best = max(best, 2 * n ** 3 * repeats / (time.perf_counter() - t0) / 1e9)
+    return best
+
+
+def rss_mb() -> float:
+    """Current resident memory of this process in MiB (Linux), else the peak so far."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _setup(source):
@@ -69,11 +81,14 @@ def bench_per_point(source, n_points):
     coords = _grid(11)[:n_points]
     weights = points_to_weights(centre, directions, coords)
     model.test_on_batch(x, y)  # warm-up: builds the test function
-    t0 = time.perf_counter()
-    for row in weights:
-        model.set_weights(layout.unflatten(row) + [v.numpy() for v in model.non_trainable_variables])
-        model.test_on_batch(x, y)
-    return n_points / (time.perf_counter() - t0)
+    best = 0.0
+    for _ in range(2):
+        t0 = time.perf_counter()
+        for row in weights:
+            model.set_weights(layout.unflatten(row) + [v.numpy() for v in model.non_trainable_variables])
+            model.test_on_batch(x, y)
+        best = max(best, n_points / (time.perf_counter() - t0))
+    return best
 
 
 def bench_in_process(source, grid):
@@ -83,12 +98,38 @@ def bench_in_process(source, grid):
     ev = LandscapeEvaluator(model, x, y).set_plane(centre, directions)
     coords = _grid(grid)
     ev.evaluate(coords[:ev.points_per_call])  # compile
-    t0 = time.perf_counter()
-    ev.evaluate(coords)
-    return len(coords) / (time.perf_counter() - t0), ev.method, ev.points_per_call
+    best = 0.0
+    for _ in range(3):
+        t0 = time.perf_counter()
+        ev.evaluate(coords)
+        best = max(best, len(coords) / (time.perf_counter() - t0))
+    return best, ev.method, ev.points_per_call
 
 
-def bench_ray(source, grid, workers, tile):
+class _MemoryProbe:
+    """Driver RSS after the first tile and its peak over the rest of the sweep."""
+
+    def __init__(self):
+        self.first = None
+        self.peak = 0.0
+        self.tiles = 0
+
+    def on_slice_begin(self, name, n_points):
+        pass
+
+    def on_tile_end(self, name, tile, result):
+        now = rss_mb()
+        self.tiles += 1
+        if self.first is None:
+            self.first = now
+        self.peak = max(self.peak, now)
+
+    def on_slice_end(self, name, summary):
+        pass
+
+
+def bench_ray(source, grid, workers, tile, repeats=2, probe=None):
+    """Points/s of full sweeps through the Ray driver (best of ``repeats``), actors warmed up."""
     from landscape_dist.config import config_from_dict
     from landscape_dist.driver import RayPool
     from landscape_dist.models import DataSpec, ModelSpec
@@ -99,16 +140,38 @@ def bench_ray(source, grid, workers, tile):
         "grid": {"x": {"points": grid}, "y": {"points": grid}, "tile": [tile, tile]},
         "slices": [{"name": "random"}], "cluster": {"num_workers": workers}})
     pool = RayPool(ModelSpec.from_source(source), DataSpec(source), config.evaluation, config.cluster)
+    best = 0.0
     try:
         with tempfile.TemporaryDirectory() as tmp:
             warm = config_from_dict({**config.to_dict(), "slices": [{"name": "random"}],
                                      "grid": {"x": {"points": tile}, "y": {"points": tile},
                                               "tile": [tile, tile]}})
             sweep(warm, f"{tmp}/warm", pool=pool, progress=False)  # compile on every worker
-            summary = sweep(config, tmp, pool=pool, progress=False)
+            for i in range(repeats):
+                summary = sweep(config, f"{tmp}/{i}", pool=pool, progress=False,
+                                callbacks=[probe] if probe is not None else None)
+                best = max(best, summary["slices"]["random"]["points_per_s"])
     finally:
         pool.close()
-    return summary["slices"]["random"]["points_per_s"]
+    return best
+
+
+def _ray_init(nodes: int):
+    """A local Ray with 2 CPUs: one node, or a simulated cluster of ``nodes`` nodes x 1 CPU."""
+    import ray
+
+    kwargs = dict(log_to_driver=False, logging_level=logging.ERROR)
+    if nodes == 1:
+        ray.init(address="local", num_cpus=2, include_dashboard=False, **kwargs)
+        return None
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    for _ in range(nodes - 1):
+        cluster.add_node(num_cpus=1)
+    ray.init(address=cluster.address, **kwargs)
+    cluster.wait_for_nodes()
+    return cluster
 
 
 def main(argv=None):
@@ -116,6 +179,8 @@ def main(argv=None):
     parser.add_argument("--grid", type=int, default=101, help="MLP grid points per side")
     parser.add_argument("--cnn-grid", type=int, default=21, help="CNN grid points per side")
     parser.add_argument("--per-point", type=int, default=60, help="points for the per-point method")
+    parser.add_argument("--large-grid", type=int, default=1001,
+                        help="MLP grid per side for the driver-memory check (0: skip)")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
 
@@ -124,40 +189,75 @@ def main(argv=None):
 
     from landscape_dist.evaluator import flops_per_example
 
+    models = (("parabola", args.grid, 26), ("digits", args.cnn_grid, 8))
     ceiling = matmul_ceiling()
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             logging_level=logging.ERROR)
     rows = []
-    for source, grid, tile in (("parabola", args.grid, 26), ("digits", args.cnn_grid, 8)):
+    for source, grid, _ in models:  # in-process first, with no Ray processes running beside it
         model, x, *_ = _setup(source)
         flop = flops_per_example(model) * len(x)
         per_point = bench_per_point(source, args.per_point if source == "parabola" else args.per_point // 3)
         fast, method, ppc = bench_in_process(source, grid)
-        ray1 = bench_ray(source, grid, 1, tile)
-        ray2 = bench_ray(source, grid, 2, tile)
         rows.append({"model": source, "grid": f"{grid}x{grid}", "mflop_per_point": flop / 1e6,
                      "per_point_keras": per_point, "in_process": fast, "method": method,
-                     "points_per_call": ppc, "ray_1_worker": ray1, "ray_2_workers": ray2,
-                     "speedup_vs_per_point": fast / per_point,
+                     "points_per_call": ppc, "speedup_vs_per_point": fast / per_point,
                      "gflops_in_process": fast * flop / 1e9,
-                     "ceiling_fraction": fast * flop / 1e9 / ceiling,
-                     "ray2_vs_in_process": ray2 / fast})
+                     "ceiling_fraction": fast * flop / 1e9 / ceiling})
+
+    _ray_init(1)
+    for row, (source, grid, tile) in zip(rows, models):
+        row["ray_1_worker"] = bench_ray(source, grid, 1, tile)
+        row["ray_2_workers"] = bench_ray(source, grid, 2, tile)
+        row["ray2_vs_in_process"] = row["ray_2_workers"] / row["in_process"]
+    memory = None
+    if args.large_grid:
+        probe = _MemoryProbe()
+        before = rss_mb()
+        rate = bench_ray("parabola", args.large_grid, 2, 32, repeats=1, probe=probe)
+        n = args.large_grid ** 2
+        memory = {"grid": f"{args.large_grid}x{args.large_grid}", "points_per_s": rate,
+                  "tiles": probe.tiles, "rss_before_mb": before, "rss_first_tile_mb": probe.first,
+                  "rss_peak_mb": probe.peak, "growth_mb": probe.peak - probe.first,
+                  "grid_arrays_mb": n * 8 * 2 / 2 ** 20}  # loss + done mask as float64/bool upper bound
     ray.shutdown()
+
+    cluster = _ray_init(2)
+    scaling = []
+    for source, grid, tile in models:
+        one = next(r for r in rows if r["model"] == source)["ray_1_worker"]
+        two_local = next(r for r in rows if r["model"] == source)["ray_2_workers"]
+        two_nodes = bench_ray(source, grid, 2, tile)
+        for nodes, workers, rate in ((1, 1, one), (1, 2, two_local), (2, 2, two_nodes)):
+            scaling.append({"model": source, "nodes": nodes, "workers": workers, "points_per_s": rate,
+                            "speedup": rate / one, "efficiency": rate / one / workers})
+    ray.shutdown()
+    cluster.shutdown()
+
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    header = (f"{'model':<9} {'grid':>8} {'MFLOP/pt':>8} {'per-point':>10} {'in-proc':>9} "
-              f"{'x':>6} {'GFLOP/s':>8} {'ceil%':>6} {'ray 1w':>8} {'ray 2w':>8} {'2w/in':>6} method")
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, tensorflow {tf.__version__}; "
-          f"float32 matmul ceiling {ceiling:.1f} GFLOP/s; driver peak RSS {peak_mb:.0f} MiB")
-    print("points/s:")
-    print(header)
+          f"float32 matmul ceiling {ceiling:.1f} GFLOP/s (best of 3); driver peak RSS {peak_mb:.0f} MiB")
+    print("points/s (best of 2-3 runs):")
+    print(f"{'model':<9} {'grid':>8} {'MFLOP/pt':>8} {'per-point':>10} {'in-proc':>9} "
+          f"{'x':>6} {'GFLOP/s':>8} {'ceil%':>6} {'ray 1w':>8} {'ray 2w':>8} {'2w/in':>6} method")
     for r in rows:
         print(f"{r['model']:<9} {r['grid']:>8} {r['mflop_per_point']:>8.2f} {r['per_point_keras']:>10.0f} "
               f"{r['in_process']:>9.0f} {r['speedup_vs_per_point']:>6.1f} {r['gflops_in_process']:>8.1f} "
               f"{100 * r['ceiling_fraction']:>5.1f}% {r['ray_1_worker']:>8.0f} {r['ray_2_workers']:>8.0f} "
               f"{r['ray2_vs_in_process']:>6.2f} {r['method']}")
+    print("\nscaling (Ray driver; simulated nodes are separate raylets on this machine, 1 CPU each):")
+    print(f"{'model':<9} {'nodes':>5} {'workers':>7} {'points/s':>9} {'speedup':>8} {'efficiency':>10}")
+    for r in scaling:
+        print(f"{r['model']:<9} {r['nodes']:>5} {r['workers']:>7} {r['points_per_s']:>9.0f} "
+              f"{r['speedup']:>8.2f} {100 * r['efficiency']:>9.0f}%")
+    if memory:
+        print(f"\ndriver memory, parabola {memory['grid']} on 2 workers ({memory['tiles']} tiles, "
+              f"{memory['points_per_s']:.0f} points/s): RSS {memory['rss_before_mb']:.0f} MiB before, "
+              f"{memory['rss_first_tile_mb']:.0f} MiB after the first tile, peak {memory['rss_peak_mb']:.0f} "
+              f"MiB; growth {memory['growth_mb']:.1f} MiB (the grid arrays themselves: "
+              f"{memory['grid_arrays_mb']:.1f} MiB)")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"ceiling_gflops": ceiling, "driver_peak_rss_mb": peak_mb, "rows": rows}, f, indent=2)
+            json.dump({"ceiling_gflops": ceiling, "driver_peak_rss_mb": peak_mb, "rows": rows,
+                       "scaling": scaling, "memory": memory}, f, indent=2)
     return 0
 
 
