@@ -32,6 +32,7 @@ DIRECTION_KINDS = ("random", "pca")
 SPACINGS = ("linear", "cubic")
 RECORD_UNITS = ("epoch", "step")
 EVAL_MODES = ("auto", "vectorized", "loop")
+TILE_ORDERS = ("coarse_to_fine", "rows")
 
 
 @dataclass(frozen=True)
@@ -68,9 +69,12 @@ class GridConfig:
     x: AxisConfig = AxisConfig()
     y: AxisConfig | None = AxisConfig(_name="grid.y")
     tile: tuple[int, int] = (16, 16)
+    order: str = "coarse_to_fine"
     _name: str = field(default="grid", repr=False, compare=False)
 
     def __post_init__(self):
+        if self.order not in TILE_ORDERS:
+            raise _must(f"{self._name}.order", f"one of {TILE_ORDERS}", self.order)
         tile = self.tile
         if (len(tile) != 2 or any(isinstance(t, bool) or not isinstance(t, int) or t < 1 for t in tile)):
             raise _must(f"{self._name}.tile", "two integers >= 1 ([rows, columns])", list(tile))
@@ -143,9 +147,15 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where the evaluation data comes from: a built-in name, an .npz file or module:function."""
+    """Where the evaluation data comes from (a built-in name, an .npz file, a directory with
+    x.npy and y.npy, or module:function) and how many shards workers split it into."""
 
     source: str = "parabola"
+    shards: int = 1
+
+    def __post_init__(self):
+        if isinstance(self.shards, bool) or not isinstance(self.shards, int) or self.shards < 1:
+            raise _must("data.shards", "an integer >= 1", self.shards)
 
 
 @dataclass(frozen=True)
@@ -176,24 +186,41 @@ class ClusterConfig:
     """The Ray pool: where Ray runs and how many actors with what resources."""
 
     address: str | None = None
-    num_workers: int = 2
+    num_workers: int | None = None  # None: one per GPU when workers use GPUs, else one per CPU
     cpus_per_worker: float = 1.0
-    gpus_per_worker: float = 0.0
+    gpus_per_worker: float | None = None  # None: 1 if the Ray cluster has GPUs, else 0
     max_tile_retries: int = 3
 
     def __post_init__(self):
-        if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int) or self.num_workers < 1:
-            raise _must("cluster.num_workers", "an integer >= 1", self.num_workers)
+        n = self.num_workers
+        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+            raise _must("cluster.num_workers", "an integer >= 1 or null (automatic)", n)
         if not self.cpus_per_worker > 0:
             raise _must("cluster.cpus_per_worker", "a number > 0", self.cpus_per_worker)
-        if self.gpus_per_worker < 0:
-            raise _must("cluster.gpus_per_worker", "a number >= 0", self.gpus_per_worker)
+        if self.gpus_per_worker is not None and not self.gpus_per_worker >= 0:
+            raise _must("cluster.gpus_per_worker", "a number >= 0 or null (automatic)",
+                        self.gpus_per_worker)
         if self.max_tile_retries < 0:
             raise _must("cluster.max_tile_retries", "an integer >= 0", self.max_tile_retries)
 
     @property
     def threads_per_worker(self) -> int:
         return max(1, int(self.cpus_per_worker))
+
+    def resolve(self, resources: dict) -> "ClusterConfig":
+        """Concrete worker count and GPUs per worker for a Ray cluster with ``resources``
+        (``ray.cluster_resources()``): by default one worker per GPU where there are GPUs,
+        else one per ``cpus_per_worker`` CPUs."""
+        gpus = float(resources.get("GPU", 0.0))
+        per_gpu = self.gpus_per_worker if self.gpus_per_worker is not None else (1.0 if gpus >= 1 else 0.0)
+        n = self.num_workers
+        if n is None:
+            if per_gpu > 0:
+                n = int(gpus // per_gpu + 1e-9)
+            else:
+                n = int(float(resources.get("CPU", 1.0)) // self.cpus_per_worker + 1e-9)
+            n = max(1, n)
+        return dataclasses.replace(self, num_workers=n, gpus_per_worker=float(per_gpu))
 
 
 @dataclass(frozen=True)
@@ -369,9 +396,9 @@ def _build_slice(raw: dict, grid: dict, name: str) -> SliceConfig:
         raise _must(f"{name}.grid", "a mapping of settings", grid)
     grid = dict(grid)
     for key in grid:
-        if key not in ("x", "y", "tile"):
-            close = difflib.get_close_matches(str(key), ["x", "y", "tile"], n=1)
-            hint = f"Did you mean '{close[0]}'?" if close else "Known settings: x, y, tile."
+        if key not in ("x", "y", "tile", "order"):
+            close = difflib.get_close_matches(str(key), ["x", "y", "tile", "order"], n=1)
+            hint = f"Did you mean '{close[0]}'?" if close else "Known settings: x, y, tile, order."
             raise ConfigError(f"Unknown setting 'grid.{key}'. {hint}")
     x = _axis(grid.get("x"), "grid.x")
     y = None if ("y" in grid and grid["y"] is None) else _axis(grid.get("y"), "grid.y")
@@ -380,7 +407,8 @@ def _build_slice(raw: dict, grid: dict, name: str) -> SliceConfig:
         tile = (min(tile[0], 1 if y is None else y.points), min(tile[1], x.points))
     elif y is None:
         tile = (1, tile[1])
-    grid_cfg = GridConfig(x=x, y=y, tile=tile)
+    order = _coerce(str, grid.get("order", "coarse_to_fine"), "grid.order")
+    grid_cfg = GridConfig(x=x, y=y, tile=tile, order=order)
     directions = build(DirectionConfig, raw.pop("directions", None), f"{name}.directions")
     kwargs = {k: _coerce(str, v, f"{name}.{k}") for k, v in raw.items() if k == "name"}
     unknown = [k for k in raw if k != "name"]

@@ -18,6 +18,7 @@ import numpy as np
 
 from .config import ClusterConfig, EvaluationConfig
 from .models import DataSpec, ModelSpec
+from .evaluator import combine_shards
 from .workers import LandscapeWorker
 
 log = logging.getLogger(__name__)
@@ -44,43 +45,59 @@ class Job:
 
 
 class InProcessPool:
-    """Evaluates jobs one after another in this process (tests, debugging, tiny grids)."""
+    """Evaluates jobs one after another in this process (tests, debugging, tiny grids); with
+    ``data.shards`` > 1, one evaluator per shard, combined exactly."""
 
     def __init__(self, model_spec: ModelSpec, data_spec: DataSpec, evaluation: EvaluationConfig):
-        self.worker = LandscapeWorker(model_spec, data_spec, evaluation)  # this process's threads
-        self.names = self.worker.evaluator.names
+        shards = range(data_spec.num_shards)
+        # this process's own threads
+        self.workers = [LandscapeWorker(model_spec, data_spec, evaluation, shard=s) for s in shards]
+        self.sizes = [w.evaluator.n_examples for w in self.workers]
+        self.names = self.workers[0].evaluator.names
 
     def set_plane(self, centre, directions, non_trainable) -> None:
-        self.worker.set_plane(centre, directions, non_trainable)
+        for worker in self.workers:
+            worker.set_plane(centre, directions, non_trainable)
 
     def run(self, jobs, on_result: Callable) -> None:
         for job in jobs:
-            on_result(job.key, self.worker.evaluate(job.kind, job.items))
+            parts = [w.evaluate(job.kind, job.items) for w in self.workers]
+            on_result(job.key, combine_shards(parts, self.sizes))
 
     def close(self) -> None:
         pass
 
 
 class RayPool:
-    """``num_workers`` Ray actors, each a :class:`LandscapeWorker`; replaces actors that die."""
+    """``num_workers`` Ray actors, each a :class:`LandscapeWorker`; replaces actors that die.
+
+    With ``data.shards`` = S > 1, actor i holds shard i mod S; every job is evaluated once per
+    shard, by an actor of that shard, and the parts are combined exactly on the driver.
+    """
 
     def __init__(self, model_spec: ModelSpec, data_spec: DataSpec, evaluation: EvaluationConfig,
                  cluster: ClusterConfig, runtime_env: dict | None = None):
         import ray
 
         self._ray = ray
+        cluster = cluster.resolve(ray.cluster_resources())
         self.cluster = cluster
+        self.num_shards = data_spec.num_shards
+        if cluster.num_workers < self.num_shards:
+            raise ValueError(f"The 'cluster.num_workers' setting is {cluster.num_workers}, fewer than "
+                             f"data.shards={self.num_shards}: each shard needs a worker. Raise "
+                             f"cluster.num_workers or lower data.shards.")
         env_vars = dict((runtime_env or {}).get("env_vars", {}))
         if cluster.gpus_per_worker == 0:
             env_vars.setdefault("CUDA_VISIBLE_DEVICES", "")  # CPU actors must not grab a GPU
         self._actor_class = ray.remote(LandscapeWorker).options(
-            num_cpus=cluster.cpus_per_worker, num_gpus=cluster.gpus_per_worker,
-            runtime_env={**(runtime_env or {}), "env_vars": env_vars})
+            **actor_resources(cluster), runtime_env={**(runtime_env or {}), "env_vars": env_vars})
         self._args = (ray.put(model_spec), data_spec, evaluation, cluster.threads_per_worker,
                       cluster.gpus_per_worker > 0, True)
         self._plane = None
         _check_free(cluster)
-        self.actors = [self._new_actor() for _ in range(cluster.num_workers)]
+        self.shard_of: dict = {}  # actor -> the shard it holds
+        self.actors = [self._new_actor(i % self.num_shards) for i in range(cluster.num_workers)]
         try:
             infos = ray.get([a.ready.remote() for a in self.actors])
         except ray.exceptions.RayError as err:
@@ -92,11 +109,14 @@ class RayPool:
             raise ValueError(refused)
         self.names = infos[0]["names"]
         self.info = dict(zip(self.actors, infos))  # actor -> its ready() description
+        self.sizes = [infos[s]["examples"] for s in range(self.num_shards)]  # examples per shard
         self._starting: dict = {}  # replacement actor -> (ready ref, start time)
         self.replacements = 0
 
-    def _new_actor(self):
-        return self._actor_class.remote(*self._args)
+    def _new_actor(self, shard: int):
+        actor = self._actor_class.remote(*self._args, shard=shard)
+        self.shard_of[actor] = shard
+        return actor
 
     def set_plane(self, centre, directions, non_trainable) -> None:
         """Put the plane into the object store once; every actor reads it from there.
@@ -117,7 +137,7 @@ class RayPool:
             ray.kill(dead)  # its CPUs go back to the cluster before the replacement asks for them
         except Exception:  # noqa: BLE001 - the handle of a dead actor may already be gone
             pass
-        actor = self._new_actor()
+        actor = self._new_actor(self.shard_of.pop(dead))
         self.actors = [actor if a is dead else a for a in self.actors]
         self.info.pop(dead, None)
         self.replacements += 1
@@ -130,45 +150,43 @@ class RayPool:
 
         ``jobs`` is consumed lazily. Each actor holds up to ``_DEPTH`` jobs (one running, the
         next queued behind it) so it never waits for the driver between jobs. The jobs of an
-        actor that dies go back to the front of the queue and one replacement is started; the
-        others carry on meanwhile. Raises :class:`TileError` when a job fails in user code, loses
-        its worker more than ``cluster.max_tile_retries`` times, or no worker is left.
+        actor that dies go back to the front of its shard's queue and one replacement is started;
+        the others carry on meanwhile. Raises :class:`TileError` when a job fails in user code,
+        loses its worker more than ``cluster.max_tile_retries`` times, or no worker is left.
         """
         ray = self._ray
         from ray.exceptions import RayActorError, RayTaskError
 
+        shards = range(self.num_shards)
         pending = iter(jobs)
-        retry: collections.deque = collections.deque()  # jobs of dead actors, served first
+        queues = {s: collections.deque() for s in shards}  # (job, shard) still to hand out
+        parts: dict = {}  # job key -> {shard: parts} until every shard has answered
         retries: dict = collections.Counter()
         load = {a: 0 for a in self.actors if a not in self._starting}  # live actors' jobs
-        in_flight: dict = {}  # result ref -> (actor, job)
+        in_flight: dict = {}  # result ref -> (actor, job, shard)
         exhausted = False
 
-        def next_job():
+        def next_job(shard):
             nonlocal exhausted
-            if retry:
-                return retry.popleft()
-            if not exhausted:
+            if not queues[shard] and not exhausted:
                 job = next(pending, None)
-                if job is not None:
-                    return job
-                exhausted = True
-            return None
-
-        def lose(actor, err):
-            if actor in load:
-                load.pop(actor)
-                self._replace(actor, err)
+                if job is None:
+                    exhausted = True
+                else:
+                    for s in shards:
+                        queues[s].append(job)
+            return queues[shard].popleft() if queues[shard] else None
 
         while True:
             for actor in sorted(load, key=load.get):  # least-loaded actors first
+                shard = self.shard_of[actor]
                 while load[actor] < _DEPTH:
-                    job = next_job()
+                    job = next_job(shard)
                     if job is None:
                         break
-                    in_flight[actor.evaluate.remote(job.kind, job.items)] = (actor, job)
+                    in_flight[actor.evaluate.remote(job.kind, job.items)] = (actor, job, shard)
                     load[actor] += 1
-            if not in_flight and not retry and exhausted:
+            if not in_flight and exhausted and not any(queues.values()):
                 return
             if not load and not self._starting:
                 raise TileError("No worker is left to evaluate the remaining jobs.")
@@ -187,20 +205,26 @@ class RayPool:
                                         f"{_first_line(err)}") from None
                     load[actor] = 0
                     continue
-                actor, job = in_flight.pop(ref)
+                actor, job, shard = in_flight.pop(ref)
                 try:
                     result = ray.get(ref)
                 except RayActorError as err:
-                    self._lost(job, retries, err)
-                    retry.appendleft(job)
-                    lose(actor, err)
+                    self._lost((job.key, shard), retries, err)
+                    queues[shard].appendleft(job)
+                    if actor in load:
+                        load.pop(actor)
+                        self._replace(actor, err)
                     continue
                 except RayTaskError as err:
                     raise TileError(f"Evaluating job {job.key} failed in user code:\n"
                                     f"{_ANSI.sub('', str(err))}") from None
                 if actor in load:
                     load[actor] -= 1
-                on_result(job.key, result)
+                got = parts.setdefault(job.key, {})
+                got[shard] = result
+                if len(got) == self.num_shards:
+                    del parts[job.key]
+                    on_result(job.key, combine_shards([got[s] for s in shards], self.sizes))
             self._check_starting(bool(load))
 
     def _check_starting(self, others_alive: bool) -> None:
@@ -214,10 +238,11 @@ class RayPool:
                             f"(cluster.cpus_per_worker={self.cluster.cpus_per_worker:g}, "
                             f"cluster.gpus_per_worker={self.cluster.gpus_per_worker:g}).")
 
-    def _lost(self, job, retries, err) -> None:
-        retries[job.key] += 1
-        if retries[job.key] > self.cluster.max_tile_retries:
-            raise TileError(f"Job {job.key} lost its worker {retries[job.key]} times "
+    def _lost(self, key, retries, err) -> None:
+        retries[key] += 1
+        if retries[key] > self.cluster.max_tile_retries:
+            job = key[0] if self.num_shards == 1 else f"{key[0]} (shard {key[1]})"
+            raise TileError(f"Job {job} lost its worker {retries[key]} times "
                             f"(cluster.max_tile_retries={self.cluster.max_tile_retries}); "
                             f"last error: {type(err).__name__}") from None
 
@@ -243,6 +268,11 @@ def connect_ray(address: str | None = None, timeout_s: float = 60.0) -> None:
         ray.init(address=address, **kwargs)
     else:
         ray.init(address="local", **kwargs)  # never joins a stale cluster left by a killed driver
+
+
+def actor_resources(cluster: ClusterConfig) -> dict:
+    """The Ray resource request of one worker actor."""
+    return {"num_cpus": cluster.cpus_per_worker, "num_gpus": cluster.gpus_per_worker}
 
 
 def _check_reachable(address: str, timeout_s: float) -> None:
@@ -293,6 +323,7 @@ def check_resources(cluster: ClusterConfig) -> None:
     import ray
 
     total = ray.cluster_resources()
+    cluster = cluster.resolve(total)
     cpus, gpus = total.get("CPU", 0.0), total.get("GPU", 0.0)
     need_cpu = cluster.num_workers * cluster.cpus_per_worker
     need_gpu = cluster.num_workers * cluster.gpus_per_worker

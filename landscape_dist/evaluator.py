@@ -181,17 +181,17 @@ class LandscapeEvaluator:
         parts = tf.split(flat_weights, self.layout.sizes)
         weights = [tf.reshape(p, s) for p, s in zip(parts, self.layout.shapes)]
         loss_sum = tf.constant(0.0, tf.float32)
+        reg_sum = tf.constant(0.0, tf.float32)
         metric_vars = [tf.constant(v) for v in self._metric_init]
         for xb, yb in self._batches:
             y_pred, _, losses = self.model.stateless_call(
                 weights, self._non_trainable, xb, training=False, return_losses=True)
-            batch_loss = tf.cast(self._loss(yb, y_pred), tf.float32)
-            if losses:
-                batch_loss += tf.add_n([tf.cast(v, tf.float32) for v in losses])
-            loss_sum += batch_loss * float(xb.shape[0])
+            loss_sum += tf.cast(self._loss(yb, y_pred), tf.float32) * float(xb.shape[0])
+            if losses:  # regularisation, as Keras adds it to each batch's loss
+                reg_sum += tf.add_n([tf.cast(v, tf.float32) for v in losses]) * float(xb.shape[0])
             if self._metrics is not None:
                 metric_vars = self._metrics.stateless_update_state(metric_vars, yb, y_pred)
-        values = [loss_sum / float(self.n_examples)]
+        values = [loss_sum / float(self.n_examples), reg_sum / float(self.n_examples)]
         if self._metrics is not None:
             result = self._metrics.stateless_result(metric_vars)
             values += [tf.cast(result[name], tf.float32) for name in self.metric_names]
@@ -220,14 +220,19 @@ class LandscapeEvaluator:
                 body, input_signature=[tf.TensorSpec([None, k], tf.float32)])
         return self._compiled[key]
 
-    def _run(self, which: str, items: np.ndarray) -> dict[str, np.ndarray]:
+    def _run(self, which: str, items: np.ndarray, parts: bool = False) -> dict[str, np.ndarray]:
         if which == "coords" and self._directions is None:
             raise RuntimeError("Call set_plane(centre, directions) before evaluate().")
-        out = np.empty((len(items), len(self.names)), dtype=np.float64)
+        out = np.empty((len(items), len(self.names) + 1), dtype=np.float64)
         for start in range(0, len(items), self.points_per_call):
             chunk = tf.constant(items[start:start + self.points_per_call])
             out[start:start + len(chunk)] = self._call(which, chunk)
-        return {name: out[:, i] for i, name in enumerate(self.names)}
+        if parts:
+            names = ("loss_data", "regularization") + self.metric_names
+            return {name: out[:, i] for i, name in enumerate(names)}
+        values = {"loss": out[:, 0] + out[:, 1]}
+        values.update({name: out[:, i + 2] for i, name in enumerate(self.metric_names)})
+        return values
 
     def _call(self, which: str, chunk):
         try:
@@ -249,16 +254,46 @@ class LandscapeEvaluator:
         """'vectorized' or 'loop': how points are batched in a compiled call."""
         return "loop" if (self.mode == "loop" or self._use_loop) else "vectorized"
 
-    def evaluate(self, coords) -> dict[str, np.ndarray]:
-        """Loss and metrics at plane coordinates of shape (P, k); dict of (P,) arrays."""
+    def evaluate(self, coords, parts: bool = False) -> dict[str, np.ndarray]:
+        """Loss and metrics at plane coordinates of shape (P, k); dict of (P,) arrays.
+
+        ``parts=True`` gives the loss as its two parts, ``loss_data`` (mean over the examples)
+        and ``regularization``, so that shards of a dataset can be combined exactly.
+        """
         coords = np.asarray(coords, dtype=np.float32)
         if coords.ndim == 1:
             coords = coords[:, None]
-        return self._run("coords", coords)
+        return self._run("coords", coords, parts)
 
-    def evaluate_weights(self, weights) -> dict[str, np.ndarray]:
+    def evaluate_weights(self, weights, parts: bool = False) -> dict[str, np.ndarray]:
         """Loss and metrics at full flat weight vectors of shape (P, size); dict of (P,) arrays."""
-        return self._run("weights", np.atleast_2d(np.asarray(weights, dtype=np.float32)))
+        return self._run("weights", np.atleast_2d(np.asarray(weights, dtype=np.float32)), parts)
+
+    def check_shardable(self) -> None:
+        """Refuse metrics that are not means over examples: those cannot be combined from shards."""
+        if self._metrics is None:
+            return
+        for metric in self._metrics.metrics:
+            if not isinstance(metric, keras.metrics.Mean):
+                raise ValueError(f"The 'data.shards' setting needs metrics that are means over the "
+                                 f"examples; the model's metric '{metric.name}' "
+                                 f"({type(metric).__name__}) is not. Set data.shards=1 or compile "
+                                 f"the model without it.")
+
+
+def combine_shards(parts: list[dict], sizes: list[int]) -> dict[str, np.ndarray]:
+    """Exact loss and metrics of a whole dataset from its shards' parts (``evaluate(parts=True)``).
+
+    loss = sum(shard mean loss x shard size) / total size + regularisation (added once, taken
+    from the first shard: it depends on the weights only); each metric is the size-weighted mean.
+    """
+    total = float(sum(sizes))
+    weights = [n / total for n in sizes]
+    out = {"loss": sum(w * p["loss_data"] for w, p in zip(weights, parts)) + parts[0]["regularization"]}
+    for name in parts[0]:
+        if name not in ("loss_data", "regularization"):
+            out[name] = sum(w * p[name] for w, p in zip(weights, parts))
+    return out
 
 
 def evaluate_per_point(model, x, y, layout: WeightLayout, weights, batch_size: int | None = None,

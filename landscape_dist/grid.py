@@ -22,39 +22,88 @@ def axis_coordinates(lo: float, hi: float, points: int, spacing: str = "linear")
 
 @dataclass(frozen=True)
 class Tile:
-    """A rectangle of grid indices: rows [r0, r1) along y and columns [c0, c1) along x."""
+    """A lattice of grid indices: rows ``r0, r0+rs, ... < r1`` along y and columns
+    ``c0, c0+cs, ... < c1`` along x (strides 1: a plain rectangle)."""
 
     index: int
     r0: int
     r1: int
     c0: int
     c1: int
+    rs: int = 1
+    cs: int = 1
+
+    @property
+    def rows(self) -> slice:
+        return slice(self.r0, self.r1, self.rs)
+
+    @property
+    def cols(self) -> slice:
+        return slice(self.c0, self.c1, self.cs)
 
     @property
     def shape(self) -> tuple[int, int]:
-        return (self.r1 - self.r0, self.c1 - self.c0)
+        return (len(range(self.r0, self.r1, self.rs)), len(range(self.c0, self.c1, self.cs)))
 
     @property
     def size(self) -> int:
-        return (self.r1 - self.r0) * (self.c1 - self.c0)
+        rows, cols = self.shape
+        return rows * cols
 
     def points(self, xs: np.ndarray, ys: np.ndarray | None) -> np.ndarray:
         """Plane coordinates of the tile's points in row-major order, shape (size, 1 or 2)."""
-        x = xs[self.c0:self.c1]
+        x = xs[self.cols]
         if ys is None:
             return x[:, None].astype(np.float32)
-        yy, xx = np.meshgrid(ys[self.r0:self.r1], x, indexing="ij")
+        yy, xx = np.meshgrid(ys[self.rows], x, indexing="ij")
         return np.stack([xx.ravel(), yy.ravel()], axis=1).astype(np.float32)
 
 
-def split_tiles(shape: tuple[int, int], tile_shape: tuple[int, int]) -> list[Tile]:
-    """Cover a (rows, columns) grid with tiles of at most ``tile_shape``; each point in exactly one."""
-    rows, cols = shape
+def _lattice_tiles(tiles: list, rows: range, cols: range, tile_shape) -> None:
+    """Append tiles of at most ``tile_shape`` points covering the lattice ``rows x cols``."""
     th, tw = tile_shape
-    tiles = []
-    for r0 in range(0, rows, th):
-        for c0 in range(0, cols, tw):
-            tiles.append(Tile(len(tiles), r0, min(r0 + th, rows), c0, min(c0 + tw, cols)))
+    for i in range(0, len(rows), th):
+        r = rows[i:i + th]
+        for j in range(0, len(cols), tw):
+            c = cols[j:j + tw]
+            tiles.append(Tile(len(tiles), r.start, r[-1] + 1, c.start, c[-1] + 1, rows.step, cols.step))
+
+
+def coarsest_stride(shape: tuple[int, int], min_points: int = 8) -> int:
+    """The largest power of two whose sub-sampled grid still has ``min_points`` points along
+    the longer axis (1 for small grids)."""
+    longest = max(shape) - 1
+    stride = 1
+    while longest // (2 * stride) >= min_points:
+        stride *= 2
+    return stride
+
+
+def split_tiles(shape: tuple[int, int], tile_shape: tuple[int, int],
+                order: str = "rows") -> list[Tile]:
+    """Cover a (rows, columns) grid with tiles of at most ``tile_shape`` points; each point in
+    exactly one tile, tiles numbered in the order they should be computed.
+
+    ``rows``: rectangles, row by row. ``coarse_to_fine``: first the grid sub-sampled with the
+    coarsest stride s, then the points that halve the stride (s/2, ...) down to 1, so the
+    tiles done at any moment cover the plane evenly.
+    """
+    rows, cols = shape
+    tiles: list[Tile] = []
+    if order == "rows":
+        _lattice_tiles(tiles, range(rows), range(cols), tile_shape)
+        return tiles
+    if order != "coarse_to_fine":
+        raise ValueError(f"The 'order' parameter must be 'rows' or 'coarse_to_fine'. Got {order!r} instead.")
+    stride = coarsest_stride(shape)
+    _lattice_tiles(tiles, range(0, rows, stride), range(0, cols, stride), tile_shape)
+    while stride > 1:
+        half = stride // 2
+        # new points: odd multiples of `half` in rows (any column multiple of half), and
+        # even multiples of `half` in rows with odd multiples of `half` in columns
+        _lattice_tiles(tiles, range(half, rows, stride), range(0, cols, half), tile_shape)
+        _lattice_tiles(tiles, range(0, rows, stride), range(half, cols, stride), tile_shape)
+        stride = half
     return tiles
 
 
@@ -63,5 +112,5 @@ def assemble(shape: tuple[int, int], tiles: list[Tile], values: list[np.ndarray]
     """Place each tile's values (flat, row-major) into a (rows, columns) array."""
     out = np.full(shape, fill, dtype=np.float64)
     for tile, vals in zip(tiles, values):
-        out[tile.r0:tile.r1, tile.c0:tile.c1] = np.asarray(vals).reshape(tile.shape)
+        out[tile.rows, tile.cols] = np.asarray(vals).reshape(tile.shape)
     return out

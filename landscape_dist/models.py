@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import io
 import os
 import re
@@ -115,40 +116,82 @@ def load_keras_file(payload: bytes, name: str, unsafe_deserialization: bool = Fa
                               f"({type(err).__name__}). Give a file saved with model.save('...keras').") from None
 
 
+def shard_bounds(n: int, num_shards: int, shard: int) -> tuple[int, int]:
+    """[start, stop) of shard ``shard`` of ``num_shards`` over ``n`` examples (sizes differ by <= 1)."""
+    return shard * n // num_shards, (shard + 1) * n // num_shards
+
+
+def _accepts_shards(func) -> bool:
+    try:
+        params = inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return False
+    return "shard" in params and "num_shards" in params
+
+
 @dataclass(frozen=True)
 class DataSpec:
-    """Where a worker loads its evaluation data from."""
+    """Where a worker loads its evaluation data from, and how many shards it is split into.
+
+    Sources: a built-in name, an ``.npz`` file with arrays ``x`` and ``y``, a directory holding
+    ``x.npy`` and ``y.npy`` (memory-mapped: a shard reads only its own rows), or
+    ``module:function`` returning ``(x, y)``; a function with ``shard`` and ``num_shards``
+    parameters is asked for its shard only.
+    """
 
     source: str
     search_path: str | None = field(default_factory=os.getcwd)
+    num_shards: int = 1
 
-    def load(self):
-        """(x, y) arrays."""
+    def load(self, shard: int | None = None):
+        """(x, y) arrays: the whole dataset, or shard ``shard`` of ``num_shards``."""
+        sliced = shard is not None and self.num_shards > 1
         if self.source in examples.DATASETS:
             x, y = examples.DATASETS[self.source]()
         elif _is_factory(self.source):
-            out = _factory(self.source, "data.source", self.search_path)()
+            func = _factory(self.source, "data.source", self.search_path)
+            if sliced and _accepts_shards(func):
+                out = func(shard=shard, num_shards=self.num_shards)
+                sliced = False  # the factory gave just this shard
+            else:
+                out = func()
             x, y = (out["x"], out["y"]) if isinstance(out, dict) else out
         else:
-            path = Path(self.source)
-            if path.suffix != ".npz":
-                raise SourceError(f"The 'data.source' setting must be a built-in example "
-                                  f"({', '.join(examples.DATASETS)}), an .npz file or 'module:function'. "
-                                  f"Got {self.source!r} instead.")
-            if not path.is_file():
-                raise SourceError(f"The 'data.source' setting names '{self.source}', which does not exist.")
-            with np.load(path) as archive:
-                missing = [k for k in ("x", "y") if k not in archive.files]
-                if missing:
-                    raise SourceError(f"The data file '{self.source}' must hold arrays 'x' and 'y'. "
-                                      f"It holds {archive.files}.")
-                x, y = archive["x"], archive["y"]
-        x, y = np.asarray(x), np.asarray(y)
+            x, y = self._load_file()
+        if sliced:
+            start, stop = shard_bounds(len(x), self.num_shards, shard)
+            if stop <= start:
+                raise SourceError(f"The 'data.shards' setting is {self.num_shards}, more than the "
+                                  f"{len(x)} examples of '{self.source}'. Use at most {len(x)} shards.")
+            x, y = x[start:stop], y[start:stop]
+        x, y = np.asarray(x), np.asarray(y)  # reads a memory-mapped shard into memory
         if len(x) == 0:
             raise SourceError(f"The data from '{self.source}' is empty. Give at least one example.")
         if len(x) != len(y):
             raise SourceError(f"The data from '{self.source}' has {len(x)} inputs but {len(y)} labels.")
         return x, y
+
+    def _load_file(self):
+        path = Path(self.source)
+        if path.is_dir():
+            files = [path / "x.npy", path / "y.npy"]
+            missing = [f.name for f in files if not f.is_file()]
+            if missing:
+                raise SourceError(f"The 'data.source' directory '{self.source}' must hold x.npy and "
+                                  f"y.npy. It lacks {', '.join(missing)}.")
+            return tuple(np.load(f, mmap_mode="r") for f in files)
+        if path.suffix != ".npz":
+            raise SourceError(f"The 'data.source' setting must be a built-in example "
+                              f"({', '.join(examples.DATASETS)}), an .npz file, a directory with "
+                              f"x.npy and y.npy, or 'module:function'. Got {self.source!r} instead.")
+        if not path.is_file():
+            raise SourceError(f"The 'data.source' setting names '{self.source}', which does not exist.")
+        with np.load(path) as archive:
+            missing = [k for k in ("x", "y") if k not in archive.files]
+            if missing:
+                raise SourceError(f"The data file '{self.source}' must hold arrays 'x' and 'y'. "
+                                  f"It holds {archive.files}.")
+            return archive["x"], archive["y"]
 
 
 def load_centre(model, path: str | Path) -> None:

@@ -50,7 +50,7 @@ def _data_spec(config: Config) -> DataSpec:
     source = config.data.source
     if os.path.exists(source):  # workers may run elsewhere: give them an absolute path
         source = str(Path(source).resolve())
-    return DataSpec(source)
+    return DataSpec(source, num_shards=config.data.shards)
 
 
 def _centre_path(config: Config, out: Path) -> Path | None:
@@ -217,7 +217,7 @@ def _sweep_slice(slice_cfg, prepared, pool, writer, journal, layout, non_trainab
     pool.set_plane(plane.centre, plane.directions, non_trainable)
     slice_writer = writer.add_slice(name, xs, ys, pool.names, plane.meta, plane.centre,
                                     plane.directions, layout, non_trainable)
-    tiles = split_tiles(slice_cfg.grid.shape, slice_cfg.grid.tile)
+    tiles = split_tiles(slice_cfg.grid.shape, slice_cfg.grid.tile, slice_cfg.grid.order)
     by_index = {t.index: t for t in tiles}
     n_points = sum(t.size for t in tiles)
     nonfinite = {"count": 0}

@@ -109,8 +109,8 @@ class SliceWriter:
 
     def _index(self, tile: Tile):
         if len(self.shape) == 1:
-            return np.s_[tile.c0:tile.c1], (tile.c1 - tile.c0,)
-        return np.s_[tile.r0:tile.r1, tile.c0:tile.c1], tile.shape
+            return np.s_[tile.cols], (tile.shape[1],)
+        return np.s_[tile.rows, tile.cols], tile.shape
 
     def write_tile(self, tile: Tile, result: dict) -> None:
         """Store a tile's values (flat, row-major) and mark its points done."""

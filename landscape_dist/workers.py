@@ -29,17 +29,19 @@ class LandscapeWorker:
     """
 
     def __init__(self, model_spec, data_spec, evaluation, threads: int | None = None,
-                 use_gpu: bool = False, remote: bool = False):
+                 use_gpu: bool = False, remote: bool = False, shard: int = 0):
         configure_tensorflow(threads, use_gpu)
         from .evaluator import LandscapeEvaluator
 
         self.error = None
         try:
             model = model_spec.build()
-            x, y = data_spec.load()
+            x, y = data_spec.load(shard)
             self.evaluator = LandscapeEvaluator(model, x, y, batch_size=evaluation.batch_size,
                                                 memory_budget_mb=evaluation.memory_budget_mb,
                                                 mode=evaluation.mode)
+            if data_spec.num_shards > 1:
+                self.evaluator.check_shardable()
         except ValueError as err:  # bad input (model, data): reported by ready(), not retried
             if not remote:
                 raise
@@ -55,6 +57,7 @@ class LandscapeWorker:
 
         node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
         return {"pid": os.getpid(), "node": node, "names": self.evaluator.names,
+                "examples": self.evaluator.n_examples,
                 "points_per_call": self.evaluator.points_per_call,
                 "batch_size": self.evaluator.batch_size}
 
@@ -63,7 +66,8 @@ class LandscapeWorker:
         return True
 
     def evaluate(self, kind: str, items):
-        """Loss and metrics at plane coordinates (kind 'coords') or flat weights ('weights')."""
+        """Loss parts and metrics (``LandscapeEvaluator.evaluate(parts=True)``) at plane
+        coordinates (kind 'coords') or flat weight vectors ('weights') on this worker's data."""
         if kind == "coords":
-            return self.evaluator.evaluate(items)
-        return self.evaluator.evaluate_weights(items)
+            return self.evaluator.evaluate(items, parts=True)
+        return self.evaluator.evaluate_weights(items, parts=True)

@@ -55,7 +55,8 @@ def test_overrides_parse_yaml_values_and_list_items():
      "The 'slices.0.directions.normalization' setting must be one of ('filter', 'layer', 'model', "
      "'none'). Got 'unit' instead."),
     ({"cluster": {"num_workers": 0}},
-     "The 'cluster.num_workers' setting must be an integer >= 1. Got 0 instead."),
+     "The 'cluster.num_workers' setting must be an integer >= 1 or null (automatic). Got 0 "
+     "instead."),
     ({"slices": [{"name": "a"}, {"name": "a"}]},
      "The 'slices' setting must be a list of slices with distinct names. Got ['a', 'a'] instead. "
      "Rename the repeated 'a'."),

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from landscape_dist.directions import TrajectoryPCA, cosine, normalize_direction, random_directions
-from landscape_dist.grid import assemble, axis_coordinates, split_tiles
+from landscape_dist.grid import assemble, axis_coordinates, coarsest_stride, split_tiles
 from landscape_dist.layout import WeightLayout
 from landscape_dist.projection import off_plane_fraction, project_path
 
@@ -123,13 +123,33 @@ def test_tile_points_are_row_major_x_then_y():
     assert tile.points(xs, None).tolist() == [[0], [1], [2]]
 
 
-@settings(max_examples=200, deadline=None, derandomize=True)
-@given(rows=st.integers(1, 40), cols=st.integers(1, 40), th=st.integers(1, 45), tw=st.integers(1, 45))
-def test_tiles_partition_any_grid(rows, cols, th, tw):
-    tiles = split_tiles((rows, cols), (th, tw))
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(rows=st.integers(1, 70), cols=st.integers(1, 70), th=st.integers(1, 75),
+       tw=st.integers(1, 75), order=st.sampled_from(["rows", "coarse_to_fine"]))
+def test_tiles_partition_any_grid(rows, cols, th, tw, order):
+    tiles = split_tiles((rows, cols), (th, tw), order)
     cover = np.zeros((rows, cols), dtype=int)
     for tile in tiles:
         assert 0 < tile.shape[0] <= th and 0 < tile.shape[1] <= tw
-        cover[tile.r0:tile.r1, tile.c0:tile.c1] += 1
+        cover[tile.rows, tile.cols] += 1
     assert (cover == 1).all()  # every point in exactly one tile
     assert [t.index for t in tiles] == list(range(len(tiles)))
+
+
+def test_coarse_to_fine_order_completes_a_subsampled_grid_first():
+    shape = (41, 33)
+    tiles = split_tiles(shape, (4, 4), "coarse_to_fine")
+    assert coarsest_stride(shape) == 4
+    done = np.zeros(shape, bool)
+    seen = 0
+    for tile in tiles:  # after the first tiles, the grid sub-sampled by 4, then by 2, is complete
+        done[tile.rows, tile.cols] = True
+        seen += tile.size
+        if seen == 11 * 9:
+            assert done[::4, ::4].all() and done.sum() == 11 * 9
+        if seen == 21 * 17:
+            assert done[::2, ::2].all() and done.sum() == 21 * 17
+    assert done.all()
+    values = np.arange(41 * 33, dtype=float).reshape(shape)
+    parts = [values[t.rows, t.cols].ravel() for t in tiles]
+    np.testing.assert_array_equal(assemble(shape, tiles, parts), values)
