@@ -24,3 +24,10 @@ def bn_dropout_data():
     x = rng.normal(size=(96, 3)).astype(np.float32)
     y = (np.abs(x).argmax(axis=1) + (x.sum(axis=1) > 0)).astype(np.int32)
     return x, y
+
+
+def sharded_data(shard=None, num_shards=None):
+    """30 examples x = 0..29; asked for a shard, it builds only that shard's rows."""
+    start, stop = (0, 30) if shard is None else (shard * 30 // num_shards, (shard + 1) * 30 // num_shards)
+    x = np.arange(start, stop, dtype=np.float32)[:, None]
+    return x, 2.0 * x
