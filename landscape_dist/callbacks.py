@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 import time
 
+import numpy as np
+
 
 class SweepCallback:
     """Override any of these; all run on the driver, in the order events happen."""
@@ -14,6 +16,9 @@ class SweepCallback:
 
     def on_tile_end(self, name: str, tile, result: dict) -> None:
         pass
+
+    def on_tile_resumed(self, name: str, tile, result: dict) -> None:
+        """A tile read back from the journal of an interrupted run (not computed again)."""
 
     def on_slice_end(self, name: str, summary: dict) -> None:
         pass
@@ -50,3 +55,50 @@ class TileLog(SweepCallback):
 
     def on_tile_end(self, name, tile, result):
         self.tiles.append((name, tile.index, time.perf_counter() - self._t0))
+
+
+class LivePreview(SweepCallback):
+    """Redraws ``<out>/<slice>_preview.png`` at most every ``every_s`` seconds while a slice is
+    swept, and once when it ends: the loss of the points done so far, the gaps filled from their
+    neighbours, so a coarse-to-fine sweep gives a usable picture early."""
+
+    def __init__(self, out, grids: dict, every_s: float, quantity: str = "loss"):
+        self.out = out
+        self.grids = grids  # slice name -> (xs, ys or None)
+        self.every_s = every_s
+        self.quantity = quantity
+        self._values = None
+        self._last = 0.0
+        self.written: list = []
+
+    def on_slice_begin(self, name, n_points):
+        xs, ys = self.grids[name]
+        self._values = np.full((1 if ys is None else len(ys), len(xs)), np.nan)
+        self._last = time.monotonic()
+
+    def _store(self, tile, result):
+        self._values[tile.rows, tile.cols] = np.asarray(result[self.quantity]).reshape(tile.shape)
+
+    def on_tile_resumed(self, name, tile, result):
+        if self._values is None:
+            self.on_slice_begin(name, 0)
+        self._store(tile, result)
+
+    def on_tile_end(self, name, tile, result):
+        self._store(tile, result)
+        if time.monotonic() - self._last >= self.every_s:
+            self.draw(name)
+
+    def on_slice_end(self, name, summary):
+        self.draw(name)
+        self._values = None
+
+    def draw(self, name):
+        from .plotting import plot_preview
+
+        xs, ys = self.grids[name]
+        path = plot_preview(self._values, xs, ys, f"{self.out}/{name}_preview.png",
+                            f"slice '{name}'", self.quantity)
+        if path not in self.written:
+            self.written.append(path)
+        self._last = time.monotonic()

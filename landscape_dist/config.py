@@ -249,12 +249,16 @@ class PlotConfig:
     format: str = "png"
     show_path: str = "auto"
     dpi: int = 120
+    preview_every_s: float | None = None  # redraw OUT/<slice>_preview.png while sweeping
 
     def __post_init__(self):
         if self.levels < 2:
             raise _must("plot.levels", "an integer >= 2", self.levels)
         if self.format not in ("png", "pdf", "svg"):
             raise _must("plot.format", "one of ('png', 'pdf', 'svg')", self.format)
+        if self.preview_every_s is not None and not self.preview_every_s > 0:
+            raise _must("plot.preview_every_s", "a number of seconds > 0 or null (no preview)",
+                        self.preview_every_s)
         if self.show_path not in ("auto", "always", "never"):
             raise _must("plot.show_path", "one of ('auto', 'always', 'never')", self.show_path)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .callbacks import ProgressBar, SweepCallback
+from .callbacks import LivePreview, ProgressBar, SweepCallback
 from .config import Config
 from .driver import InProcessPool, Job, RayPool, check_resources, connect_ray
 from .grid import split_tiles
@@ -181,6 +181,9 @@ def sweep(config: Config, out: str | Path, *, pool=None, callbacks: list[SweepCa
         _writable_dir(out)
         journal = TileJournal.open(journal_path, fingerprint, resume=not overwrite)
         callbacks = list(callbacks or []) + ([ProgressBar()] if progress else [])
+        if config.plot.preview_every_s:
+            grids = {name: (xs, ys) for name, (_, xs, ys) in planes.items()}
+            callbacks.append(LivePreview(out, grids, config.plot.preview_every_s))
         summary = {"slices": {}, "centre": str(centre_file) if centre_file else "source weights"}
         partial = out / "surface.h5.partial"
         writer = SurfaceWriter(partial, config.to_dict(), package_versions())
@@ -222,9 +225,13 @@ def _sweep_slice(slice_cfg, prepared, pool, writer, journal, layout, non_trainab
     n_points = sum(t.size for t in tiles)
     nonfinite = {"count": 0}
     resumed = {k: v for k, v in journal.resumed("tile", name).items() if k in by_index}
+    for cb in callbacks:
+        cb.on_slice_begin(name, sum(t.size for t in tiles if t.index not in resumed))
     for key, result in resumed.items():
         slice_writer.write_tile(by_index[key], result)
         nonfinite["count"] += int(np.sum(~np.isfinite(result["loss"])))
+        for cb in callbacks:
+            cb.on_tile_resumed(name, by_index[key], result)
     todo = [t for t in tiles if t.index not in resumed]
     if resumed:
         log.info("slice '%s': %d of %d tiles already done (resumed from %s); computing %d",
@@ -238,8 +245,6 @@ def _sweep_slice(slice_cfg, prepared, pool, writer, journal, layout, non_trainab
         for cb in callbacks:
             cb.on_tile_end(name, tile, result)
 
-    for cb in callbacks:
-        cb.on_slice_begin(name, sum(t.size for t in todo))
     t0 = time.perf_counter()
     pool.run((Job(t.index, "coords", t.points(xs, ys)) for t in todo), on_tile)
     seconds = time.perf_counter() - t0

@@ -164,6 +164,42 @@ def plot_path_loss(surface: Surface, file: Path, cfg: PlotConfig) -> Path:
     return file
 
 
+def plot_preview(values: np.ndarray, xs, ys, file, title: str, quantity: str = "loss") -> str:
+    """A quick picture of a grid still being filled: the done points (finite or not) drawn with
+    the gaps filled from the nearest done points, and the fraction done in the title."""
+    from scipy.interpolate import griddata
+
+    done = ~np.isnan(values)
+    fraction = done.mean()
+    fig, ax = plt.subplots(figsize=(5.6, 4.6))
+    if ys is None or len(ys) == 1:
+        ax.plot(xs, np.ma.masked_invalid(values[0]), marker=".")
+        ax.set_xlabel("direction 0")
+        ax.set_ylabel(quantity)
+    else:
+        X, Y = np.meshgrid(xs, ys)
+        known = done & np.isfinite(values)
+        z = values.copy()
+        if known.sum() >= 4:
+            pts = np.stack([X[known], Y[known]], axis=1)
+            z = griddata(pts, values[known], (X, Y), method="nearest")
+            z[done & ~np.isfinite(values)] = np.nan  # diverged points stay masked
+        z = np.ma.masked_invalid(z)
+        if z.count() >= 4 and np.ptp(z.compressed()) > 0:
+            levels = contour_levels(z.filled(np.nan), 20)
+            norm = colors.LogNorm(levels[0], levels[-1]) if levels[0] > 0 else None
+            cs = ax.contourf(X, Y, z, levels=levels, norm=norm, cmap="viridis")
+            fig.colorbar(cs, ax=ax, label=quantity)
+        ax.scatter(X[done], Y[done], s=2, color="white", alpha=0.5)
+        ax.set_xlabel("direction 0")
+        ax.set_ylabel("direction 1")
+    ax.set_title(f"{title}: {100 * fraction:.0f}% of the points done", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(file, dpi=90)
+    plt.close(fig)
+    return str(file)
+
+
 def plot_surface_file(path: Path, out: Path, cfg: PlotConfig) -> list[str]:
     """Every figure of every slice in a surface file; returns the written paths."""
     written = []

@@ -167,3 +167,25 @@ def test_diverged_points_are_stored_counted_and_masked(tmp_path):
 
     images = plot_surface_file(tmp_path / "surface.h5", tmp_path, PlotConfig())
     assert [os.path.basename(p) for p in images] == ["random_contour.png", "random_filled.png"]
+
+
+def test_live_preview_is_drawn_during_the_sweep(tmp_path, monkeypatch):
+    from landscape_dist.callbacks import LivePreview
+
+    fractions = []
+    draw = LivePreview.draw
+
+    def counting_draw(self, name):
+        fractions.append(float(np.mean(~np.isnan(self._values))))
+        draw(self, name)
+
+    monkeypatch.setattr(LivePreview, "draw", counting_draw)
+    config = config_from_dict({
+        "model": {"source": "parabola"}, "data": {"source": "parabola"},
+        "grid": {"x": {"points": 17}, "y": {"points": 9}, "tile": [3, 4]},
+        "slices": [{"name": "random"}], "plot": {"preview_every_s": 1e-9}})
+    summary = sweep(config, tmp_path, in_process=True, progress=False)
+    assert (tmp_path / "random_preview.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # redrawn after every tile (the period is tiny), from the first coarse tile to the full grid
+    assert len(fractions) == summary["slices"]["random"]["tiles"] + 1
+    assert fractions[0] < 0.15 and fractions[-1] == 1.0
