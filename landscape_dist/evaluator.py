@@ -9,6 +9,7 @@ at the centre and layers run in inference mode. The data stays on the device as 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 
 import numpy as np
@@ -103,6 +104,90 @@ def check_data(model, x: np.ndarray, y: np.ndarray) -> None:
                          f"label of shape {want} per example, or another model.")
 
 
+_LINEAR_FIRST_LAYERS = ("Dense", "Conv1D", "Conv2D", "Conv3D")
+
+
+class FirstLayerShortcut:
+    """Pre-activations of a Sequential model's first layer, computed once per plane.
+
+    A Dense or convolution layer's pre-activation is linear in its kernel and bias, and its input
+    (the data) is the same at every grid point, so at ``centre + sum_k c_k d_k`` it equals
+    ``Z_centre + sum_k c_k Z_k``, where each ``Z`` is the layer applied (without activation) to
+    the data with the centre's or a direction's part of the kernel and bias. A point then costs
+    one weighted sum instead of the first layer's matmul or convolution; the rest of the model
+    runs layer by layer with ``stateless_call``. Used only where it applies exactly, where it
+    saves work (kernel fan-in > 1 + k) and where the ``1 + k`` pre-activation arrays fit in
+    ``budget`` bytes (see :meth:`applies`).
+    """
+
+    @staticmethod
+    def applies(model, n_examples: int, k: int, budget: float) -> bool:
+        if not isinstance(model, keras.Sequential) or len(model.layers) < 2:
+            return False
+        first = model.layers[0]
+        if type(first).__name__ not in _LINEAR_FIRST_LAYERS or first.non_trainable_variables:
+            return False
+        if any(getattr(first, name, None) is not None for name in (
+                "kernel_regularizer", "bias_regularizer", "activity_regularizer",
+                "quantization_mode", "lora_rank")):
+            return False
+        if getattr(first, "compute_dtype", "float32") != "float32":
+            return False
+        # a point costs 1 + k multiply-adds per pre-activation instead of the kernel's fan-in
+        fan_in = int(np.prod(first.kernel.shape[:-1]))
+        size = int(np.prod([d for d in first.output.shape[1:]]))
+        return fan_in > 1 + k and (1 + k) * n_examples * size * 4 <= budget
+
+    def __init__(self, model, layout: WeightLayout, batches, k: int):
+        self.k = k
+        first = model.layers[0]
+        config = dict(first.get_config(), activation="linear", name=f"{first.name}_linear")
+        self.linear = type(first).from_config(config)
+        self.linear.build(tuple(model.inputs[0].shape))
+        self.activation = first.activation
+        self.rest = model.layers[1:]
+        position = {v.path: i for i, v in enumerate(model.trainable_variables)}
+        self.first_slices = [(int(layout.offsets[position[v.path]]), int(layout.sizes[position[v.path]]),
+                              tuple(v.shape)) for v in first.trainable_variables]
+        self.rest_slices = [[(int(layout.offsets[position[v.path]]), int(layout.sizes[position[v.path]]),
+                              tuple(v.shape)) for v in layer.trainable_variables] for layer in self.rest]
+        nt_position = {v.path: i for i, v in enumerate(model.non_trainable_variables)}
+        self.rest_nt = [[nt_position[v.path] for v in layer.non_trainable_variables]
+                        for layer in self.rest]
+        # inference mode for the layers whose call takes it (dropout off, batch-norm statistics)
+        self.kwargs = [{"training": False} if "training" in inspect.signature(layer.call).parameters
+                       else {} for layer in self.rest]
+        self.batches = batches
+        # per data batch: pre-activations at the centre (1, ...) and for each direction (k, ...)
+        self.z = [tf.Variable(tf.zeros((1 + k,) + tuple(self.linear.compute_output_shape(
+            tuple(xb.shape)))), trainable=False) for xb, _ in batches]
+
+    def _weights(self, flat, slices):
+        return [tf.reshape(flat[o:o + n], shape) for o, n, shape in slices]
+
+    def set_plane(self, centre, directions) -> None:
+        """Compute the pre-activations for this plane's centre and directions (once per plane)."""
+        vectors = [centre] + list(directions)
+        for z, (xb, _) in zip(self.z, self.batches):
+            parts = [self.linear.stateless_call(self._weights(tf.constant(v), self.first_slices),
+                                                [], xb)[0] for v in vectors]
+            z.assign(tf.stack(parts))
+
+    def predict(self, index: int, coords, flat, non_trainable):
+        """(y_pred, regularisation losses) of data batch ``index`` at plane coordinates
+        ``coords`` (k,) whose full weight vector is ``flat``."""
+        z = self.z[index]
+        weights = tf.concat([tf.ones([1], coords.dtype), coords], axis=0)
+        h = self.activation(tf.tensordot(weights, z, axes=1))
+        losses = []
+        for layer, slices, nt, kwargs in zip(self.rest, self.rest_slices, self.rest_nt, self.kwargs):
+            h, _, layer_losses = layer.stateless_call(
+                self._weights(flat, slices), [non_trainable[i] for i in nt], h,
+                return_losses=True, **kwargs)
+            losses.extend(layer_losses)
+        return h, losses
+
+
 class LandscapeEvaluator:
     """Evaluates a compiled Keras model on fixed data at points of a plane through its weights.
 
@@ -112,7 +197,7 @@ class LandscapeEvaluator:
     """
 
     def __init__(self, model, x, y, *, batch_size: int | None = None,
-                 memory_budget_mb: float = 256.0, mode: str = "auto"):
+                 memory_budget_mb: float = 256.0, mode: str = "auto", shortcut: bool = True):
         if mode not in ("auto", "vectorized", "loop"):
             raise ValueError(f"The 'mode' parameter must be 'auto', 'vectorized' or 'loop'. "
                              f"Got {mode!r} instead.")
@@ -151,6 +236,9 @@ class LandscapeEvaluator:
         self._directions = None
         self._compiled = {}
         self._use_loop = False
+        self._allow_shortcut = bool(shortcut)
+        self._budget = budget
+        self.shortcut = None  # a FirstLayerShortcut once a plane is set, where one applies
 
     # ---------------------------------------------------------------- the plane
 
@@ -172,20 +260,36 @@ class LandscapeEvaluator:
         else:
             self._centre.assign(centre)
             self._directions.assign(directions)
+        k = directions.shape[0]
+        if self._allow_shortcut and (self.shortcut is None or self.shortcut.k != k):
+            applies = FirstLayerShortcut.applies(self.model, self.n_examples, k, self._budget / 2)
+            self.shortcut = FirstLayerShortcut(self.model, self.layout, self._batches, k) if applies else None
+            self._compiled = {key: fn for key, fn in self._compiled.items() if key[0] != "coords"}
+        if self.shortcut is not None:
+            self.shortcut.set_plane(centre, directions)
         return self
 
     # ---------------------------------------------------------------- evaluation
 
-    def _point_values(self, flat_weights):
-        """Loss and metrics at one flat weight vector: a (1 + n_metrics,) float32 tensor."""
-        parts = tf.split(flat_weights, self.layout.sizes)
-        weights = [tf.reshape(p, s) for p, s in zip(parts, self.layout.shapes)]
+    def _point_values(self, flat_weights, coords=None):
+        """Loss parts and metrics at one flat weight vector: a (2 + n_metrics,) float32 tensor.
+        With ``coords`` (the point's plane coordinates) the first-layer shortcut is used."""
+        if coords is None or self.shortcut is None:
+            parts = tf.split(flat_weights, self.layout.sizes)
+            weights = [tf.reshape(p, s) for p, s in zip(parts, self.layout.shapes)]
+
+            def predict(index, xb):
+                y_pred, _, losses = self.model.stateless_call(
+                    weights, self._non_trainable, xb, training=False, return_losses=True)
+                return y_pred, losses
+        else:
+            def predict(index, xb):
+                return self.shortcut.predict(index, coords, flat_weights, self._non_trainable)
         loss_sum = tf.constant(0.0, tf.float32)
         reg_sum = tf.constant(0.0, tf.float32)
         metric_vars = [tf.constant(v) for v in self._metric_init]
-        for xb, yb in self._batches:
-            y_pred, _, losses = self.model.stateless_call(
-                weights, self._non_trainable, xb, training=False, return_losses=True)
+        for index, (xb, yb) in enumerate(self._batches):
+            y_pred, losses = predict(index, xb)
             loss_sum += tf.cast(self._loss(yb, y_pred), tf.float32) * float(xb.shape[0])
             if losses:  # regularisation, as Keras adds it to each batch's loss
                 reg_sum += tf.add_n([tf.cast(v, tf.float32) for v in losses]) * float(xb.shape[0])
@@ -207,7 +311,10 @@ class LandscapeEvaluator:
                     self._directions, c, transpose_a=True)
             else:
                 k, make = self.layout.size, (lambda w: w)
-            point = lambda item: self._point_values(make(item))  # noqa: E731
+            if which == "coords":
+                point = lambda item: self._point_values(make(item), item)  # noqa: E731
+            else:
+                point = lambda item: self._point_values(make(item))  # noqa: E731
             if self.method == "loop":
                 body = lambda batch: tf.map_fn(point, batch, fn_output_signature=tf.float32)  # noqa: E731
             else:

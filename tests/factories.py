@@ -31,3 +31,27 @@ def sharded_data(shard=None, num_shards=None):
     start, stop = (0, 30) if shard is None else (shard * 30 // num_shards, (shard + 1) * 30 // num_shards)
     x = np.arange(start, stop, dtype=np.float32)[:, None]
     return x, 2.0 * x
+
+
+def wide_sequential_model():
+    """Sequential: Dense(16) on 8 inputs (the first-layer shortcut applies), batch-norm, dropout."""
+    import keras
+
+    model = keras.Sequential([
+        keras.Input((8,)),
+        keras.layers.Dense(16, activation="tanh", kernel_initializer=keras.initializers.GlorotUniform(seed=4)),
+        keras.layers.BatchNormalization(),
+        keras.layers.Dropout(0.5, seed=5),
+        keras.layers.Dense(3, kernel_initializer=keras.initializers.GlorotUniform(seed=6),
+                           kernel_regularizer=keras.regularizers.L2(1e-2)),
+    ])
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    return model
+
+
+def wide_sequential_data():
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(120, 8)).astype(np.float32)
+    y = (x[:, :3].argmax(axis=1)).astype(np.int32)
+    return x, y

@@ -35,6 +35,7 @@ def _assert_matches_per_point(model, x, y, evaluator, centre, directions, coords
     ("parabola", None, 0),
     ("digits", None, 0),
     ("tests.factories:bn_dropout_model", "tests.factories:bn_dropout_data", 2),
+    ("tests.factories:wide_sequential_model", "tests.factories:wide_sequential_data", 2),
 ])
 def test_fast_path_equals_per_point_keras_evaluation(source, data, epochs):
     model, x, y, ev, centre, directions, coords = _setup(source, data, epochs)
@@ -81,3 +82,24 @@ def test_one_dimensional_plane():
     got = ev.evaluate(coords[:, :1])["loss"]
     ref = evaluate_per_point(model, x, y, ev.layout, points_to_weights(centre, directions[:1], coords[:, :1]))
     np.testing.assert_allclose(got, ref["loss"], rtol=1e-5)
+
+
+@pytest.mark.parametrize("source, data, applies", [
+    ("digits", None, True),  # conv 3x3x1: fan-in 9 > 3
+    ("tests.factories:wide_sequential_model", "tests.factories:wide_sequential_data", True),
+    ("parabola", None, False),  # Dense on 1 input: fan-in 1, nothing to save
+    ("tests.factories:bn_dropout_model", "tests.factories:bn_dropout_data", False),  # functional
+])
+def test_first_layer_shortcut_equals_the_full_forward_pass(source, data, applies):
+    model, x, y, ev, centre, directions, coords = _setup(source, data, train_epochs=1)
+    assert (ev.shortcut is not None) == applies
+    full = LandscapeEvaluator(model, x, y, shortcut=False).set_plane(centre, directions)
+    assert full.shortcut is None
+    a, b = ev.evaluate(coords), full.evaluate(coords)
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-6, atol=1e-7)
+    ev.set_plane(centre, directions[::-1])  # a new plane refreshes the precomputed pre-activations
+    full.set_plane(centre, directions[::-1])
+    np.testing.assert_allclose(ev.evaluate(coords)["loss"], full.evaluate(coords)["loss"], rtol=1e-6)
+    tiny = LandscapeEvaluator(model, x, y, memory_budget_mb=1e-3).set_plane(centre, directions)
+    assert tiny.shortcut is None  # the pre-activations must fit in the memory budget
