@@ -128,7 +128,7 @@ class _MemoryProbe:
         pass
 
 
-def bench_ray(source, grid, workers, tile, repeats=2, probe=None):
+def bench_ray(source, grid, workers, tile, repeats=2, probe=None, order="coarse_to_fine"):
     """Points/s of full sweeps through the Ray driver (best of ``repeats``), actors warmed up."""
     from landscape_dist.config import config_from_dict
     from landscape_dist.driver import RayPool
@@ -137,7 +137,7 @@ def bench_ray(source, grid, workers, tile, repeats=2, probe=None):
 
     config = config_from_dict({
         "model": {"source": source}, "data": {"source": source},
-        "grid": {"x": {"points": grid}, "y": {"points": grid}, "tile": [tile, tile]},
+        "grid": {"x": {"points": grid}, "y": {"points": grid}, "tile": [tile, tile], "order": order},
         "slices": [{"name": "random"}], "cluster": {"num_workers": workers}})
     pool = RayPool(ModelSpec.from_source(source), DataSpec(source), config.evaluation, config.cluster)
     best = 0.0
@@ -189,7 +189,7 @@ def main(argv=None):
 
     from landscape_dist.evaluator import flops_per_example
 
-    models = (("parabola", args.grid, 26), ("digits", args.cnn_grid, 8))
+    models = (("parabola", args.grid, 17), ("digits", args.cnn_grid, 8))
     ceiling = matmul_ceiling()
     rows = []
     for source, grid, _ in models:  # in-process first, with no Ray processes running beside it

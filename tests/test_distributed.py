@@ -1,4 +1,5 @@
-"""The Ray driver: equal to in-process and per-point evaluation, whatever workers or tiles."""
+"""The Ray driver on a simulated two-node cluster: equal to in-process and per-point evaluation,
+whatever workers or tiles."""
 
 import numpy as np
 import pytest
@@ -40,6 +41,7 @@ def test_loopback_only(ray_cluster):
 def test_ray_grid_equals_in_process_and_per_point_keras(ray_cluster, tmp_path, source):
     config = _config(source, shape=(3, 4) if source == "digits" else (5, 7))
     pool = _pool(config)
+    assert len({info["node"] for info in pool.info.values()}) == 2  # one worker on each node
     try:
         ray_surface, log = _surface(config, tmp_path / "ray", pool)
     finally:
