@@ -28,10 +28,15 @@ def _pool(config):
                    config.cluster)
 
 
-def _reference(config, tmp_path):
+def _assert_equals_undisturbed(config, tmp_path):
+    """The drilled sweep in tmp_path/ray equals an undisturbed in-process sweep."""
     pool = InProcessPool(ModelSpec.from_source("parabola"), DataSpec("parabola"), config.evaluation)
     sweep(config, tmp_path / "reference", pool=pool, progress=False)
-    return read_surface(tmp_path / "reference" / "surface.h5")["random"]
+    ref = read_surface(tmp_path / "reference" / "surface.h5")["random"]
+    got = read_surface(tmp_path / "ray" / "surface.h5")["random"]
+    assert got.done.all()
+    for name, values in ref.values.items():
+        np.testing.assert_allclose(got.values[name], values, rtol=1e-6)
 
 
 class _AfterTiles(SweepCallback):
@@ -60,11 +65,7 @@ def test_killed_worker_process_gives_the_undisturbed_grid(ray_cluster, tmp_path)
         assert pid not in {info["pid"] for info in pool.info.values()}
     finally:
         pool.close()
-    got = read_surface(tmp_path / "ray" / "surface.h5")["random"]
-    ref = _reference(config, tmp_path)
-    assert got.done.all()
-    for name, values in ref.values.items():
-        np.testing.assert_allclose(got.values[name], values, rtol=1e-6)
+    _assert_equals_undisturbed(config, tmp_path)
 
 
 def test_removed_node_gives_the_undisturbed_grid(ray_cluster, simulated_cluster, tmp_path):
@@ -82,11 +83,7 @@ def test_removed_node_gives_the_undisturbed_grid(ray_cluster, simulated_cluster,
         pool.close()
         simulated_cluster.add_node(num_cpus=1)
         simulated_cluster.wait_for_nodes()
-    got = read_surface(tmp_path / "ray" / "surface.h5")["random"]
-    ref = _reference(config, tmp_path)
-    assert got.done.all()
-    for name, values in ref.values.items():
-        np.testing.assert_allclose(got.values[name], values, rtol=1e-6)
+    _assert_equals_undisturbed(config, tmp_path)
 
 
 def test_error_in_the_evaluation_is_reported_not_retried(ray_cluster):
