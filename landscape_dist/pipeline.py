@@ -115,6 +115,7 @@ def _fingerprint(config: Config, data_spec: DataSpec, centre_file, trajectory_fi
                   "centre_file": _file_digest(centre_file) if centre_file else None},
         "data": {"source": d["data"]["source"], "file": _file_digest(data_spec.source)},
         "trajectory": _file_digest(trajectory_file) if trajectory_file else None,
+        "train": d["train"],  # a resumed 'run' keeps its trained model: refuse other training
         "slices": [{"name": sl["name"], "directions": sl["directions"], "grid": sl["grid"]}
                    for sl in d["slices"]],
     }
