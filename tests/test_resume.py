@@ -154,3 +154,27 @@ def test_cli_killed_with_sigkill_resumes_with_only_the_missing_tiles(tmp_path):
     assert resumed.done.all()
     for name, values in whole.values.items():
         np.testing.assert_allclose(resumed.values[name], values, rtol=1e-6)
+
+
+def test_interrupted_run_resumes_without_training_again(tmp_path):
+    from landscape_dist.pipeline import run, train
+
+    settings = yaml.safe_load(yaml.safe_dump(SETTINGS))
+    settings["train"] = {"epochs": 2, "batch_size": 64, "record_every": 1, "record_unit": "epoch"}
+    settings["slices"].append({"name": "pca", "directions": {"kind": "pca"}})
+    config = config_from_dict(settings)
+    train(config, tmp_path)
+    trained = (tmp_path / "model.keras").read_bytes()
+    with pytest.raises(_Interrupt):
+        sweep(config, tmp_path, in_process=True, progress=False, callbacks=[_StopAfter(4)])
+    summary = run(config, tmp_path, in_process=True, progress=False)
+    assert summary["train"] == {"resumed": True}
+    assert (tmp_path / "model.keras").read_bytes() == trained  # the model the sweep began with
+    assert summary["sweep"]["slices"]["random"]["tiles_resumed"] == 4
+    other = tmp_path / "other"
+    train(config, other)
+    with pytest.raises(_Interrupt):
+        sweep(config, other, in_process=True, progress=False, callbacks=[_StopAfter(1)])
+    settings["train"]["epochs"] = 3
+    with pytest.raises(ValueError, match=r"\(train.epochs: 2 -> 3\)"):  # other training: refused
+        sweep(config_from_dict(settings), other, in_process=True, progress=False)
