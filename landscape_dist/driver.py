@@ -265,7 +265,13 @@ def connect_ray(address: str | None = None, timeout_s: float = 60.0) -> None:
     if address:
         if address not in ("auto", "local"):
             _check_reachable(address, timeout_s)
-        ray.init(address=address, **kwargs)
+        try:
+            ray.init(address=address, **kwargs)
+        except ConnectionError as err:
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ValueError(f"The 'cluster.address' setting is {address!r}, but Ray cannot join a "
+                             f"cluster there ({reason}). Start one with 'ray start --head', or "
+                             f"leave cluster.address unset for a local Ray.") from None
     else:
         ray.init(address="local", **kwargs)  # never joins a stale cluster left by a killed driver
 

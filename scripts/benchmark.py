@@ -1,12 +1,14 @@
 """Throughput of the evaluation methods, in one run on one machine.
 
-    python scripts/benchmark.py [--grid 101] [--cnn-grid 21] [--json results.json]
+    python scripts/benchmark.py [--grid 101] [--cnn-grid 21] [--large-grid 1001] [--json FILE]
 
 For the parabola MLP and the digits CNN: grid points per second of (i) the per-point Keras method
-(``set_weights`` then ``test_on_batch`` on the whole dataset), (ii) the in-process compiled evaluator, (iii) the Ray driver
-with 1 and 2 workers (actor start-up excluded, tile evaluation and file writes included), with the
-achieved GFLOP/s against a float32 matmul ceiling measured in the same run, and the driver's peak
-memory. Prints a table; ``--json`` also writes the numbers.
+(``set_weights`` then ``test_on_batch`` on the whole dataset), (ii) the in-process compiled
+evaluator (with and without the first-layer shortcut), (iii) the Ray driver with 1 and 2 workers
+(actor start-up excluded, tile evaluation, journal and file writes included), with the achieved
+GFLOP/s against a float32 matmul ceiling measured in the same run; a scaling table over 1 and 2
+workers and 1 and 2 simulated nodes; and the driver's memory over a ``--large-grid`` sweep.
+Prints tables; ``--json`` also writes the numbers.
 """
 
 from __future__ import annotations
@@ -91,11 +93,11 @@ def bench_per_point(source, n_points):
     return best
 
 
-def bench_in_process(source, grid):
+def bench_in_process(source, grid, shortcut=True):
     from landscape_dist.evaluator import LandscapeEvaluator
 
     model, x, y, layout, centre, directions = _setup(source)
-    ev = LandscapeEvaluator(model, x, y).set_plane(centre, directions)
+    ev = LandscapeEvaluator(model, x, y, shortcut=shortcut).set_plane(centre, directions)
     coords = _grid(grid)
     ev.evaluate(coords[:ev.points_per_call])  # compile
     best = 0.0
@@ -197,8 +199,10 @@ def main(argv=None):
         flop = flops_per_example(model) * len(x)
         per_point = bench_per_point(source, args.per_point if source == "parabola" else args.per_point // 3)
         fast, method, ppc = bench_in_process(source, grid)
+        plain = bench_in_process(source, grid, shortcut=False)[0]
         rows.append({"model": source, "grid": f"{grid}x{grid}", "mflop_per_point": flop / 1e6,
                      "per_point_keras": per_point, "in_process": fast, "method": method,
+                     "in_process_without_shortcut": plain,
                      "points_per_call": ppc, "speedup_vs_per_point": fast / per_point,
                      "gflops_in_process": fast * flop / 1e9,
                      "ceiling_fraction": fast * flop / 1e9 / ceiling})
@@ -243,6 +247,8 @@ def main(argv=None):
               f"{r['in_process']:>9.0f} {r['speedup_vs_per_point']:>6.1f} {r['gflops_in_process']:>8.1f} "
               f"{100 * r['ceiling_fraction']:>5.1f}% {r['ray_1_worker']:>8.0f} {r['ray_2_workers']:>8.0f} "
               f"{r['ray2_vs_in_process']:>6.2f} {r['method']}")
+    print("in process without the first-layer shortcut: " + ", ".join(
+        f"{r['model']} {r['in_process_without_shortcut']:.0f}" for r in rows))
     print("\nscaling (Ray driver; simulated nodes are separate raylets on this machine, 1 CPU each):")
     print(f"{'model':<9} {'nodes':>5} {'workers':>7} {'points/s':>9} {'speedup':>8} {'efficiency':>10}")
     for r in scaling:
