@@ -14,7 +14,8 @@ from landscape_dist.pipeline import sweep
 from landscape_dist.surface import read_surface
 
 
-def _config(shape=(6, 9), tile=(1, 9)):
+def _config(shape=(12, 9), tile=(1, 9)):
+    """12 tiles: after the first comes back, every worker still has or gets jobs to lose."""
     return config_from_dict({
         "model": {"source": "parabola"}, "data": {"source": "parabola"},
         "grid": {"x": {"min": -1.0, "max": 1.0, "points": shape[1]},
