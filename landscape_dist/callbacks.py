@@ -69,7 +69,6 @@ class LivePreview(SweepCallback):
         self.quantity = quantity
         self._values = None
         self._last = 0.0
-        self.written: list = []
 
     def on_slice_begin(self, name, n_points):
         xs, ys = self.grids[name]
@@ -80,8 +79,6 @@ class LivePreview(SweepCallback):
         self._values[tile.rows, tile.cols] = np.asarray(result[self.quantity]).reshape(tile.shape)
 
     def on_tile_resumed(self, name, tile, result):
-        if self._values is None:
-            self.on_slice_begin(name, 0)
         self._store(tile, result)
 
     def on_tile_end(self, name, tile, result):
@@ -97,8 +94,6 @@ class LivePreview(SweepCallback):
         from .plotting import plot_preview
 
         xs, ys = self.grids[name]
-        path = plot_preview(self._values, xs, ys, f"{self.out}/{name}_preview.png",
-                            f"slice '{name}'", self.quantity)
-        if path not in self.written:
-            self.written.append(path)
+        plot_preview(self._values, xs, ys, f"{self.out}/{name}_preview.png", f"slice '{name}'",
+                     self.quantity)
         self._last = time.monotonic()

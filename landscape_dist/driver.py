@@ -28,7 +28,7 @@ _DEPTH = 2  # jobs in flight per actor: one running, one queued behind it
 _START_TIMEOUT_S = 300.0  # how long a replacement may take to start when no worker is left
 
 
-def _first_line(err) -> str:
+def _last_line(err) -> str:
     text = str(err).strip()
     return text.splitlines()[-1] if text else type(err).__name__
 
@@ -102,7 +102,7 @@ class RayPool:
             infos = ray.get([a.ready.remote() for a in self.actors])
         except ray.exceptions.RayError as err:
             self.close()
-            raise TileError(f"A worker failed to start: {_first_line(err)}") from None
+            raise TileError(f"A worker failed to start: {_last_line(err)}") from None
         refused = next((info["error"] for info in infos if "error" in info), None)
         if refused is not None:
             self.close()
@@ -202,7 +202,7 @@ class RayPool:
                             raise ValueError(self.info[actor]["error"])
                     except (ray.exceptions.RayError, ValueError) as err:
                         raise TileError(f"A replacement worker failed to start: "
-                                        f"{_first_line(err)}") from None
+                                        f"{_last_line(err)}") from None
                     load[actor] = 0
                     continue
                 actor, job, shard = in_flight.pop(ref)

@@ -147,10 +147,13 @@ class FirstLayerShortcut:
         self.activation = first.activation
         self.rest = model.layers[1:]
         position = {v.path: i for i, v in enumerate(model.trainable_variables)}
-        self.first_slices = [(int(layout.offsets[position[v.path]]), int(layout.sizes[position[v.path]]),
-                              tuple(v.shape)) for v in first.trainable_variables]
-        self.rest_slices = [[(int(layout.offsets[position[v.path]]), int(layout.sizes[position[v.path]]),
-                              tuple(v.shape)) for v in layer.trainable_variables] for layer in self.rest]
+
+        def slices(layer):  # (offset, size, shape) in the flat vector of each of its variables
+            return [(int(layout.offsets[position[v.path]]), int(layout.sizes[position[v.path]]),
+                     tuple(v.shape)) for v in layer.trainable_variables]
+
+        self.first_slices = slices(first)
+        self.rest_slices = [slices(layer) for layer in self.rest]
         nt_position = {v.path: i for i, v in enumerate(model.non_trainable_variables)}
         self.rest_nt = [[nt_position[v.path] for v in layer.non_trainable_variables]
                         for layer in self.rest]

@@ -54,9 +54,8 @@ def differences(old: dict, new: dict, limit: int = 4) -> list[str]:
 class TileJournal:
     """Append-only journal of finished tiles; see the module docstring for the format."""
 
-    def __init__(self, path: str | Path, fingerprint: dict, records: list | None = None):
+    def __init__(self, path: str | Path, records: list | None = None):
         self.path = Path(path)
-        self.fingerprint = fingerprint
         self.records = records if records is not None else []  # read back: (kind, slice, key, payload)
         self._file = None
 
@@ -102,21 +101,23 @@ class TileJournal:
         return old, records, good
 
     @classmethod
-    def open(cls, path: str | Path, fingerprint: dict, *, resume: bool) -> "TileJournal":
+    def open(cls, path: str | Path, fingerprint: dict, *, resume: bool,
+             checked: tuple | None = None) -> "TileJournal":
         """Start a journal, or (``resume``) continue an existing one with the same fingerprint.
 
         Raises ValueError naming the differences when the existing journal's run differs.
+        ``checked``: what :meth:`check` returned for this journal, to avoid reading it again.
         """
         path = Path(path)
         if resume and path.exists():
-            old, records, good = cls.check(path, fingerprint)
+            old, records, good = checked if checked is not None else cls.check(path, fingerprint)
             if old is not None:
-                journal = cls(path, fingerprint, records)
+                journal = cls(path, records)
                 journal._file = open(path, "r+b")
                 journal._file.truncate(good)  # drop a record cut short by a kill
                 journal._file.seek(good)
                 return journal
-        journal = cls(path, fingerprint)
+        journal = cls(path)
         tmp = path.with_name(path.name + ".new")
         with open(tmp, "wb") as f:
             f.write(_encode("fingerprint", "", "", fingerprint))
@@ -151,7 +152,7 @@ class TileJournal:
 def _encode(kind: str, slice_name: str, key, payload) -> bytes:
     buf = io.BytesIO()
     header = json.dumps({"kind": kind, "slice": slice_name, "key": key,
-                         "json": payload if not isinstance(payload, dict) or kind != "tile" else None})
+                         "json": None if kind == "tile" else payload})
     arrays = {f"v_{name}": np.asarray(value) for name, value in payload.items()} if kind == "tile" else {}
     np.savez(buf, header=np.array(header), **arrays)
     body = buf.getvalue()

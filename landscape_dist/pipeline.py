@@ -106,11 +106,13 @@ def _file_digest(path) -> str | None:
     return digest.hexdigest()
 
 
-def _fingerprint(config: Config, data_spec: DataSpec, centre_file, trajectory_file) -> dict:
+def _fingerprint(config: Config, model_spec: ModelSpec, data_spec: DataSpec, centre_file,
+                 trajectory_file) -> dict:
     """What the grid values depend on; a resumed sweep must match it exactly."""
     d = config.to_dict()
+    model_file = hashlib.sha256(model_spec.payload).hexdigest() if model_spec.payload else None
     return {
-        "model": {"source": d["model"]["source"], "file": _file_digest(d["model"]["source"]),
+        "model": {"source": d["model"]["source"], "file": model_file,
                   "centre": str(centre_file) if centre_file else None,
                   "centre_file": _file_digest(centre_file) if centre_file else None},
         "data": {"source": d["data"]["source"], "file": _file_digest(data_spec.source)},
@@ -163,11 +165,11 @@ def sweep(config: Config, out: str | Path, *, pool=None, callbacks: list[SweepCa
     for slice_cfg in config.slices:
         plane = build_plane(slice_cfg, centre, layout, path_weights)
         planes[slice_cfg.name] = (plane, *resolve_axes(slice_cfg, plane, path_weights))
-    fingerprint = _fingerprint(config, data_spec, centre_file,
+    fingerprint = _fingerprint(config, model_spec, data_spec, centre_file,
                                out / "trajectory.h5" if traj is not None else None)
     journal_path = out / "surface.h5.journal"
-    if not overwrite:
-        TileJournal.check(journal_path, fingerprint)  # refuse another configuration early
+    # refuse another configuration early, before workers start
+    checked = None if overwrite else TileJournal.check(journal_path, fingerprint)
 
     own_pool = pool is None
     writer = journal = None
@@ -180,7 +182,7 @@ def sweep(config: Config, out: str | Path, *, pool=None, callbacks: list[SweepCa
                 check_resources(config.cluster)
                 pool = RayPool(model_spec, data_spec, config.evaluation, config.cluster)
         _writable_dir(out)
-        journal = TileJournal.open(journal_path, fingerprint, resume=not overwrite)
+        journal = TileJournal.open(journal_path, fingerprint, resume=not overwrite, checked=checked)
         callbacks = list(callbacks or []) + ([ProgressBar()] if progress else [])
         if config.plot.preview_every_s:
             grids = {name: (xs, ys) for name, (_, xs, ys) in planes.items()}
@@ -226,14 +228,15 @@ def _sweep_slice(slice_cfg, prepared, pool, writer, journal, layout, non_trainab
     n_points = sum(t.size for t in tiles)
     nonfinite = {"count": 0}
     resumed = {k: v for k, v in journal.resumed("tile", name).items() if k in by_index}
+    todo = [t for t in tiles if t.index not in resumed]
+    computed = sum(t.size for t in todo)
     for cb in callbacks:
-        cb.on_slice_begin(name, sum(t.size for t in tiles if t.index not in resumed))
+        cb.on_slice_begin(name, computed)
     for key, result in resumed.items():
         slice_writer.write_tile(by_index[key], result)
         nonfinite["count"] += int(np.sum(~np.isfinite(result["loss"])))
         for cb in callbacks:
             cb.on_tile_resumed(name, by_index[key], result)
-    todo = [t for t in tiles if t.index not in resumed]
     if resumed:
         log.info("slice '%s': %d of %d tiles already done (resumed from %s); computing %d",
                  name, len(resumed), len(tiles), journal.path.name, len(todo))
@@ -249,7 +252,6 @@ def _sweep_slice(slice_cfg, prepared, pool, writer, journal, layout, non_trainab
     t0 = time.perf_counter()
     pool.run((Job(t.index, "coords", t.points(xs, ys)) for t in todo), on_tile)
     seconds = time.perf_counter() - t0
-    computed = sum(t.size for t in todo)
     if nonfinite["count"]:
         log.warning("slice '%s': %d of %d points have a NaN or infinite loss (kept in the file, "
                     "masked in the figures)", name, nonfinite["count"], n_points)

@@ -108,26 +108,24 @@ def bench_in_process(source, grid, shortcut=True):
     return best, ev.method, ev.points_per_call
 
 
-class _MemoryProbe:
-    """Driver RSS after the first tile and its peak over the rest of the sweep."""
+def _memory_probe():
+    """A sweep callback recording the driver's RSS after the first tile and its peak after."""
+    from landscape_dist.callbacks import SweepCallback
 
-    def __init__(self):
-        self.first = None
-        self.peak = 0.0
-        self.tiles = 0
+    class MemoryProbe(SweepCallback):
+        def __init__(self):
+            self.first = None
+            self.peak = 0.0
+            self.tiles = 0
 
-    def on_slice_begin(self, name, n_points):
-        pass
+        def on_tile_end(self, name, tile, result):
+            now = rss_mb()
+            self.tiles += 1
+            if self.first is None:
+                self.first = now
+            self.peak = max(self.peak, now)
 
-    def on_tile_end(self, name, tile, result):
-        now = rss_mb()
-        self.tiles += 1
-        if self.first is None:
-            self.first = now
-        self.peak = max(self.peak, now)
-
-    def on_slice_end(self, name, summary):
-        pass
+    return MemoryProbe()
 
 
 def bench_ray(source, grid, workers, tile, repeats=2, probe=None, order="coarse_to_fine"):
@@ -214,7 +212,7 @@ def main(argv=None):
         row["ray2_vs_in_process"] = row["ray_2_workers"] / row["in_process"]
     memory = None
     if args.large_grid:
-        probe = _MemoryProbe()
+        probe = _memory_probe()
         before = rss_mb()
         rate = bench_ray("parabola", args.large_grid, 2, 32, repeats=1, probe=probe)
         n = args.large_grid ** 2

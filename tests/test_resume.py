@@ -40,6 +40,16 @@ def _pool():
                          config_from_dict(SETTINGS).evaluation)
 
 
+def _assert_equals_uninterrupted(config, resumed_file, whole_dir):
+    """The resumed surface equals an uninterrupted in-process sweep of the same config."""
+    resumed = read_surface(resumed_file)["random"]
+    sweep(config, whole_dir, pool=_pool(), progress=False)
+    whole = read_surface(whole_dir / "surface.h5")["random"]
+    assert resumed.done.all()
+    for name, values in whole.values.items():
+        np.testing.assert_allclose(resumed.values[name], values, rtol=1e-6)
+
+
 class _Interrupt(Exception):
     pass
 
@@ -102,12 +112,7 @@ def test_interrupted_sweep_resumes_and_refuses_another_configuration(tmp_path):
     info = summary["slices"]["random"]
     assert (info["tiles_resumed"], info["tiles_computed"], info["tiles"]) == (3, 6, 9)
     assert not journal.exists()
-    resumed = read_surface(tmp_path / "surface.h5")["random"]
-    sweep(config, tmp_path / "whole", pool=_pool(), progress=False)
-    whole = read_surface(tmp_path / "whole" / "surface.h5")["random"]
-    assert resumed.done.all()
-    for name, values in whole.values.items():
-        np.testing.assert_allclose(resumed.values[name], values, rtol=1e-6)
+    _assert_equals_uninterrupted(config, tmp_path / "surface.h5", tmp_path / "whole")
 
 
 def test_overwrite_starts_again(tmp_path):
@@ -147,13 +152,7 @@ def test_cli_killed_with_sigkill_resumes_with_only_the_missing_tiles(tmp_path):
     assert again.returncode == 0, again.stderr
     assert (f"slice 'random': {done_before} of 1200 tiles already done (resumed from "
             f"surface.h5.journal); computing {1200 - done_before}") in again.stderr
-    resumed = read_surface(out / "surface.h5")["random"]
-    config = config_from_dict(settings)
-    sweep(config, tmp_path / "whole", pool=_pool(), progress=False)
-    whole = read_surface(tmp_path / "whole" / "surface.h5")["random"]
-    assert resumed.done.all()
-    for name, values in whole.values.items():
-        np.testing.assert_allclose(resumed.values[name], values, rtol=1e-6)
+    _assert_equals_uninterrupted(config_from_dict(settings), out / "surface.h5", tmp_path / "whole")
 
 
 def test_interrupted_run_resumes_without_training_again(tmp_path):
