@@ -1,4 +1,5 @@
-"""Hooks on the driver's sweep: a base class of no-op methods, and a progress bar."""
+"""Hooks on the driver's sweep: a base class of no-op methods, a list that dispatches to many, a
+progress bar, a tile log and the live preview."""
 
 from __future__ import annotations
 
@@ -22,6 +23,32 @@ class SweepCallback:
 
     def on_slice_end(self, name: str, summary: dict) -> None:
         pass
+
+
+class CallbackList(SweepCallback):
+    """Dispatches every event to each callback in turn."""
+
+    def __init__(self, callbacks=()):
+        self.callbacks = [cb for cb in callbacks if cb is not None]
+
+    def append(self, callback: SweepCallback) -> None:
+        self.callbacks.append(callback)
+
+    def on_slice_begin(self, name, n_points):
+        for cb in self.callbacks:
+            cb.on_slice_begin(name, n_points)
+
+    def on_tile_end(self, name, tile, result):
+        for cb in self.callbacks:
+            cb.on_tile_end(name, tile, result)
+
+    def on_tile_resumed(self, name, tile, result):
+        for cb in self.callbacks:
+            cb.on_tile_resumed(name, tile, result)
+
+    def on_slice_end(self, name, summary):
+        for cb in self.callbacks:
+            cb.on_slice_end(name, summary)
 
 
 class ProgressBar(SweepCallback):
@@ -91,7 +118,7 @@ class LivePreview(SweepCallback):
         self._values = None
 
     def draw(self, name):
-        from .plotting import plot_preview
+        from .figures.preview import plot_preview
 
         xs, ys = self.grids[name]
         plot_preview(self._values, xs, ys, f"{self.out}/{name}_preview.png", f"slice '{name}'",

@@ -8,6 +8,13 @@ import logging
 import os
 import sys
 
+from .errors import LandscapeError, TileError
+from .figures.formats import OUTPUT_FORMATS
+
+# How the command line names what library messages speak of (see errors.LandscapeError).
+FLAGS = {"overwrite": "--overwrite", "out": "--out", "train": "'landscape-dist train' (or 'run')",
+         "sweep": "'landscape-dist sweep'"}
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -38,7 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("surface", help="a surface file written by 'sweep'")
     p.add_argument("--out", help="directory for the images (default: next to the surface file)")
     p.add_argument("--config", help="YAML configuration whose 'plot' section to use")
-    p.add_argument("--format", choices=("png", "pdf", "svg"), help="image format (default png)")
+    p.add_argument("--format", choices=OUTPUT_FORMATS.names(), help="output format (default png)")
     return parser
 
 
@@ -68,7 +75,6 @@ def main(argv: list[str] | None = None) -> int:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     from . import pipeline
-    from .driver import TileError
 
     try:
         if args.command == "train":
@@ -86,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"landscape-dist: error: {err}", file=sys.stderr)
         return 1
     except (ValueError, TypeError, OSError) as err:
+        if isinstance(err, LandscapeError):
+            err = err.reworded(FLAGS)
         print(f"landscape-dist: error: {err}", file=sys.stderr)
         return 2
     print(json.dumps(result, indent=2, default=str))

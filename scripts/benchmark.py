@@ -56,12 +56,12 @@ def rss_mb() -> float:
 
 
 def _setup(source):
-    from landscape_dist.directions import random_directions
-    from landscape_dist.models import DataSpec, ModelSpec
+    from landscape_dist.core.directions import random_directions
+    from landscape_dist.model.sources import DataSpec, ModelSpec
 
     model = ModelSpec.from_source(source).build()
     x, y = DataSpec(source).load()
-    from landscape_dist.layout import WeightLayout
+    from landscape_dist.core.layout import WeightLayout
 
     layout = WeightLayout.from_variables(model.trainable_variables)
     centre = layout.flatten([v.numpy() for v in model.trainable_variables])
@@ -77,7 +77,7 @@ def _grid(n):
 
 def bench_per_point(source, n_points):
     """The method of the reference code: set the weights from Python, run one test batch."""
-    from landscape_dist.evaluator import points_to_weights
+    from landscape_dist.model.reference import points_to_weights
 
     model, x, y, layout, centre, directions = _setup(source)
     coords = _grid(11)[:n_points]
@@ -94,7 +94,7 @@ def bench_per_point(source, n_points):
 
 
 def bench_in_process(source, grid, shortcut=True):
-    from landscape_dist.evaluator import LandscapeEvaluator
+    from landscape_dist.model.evaluator import LandscapeEvaluator
 
     model, x, y, layout, centre, directions = _setup(source)
     ev = LandscapeEvaluator(model, x, y, shortcut=shortcut).set_plane(centre, directions)
@@ -131,8 +131,8 @@ def _memory_probe():
 def bench_ray(source, grid, workers, tile, repeats=2, probe=None, order="coarse_to_fine"):
     """Points/s of full sweeps through the Ray driver (best of ``repeats``), actors warmed up."""
     from landscape_dist.config import config_from_dict
-    from landscape_dist.driver import RayPool
-    from landscape_dist.models import DataSpec, ModelSpec
+    from landscape_dist.execution import RayPool
+    from landscape_dist.model.sources import DataSpec, ModelSpec
     from landscape_dist.pipeline import sweep
 
     config = config_from_dict({
@@ -187,7 +187,7 @@ def main(argv=None):
     import ray
     import tensorflow as tf
 
-    from landscape_dist.evaluator import flops_per_example
+    from landscape_dist.model.reference import flops_per_example
 
     models = (("parabola", args.grid, 17), ("digits", args.cnn_grid, 8))
     ceiling = matmul_ceiling()

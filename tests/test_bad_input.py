@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from landscape_dist.cli import main
-from landscape_dist.driver import _check_reachable
+from landscape_dist.execution.cluster import check_reachable
 
 BASE = {"model": {"source": "parabola"}, "data": {"source": "parabola"},
         "train": {"epochs": 1, "record_every": 1, "record_unit": "epoch"},
@@ -110,13 +110,13 @@ def test_trajectory_from_another_architecture(tmp_path, capsys, short_path):
 
 def test_unreachable_cluster_address_fails_fast():
     with pytest.raises(ValueError) as err:
-        _check_reachable("127.0.0.1:1", timeout_s=5)
+        check_reachable("127.0.0.1:1", timeout_s=5)
     assert str(err.value) == (
         "The 'cluster.address' setting is '127.0.0.1:1', but no Ray cluster answers there "
         "(Connection refused). Start one with 'ray start --head' or give the address 'ray status' "
         "prints on the head node.")
     with pytest.raises(ValueError, match=r"must be 'auto', 'local' or 'host:port'\. Got 'headnode'"):
-        _check_reachable("headnode", timeout_s=5)
+        check_reachable("headnode", timeout_s=5)
 
 
 def test_output_path_that_cannot_be_written(tmp_path, capsys):

@@ -5,10 +5,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from landscape_dist.directions import TrajectoryPCA, cosine, normalize_direction, random_directions
-from landscape_dist.grid import assemble, axis_coordinates, coarsest_stride, split_tiles
-from landscape_dist.layout import WeightLayout
-from landscape_dist.projection import off_plane_fraction, project_path
+from landscape_dist.core.directions import TrajectoryPCA, cosine, normalize_direction, random_directions
+from landscape_dist.core.grid import assemble, axis_coordinates, coarsest_stride, split_tiles
+from landscape_dist.core.layout import WeightLayout
+from landscape_dist.core.projection import off_plane_fraction, project_path
 
 LAYOUT = WeightLayout(("conv/kernel", "conv/bias", "dense/kernel", "dense/bias"),
                       ((3, 3, 2, 4), (4,), (36, 5), (5,)))

@@ -6,11 +6,11 @@ import pytest
 
 from landscape_dist.callbacks import TileLog
 from landscape_dist.config import ClusterConfig, config_from_dict
-from landscape_dist.driver import InProcessPool, RayPool
-from landscape_dist.evaluator import evaluate_per_point, points_to_weights
-from landscape_dist.models import DataSpec, ModelSpec
+from landscape_dist.execution import InProcessPool, RayPool
+from landscape_dist.model.reference import evaluate_per_point, points_to_weights
+from landscape_dist.model.sources import DataSpec, ModelSpec
 from landscape_dist.pipeline import sweep
-from landscape_dist.surface import read_surface
+from landscape_dist.store.surface import read_surface
 
 
 def _config(source, shape=(5, 7), tile=(2, 3), workers=2):
@@ -81,7 +81,7 @@ def test_grid_is_the_same_whatever_workers_and_tiles(ray_cluster, tmp_path):
 
 
 def test_pool_larger_than_the_cluster_is_refused(ray_cluster):
-    from landscape_dist.driver import check_resources
+    from landscape_dist.execution.cluster import check_resources
 
     with pytest.raises(ValueError) as err:
         check_resources(ClusterConfig(num_workers=3, cpus_per_worker=1.0))

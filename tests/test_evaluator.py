@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from landscape_dist.directions import random_directions
-from landscape_dist.evaluator import LandscapeEvaluator, evaluate_per_point, points_to_weights
-from landscape_dist.models import DataSpec, ModelSpec
+from landscape_dist.core.directions import random_directions
+from landscape_dist.model.evaluator import LandscapeEvaluator
+from landscape_dist.model.reference import evaluate_per_point, points_to_weights
+from landscape_dist.model.sources import DataSpec, ModelSpec
 
 
 def _setup(source, data_source=None, train_epochs=0):

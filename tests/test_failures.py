@@ -8,10 +8,11 @@ import pytest
 
 from landscape_dist.callbacks import SweepCallback
 from landscape_dist.config import config_from_dict
-from landscape_dist.driver import InProcessPool, Job, RayPool, TileError
-from landscape_dist.models import DataSpec, ModelSpec
+from landscape_dist.execution import InProcessPool, Job, RayPool, TileError
+from landscape_dist.model.sources import DataSpec, ModelSpec
 from landscape_dist.pipeline import sweep
-from landscape_dist.surface import read_surface
+from landscape_dist.store.surface import read_surface
+from landscape_dist.sweep import SETTINGS
 
 
 def _config(shape=(12, 9), tile=(1, 9)):
@@ -101,7 +102,7 @@ def test_error_in_the_evaluation_is_reported_not_retried(ray_cluster):
     message = str(err.value)
     assert message.startswith("Evaluating job 7 failed in user code:")
     assert "\x1b[" not in message  # no terminal colour codes
-    assert 'workers.py", line' in message and "in evaluate" in message  # the worker's traceback
+    assert 'worker.py", line' in message and "in evaluate" in message  # the worker's traceback
     assert "TypeError: Binding inputs to tf.function failed" in message  # the original error
 
 
@@ -112,5 +113,8 @@ def test_data_that_does_not_fit_is_refused_by_the_workers_in_one_line(ray_cluste
         RayPool(ModelSpec.from_source("parabola"), DataSpec(str(tmp_path / "d.npz")),
                 config.evaluation, config.cluster)
     assert str(err.value) == (
+        "The data gives inputs of shape (8, 5), but the model takes (None, 1). "
+        "Give data whose examples have shape (1,), or another model.")
+    assert str(err.value.reworded(SETTINGS)) == (  # as a sweep names it
         "The 'data.source' setting gives inputs of shape (8, 5), but the model takes (None, 1). "
         "Give data whose examples have shape (1,), or another model.")

@@ -13,8 +13,8 @@ import pytest
 from landscape_dist.cli import main
 from landscape_dist.config import config_from_dict
 from landscape_dist.pipeline import sweep, train
-from landscape_dist.surface import read_run_info, read_surface
-from landscape_dist.trajectory import read_trajectory
+from landscape_dist.store.surface import read_run_info, read_surface
+from landscape_dist.model.trajectory import read_trajectory
 
 TINY = {
     "model": {"source": "parabola"}, "data": {"source": "parabola"},
@@ -137,9 +137,9 @@ def test_cli_run_end_to_end_on_ray(tmp_path):
 
 
 def test_diverged_points_are_stored_counted_and_masked(tmp_path):
-    from landscape_dist.evaluator import evaluate_per_point, points_to_weights
-    from landscape_dist.models import DataSpec, ModelSpec
-    from landscape_dist.plotting import contour_levels
+    from landscape_dist.model.reference import evaluate_per_point, points_to_weights
+    from landscape_dist.model.sources import DataSpec, ModelSpec
+    from landscape_dist.figures.static import contour_levels
 
     config = config_from_dict({
         "model": {"source": "parabola"}, "data": {"source": "parabola"},
@@ -162,7 +162,7 @@ def test_diverged_points_are_stored_counted_and_masked(tmp_path):
     np.testing.assert_allclose(loss[~bad], ref["loss"][~bad.ravel()], rtol=1e-5)
     levels = contour_levels(loss, 10)
     assert np.all(np.isfinite(levels)) and levels[0] == loss[~bad].min() and levels[-1] == loss[~bad].max()
-    from landscape_dist.plotting import plot_surface_file
+    from landscape_dist.figures.static import plot_surface_file
     from landscape_dist.config import PlotConfig
 
     images = plot_surface_file(tmp_path / "surface.h5", tmp_path, PlotConfig())

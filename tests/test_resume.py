@@ -12,11 +12,12 @@ import yaml
 
 from landscape_dist.callbacks import SweepCallback
 from landscape_dist.config import config_from_dict
-from landscape_dist.driver import InProcessPool
-from landscape_dist.journal import TileJournal
-from landscape_dist.models import DataSpec, ModelSpec
+from landscape_dist.execution import InProcessPool
+from landscape_dist.cli import FLAGS
+from landscape_dist.store.journal import TileJournal
+from landscape_dist.model.sources import DataSpec, ModelSpec
 from landscape_dist.pipeline import sweep
-from landscape_dist.surface import read_surface
+from landscape_dist.store.surface import read_surface
 
 SETTINGS = {"model": {"source": "parabola"}, "data": {"source": "parabola"},
             "grid": {"x": {"min": -1.0, "max": 1.0, "points": 9},
@@ -97,6 +98,10 @@ def test_interrupted_sweep_resumes_and_refuses_another_configuration(tmp_path):
     with pytest.raises(ValueError) as err:
         sweep(_with(grid__x__points=11), tmp_path, pool=_pool(), progress=False)
     assert str(err.value) == (
+        f"The unfinished sweep in '{tmp_path}' was started with another configuration "
+        "(slices.0.grid.x.points: 9 -> 11). Rerun with the same settings to resume it, pass "
+        "overwrite=True to start again, or give another output directory.")
+    assert str(err.value.reworded(FLAGS)) == (  # as the command line says it
         f"The unfinished sweep in '{tmp_path}' was started with another configuration "
         "(slices.0.grid.x.points: 9 -> 11). Rerun with the same settings to resume it, pass "
         "--overwrite to start again, or give another --out.")

@@ -3,17 +3,20 @@
 import numpy as np
 import pytest
 
-from landscape_dist.config import ClusterConfig, EvaluationConfig, config_from_dict
-from landscape_dist.driver import InProcessPool, RayPool, actor_resources
-from landscape_dist.evaluator import combine_shards
-from landscape_dist.models import DataSpec, ModelSpec, shard_bounds
+from landscape_dist.config import ClusterConfig, config_from_dict
+from landscape_dist.execution import InProcessPool, RayPool
+from landscape_dist.execution.cluster import actor_resources
+from landscape_dist.core.quantities import Part, QuantitySet
+from landscape_dist.core.shards import shard_bounds
+from landscape_dist.model.sources import DataSpec, ModelSpec
 from landscape_dist.pipeline import sweep
-from landscape_dist.surface import read_surface
+from landscape_dist.store.surface import read_surface
+from landscape_dist.sweep import SETTINGS
 
 
 def _digits_subset(tmp_path, n=301):
     """An uneven number of digits examples as a directory of .npy files (memory-mapped)."""
-    from landscape_dist.examples import digits_data
+    from landscape_dist.model.examples import digits_data
 
     x, y = digits_data()
     folder = tmp_path / "digits_npy"
@@ -45,7 +48,10 @@ def test_shard_bounds_cover_the_data_once():
 def test_combine_adds_regularisation_once():
     parts = [{"loss_data": np.array([1.0]), "regularization": np.array([0.5]), "accuracy": np.array([1.0])},
              {"loss_data": np.array([4.0]), "regularization": np.array([0.5]), "accuracy": np.array([0.0])}]
-    out = combine_shards(parts, [1, 3])
+    described = QuantitySet((Part("loss_data", "mean"), Part("regularization", "first"),
+                             Part("accuracy", "mean")), sums=(("loss", ("loss_data", "regularization")),))
+    out = described.combine(parts, [1, 3])
+    assert described.names == ("loss", "accuracy") and set(out) == {"loss", "accuracy"}
     np.testing.assert_allclose(out["loss"], [(1 * 1 + 4 * 3) / 4 + 0.5])
     np.testing.assert_allclose(out["accuracy"], [0.25])
 
@@ -57,7 +63,7 @@ def test_shard_loading_reads_only_its_rows(tmp_path):
     assert [len(p[0]) for p in pieces] == [100, 100, 101]
     np.testing.assert_array_equal(np.concatenate([p[0] for p in pieces]), x_all)
     np.testing.assert_array_equal(np.concatenate([p[1] for p in pieces]), y_all)
-    with pytest.raises(ValueError, match=r"The 'data.shards' setting is 400, more than the 301 examples"):
+    with pytest.raises(ValueError, match=r"The 'num_shards' parameter is 400, more than the 301 examples"):
         DataSpec(source, num_shards=400).load(0)
 
 
@@ -107,9 +113,9 @@ def test_fewer_workers_than_shards_is_refused(ray_cluster):
     with pytest.raises(ValueError) as err:
         RayPool(ModelSpec.from_source("parabola"), DataSpec("parabola", num_shards=3),
                 config.evaluation, config.cluster)
-    assert str(err.value) == (
-        "The 'cluster.num_workers' setting is 2, fewer than data.shards=3: each shard needs a "
-        "worker. Raise cluster.num_workers or lower data.shards.")
+    assert str(err.value.reworded(SETTINGS)) == (
+        "The 'cluster.num_workers' setting is 2, fewer than the 'data.shards' setting (3): each "
+        "shard needs a worker. Raise cluster.num_workers or use fewer shards.")
 
 
 def test_gpu_resource_requests():

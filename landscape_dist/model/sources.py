@@ -1,4 +1,8 @@
-"""Where models and data come from: built-in examples, .keras/.npz files, or module:function."""
+"""Where models and data come from: built-in examples, .keras/.npz files, or module:function.
+
+Errors name the inputs by slot (``{model}``, ``{data}``, ``{shards}``, ``{centre}``), filled with
+this module's parameter names; the sweep rewords them with the settings' names.
+"""
 
 from __future__ import annotations
 
@@ -15,26 +19,30 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.shards import shard_bounds
+from ..errors import SourceError
 from . import examples
 
+# the words a message uses for each input, as this module's callers name them
+MODEL = {"model": "'source' parameter"}
+DATA = {"data": "'source' parameter", "shards": "'num_shards' parameter"}
 
-class SourceError(ValueError):
-    """A model or data source cannot be used."""
 
-
-def _factory(source: str, setting: str, search_path: str | None):
+def _factory(source: str, slot: str, search_path: str | None):
     module_name, _, func_name = source.partition(":")
     if search_path and search_path not in sys.path:
         sys.path.insert(0, search_path)
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
-        raise SourceError(f"The '{setting}' setting names module '{module_name}', which cannot be "
-                          f"imported ({err}). Give 'module:function' for a module on the Python path.")
+        raise SourceError(f"The {{{slot}}} names module '{module_name}', which cannot be "
+                          f"imported ({err}). Give 'module:function' for a module on the Python path.",
+                          {slot: "'source' parameter"})
     func = getattr(module, func_name, None)
     if not callable(func):
-        raise SourceError(f"The '{setting}' setting must name a function of module '{module_name}'. "
-                          f"Got {source!r}, and '{func_name}' is not a function there.")
+        raise SourceError(f"The {{{slot}}} must name a function of module '{module_name}'. "
+                          f"Got {source!r}, and '{func_name}' is not a function there.",
+                          {slot: "'source' parameter"})
     return func
 
 
@@ -63,17 +71,17 @@ class ModelSpec:
             return cls(source, None, unsafe_deserialization, os.getcwd())
         path = Path(source)
         if path.suffix != ".keras":
-            raise SourceError(f"The 'model.source' setting must be a built-in example "
+            raise SourceError(f"The {{model}} must be a built-in example "
                               f"({', '.join(examples.MODELS)}), a .keras file or 'module:function'. "
-                              f"Got {source!r} instead.")
+                              f"Got {source!r} instead.", MODEL)
         if not path.is_file():
-            raise SourceError(f"The 'model.source' setting names '{source}', which does not exist. "
-                              f"Give the path of a saved .keras model.")
+            raise SourceError(f"The {{model}} names '{source}', which does not exist. "
+                              f"Give the path of a saved .keras model.", MODEL)
         payload = path.read_bytes()
         if not zipfile.is_zipfile(io.BytesIO(payload)):
-            raise SourceError(f"The 'model.source' setting names '{source}', which is not a Keras "
+            raise SourceError(f"The {{model}} names '{source}', which is not a Keras "
                               f"model file (not a .keras archive). Give a file saved with "
-                              f"model.save('name.keras').")
+                              f"model.save('name.keras').", MODEL)
         return cls(source, payload, unsafe_deserialization)
 
     def build(self):
@@ -83,12 +91,12 @@ class ModelSpec:
         if self.source in examples.MODELS:
             model = examples.MODELS[self.source]()
         elif self.payload is None:
-            model = _factory(self.source, "model.source", self.search_path)()
+            model = _factory(self.source, "model", self.search_path)()
         else:
             model = load_keras_file(self.payload, self.source, self.unsafe_deserialization)
         if not isinstance(model, keras.Model):
-            raise SourceError(f"The 'model.source' setting must give a Keras model. "
-                              f"Got {type(model).__name__} from {self.source!r} instead.")
+            raise SourceError(f"The {{model}} must give a Keras model. "
+                              f"Got {type(model).__name__} from {self.source!r} instead.", MODEL)
         if model.loss is None:
             raise SourceError(f"The model from {self.source!r} must be compiled with a loss. "
                               f"Call model.compile(loss=...) before returning or saving it.")
@@ -108,17 +116,12 @@ def load_keras_file(payload: bytes, name: str, unsafe_deserialization: bool = Fa
             if "safe_mode" in str(err) or "lambda" in str(err).lower():
                 raise SourceError(f"The model file '{name}' holds code (a Lambda layer) that Keras "
                                   f"runs only outside safe mode. If you trust the file, set "
-                                  f"model.unsafe_deserialization=true.") from None
+                                  f"{{unsafe}}.", unsafe="unsafe_deserialization=True") from None
             raise SourceError(f"The model file '{name}' is not a Keras model Keras can load: "
                               f"{str(err).splitlines()[0]}") from None
         except (OSError, KeyError, TypeError) as err:
             raise SourceError(f"The model file '{name}' is not a Keras model Keras can load "
                               f"({type(err).__name__}). Give a file saved with model.save('...keras').") from None
-
-
-def shard_bounds(n: int, num_shards: int, shard: int) -> tuple[int, int]:
-    """[start, stop) of shard ``shard`` of ``num_shards`` over ``n`` examples (sizes differ by <= 1)."""
-    return shard * n // num_shards, (shard + 1) * n // num_shards
 
 
 def _accepts_shards(func) -> bool:
@@ -149,7 +152,7 @@ class DataSpec:
         if self.source in examples.DATASETS:
             x, y = examples.DATASETS[self.source]()
         elif _is_factory(self.source):
-            func = _factory(self.source, "data.source", self.search_path)
+            func = _factory(self.source, "data", self.search_path)
             if sliced and _accepts_shards(func):
                 out = func(shard=shard, num_shards=self.num_shards)
                 sliced = False  # the factory gave just this shard
@@ -161,8 +164,9 @@ class DataSpec:
         if sliced:
             start, stop = shard_bounds(len(x), self.num_shards, shard)
             if stop <= start:
-                raise SourceError(f"The 'data.shards' setting is {self.num_shards}, more than the "
-                                  f"{len(x)} examples of '{self.source}'. Use at most {len(x)} shards.")
+                raise SourceError(f"The {{shards}} is {self.num_shards}, more than the "
+                                  f"{len(x)} examples of '{self.source}'. Use at most {len(x)} shards.",
+                                  DATA)
             x, y = x[start:stop], y[start:stop]
         x, y = np.asarray(x), np.asarray(y)  # reads a memory-mapped shard into memory
         if len(x) == 0:
@@ -177,15 +181,16 @@ class DataSpec:
             files = [path / "x.npy", path / "y.npy"]
             missing = [f.name for f in files if not f.is_file()]
             if missing:
-                raise SourceError(f"The 'data.source' directory '{self.source}' must hold x.npy and "
-                                  f"y.npy. It lacks {', '.join(missing)}.")
+                raise SourceError(f"The {{data}} names the directory '{self.source}', which must hold "
+                                  f"x.npy and y.npy. It lacks {', '.join(missing)}.", DATA)
             return tuple(np.load(f, mmap_mode="r") for f in files)
         if path.suffix != ".npz":
-            raise SourceError(f"The 'data.source' setting must be a built-in example "
+            raise SourceError(f"The {{data}} must be a built-in example "
                               f"({', '.join(examples.DATASETS)}), an .npz file, a directory with "
-                              f"x.npy and y.npy, or 'module:function'. Got {self.source!r} instead.")
+                              f"x.npy and y.npy, or 'module:function'. Got {self.source!r} instead.",
+                              DATA)
         if not path.is_file():
-            raise SourceError(f"The 'data.source' setting names '{self.source}', which does not exist.")
+            raise SourceError(f"The {{data}} names '{self.source}', which does not exist.", DATA)
         with np.load(path) as archive:
             missing = [k for k in ("x", "y") if k not in archive.files]
             if missing:
@@ -200,8 +205,9 @@ def load_centre(model, path: str | Path) -> None:
 
     path = Path(path)
     if not path.is_file():
-        raise SourceError(f"The 'model.centre' setting names '{path}', which does not exist. "
-                          f"Give a .keras or .weights.h5 file, or run 'landscape-dist train' first.")
+        raise SourceError(f"The {{centre}} names '{path}', which does not exist. "
+                          f"Give a .keras or .weights.h5 file, or {{train}} first.",
+                          centre="'path' parameter", train="train()")
     if path.name.endswith(".weights.h5"):
         model.load_weights(path)
         return
@@ -209,6 +215,7 @@ def load_centre(model, path: str | Path) -> None:
     theirs = [tuple(v.shape) for v in other.weights]
     ours = [tuple(v.shape) for v in model.weights]
     if theirs != ours:
-        raise SourceError(f"The 'model.centre' file '{path}' has another architecture than "
-                          f"'model.source' ({len(theirs)} tensors vs {len(ours)}).")
+        raise SourceError(f"The {{centre}} names '{path}', which has another architecture than "
+                          f"the {{model}} ({len(theirs)} tensors vs {len(ours)}).",
+                          centre="'path' parameter", model="model")
     model.set_weights(other.get_weights())

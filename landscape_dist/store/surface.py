@@ -31,8 +31,10 @@ import h5py
 import numpy as np
 import yaml
 
-from .grid import Tile
-from .layout import WeightLayout
+from ..core.grid import Tile
+from ..core.layout import WeightLayout
+from ..core.plane import Plane
+from ..errors import OutputError
 
 FORMAT = "landscape_dist.surface"
 FORMAT_VERSION = 1
@@ -56,10 +58,12 @@ class SurfaceWriter:
         self.file.attrs["slices"] = json.dumps([])
         self.file.create_group("slices")
 
-    def add_slice(self, name: str, xs: np.ndarray, ys: np.ndarray | None, names, meta: dict,
-                  centre, directions, layout: WeightLayout, non_trainable) -> "SliceWriter":
+    def add_slice(self, name: str, xs: np.ndarray, ys: np.ndarray | None, names, plane: Plane,
+                  non_trainable) -> "SliceWriter":
+        """Create slice ``name``: coordinates ``xs`` (nx,) and ``ys`` (ny,) or None, an empty
+        dataset per quantity in ``names``, the plane and the non-trainable values at its centre."""
         group = self.file["slices"].create_group(name)
-        for key, value in meta.items():
+        for key, value in plane.meta.items():
             group.attrs[key] = value if not isinstance(value, (dict, list, tuple)) else json.dumps(value)
         group.create_dataset("xcoordinates", data=np.asarray(xs, np.float64))
         shape = (len(xs),) if ys is None else (len(ys), len(xs))
@@ -69,12 +73,11 @@ class SurfaceWriter:
         for quantity in names:
             values.create_dataset(quantity, shape=shape, dtype="f8", fillvalue=np.nan)
         group.create_dataset("done", shape=shape, dtype=bool, fillvalue=False)
-        plane = group.create_group("plane")
-        plane.create_dataset("centre", data=np.asarray(centre, np.float32))
-        plane.create_dataset("directions", data=np.atleast_2d(np.asarray(directions, np.float32)))
-        plane.attrs["layout_names"] = json.dumps(list(layout.names))
-        plane.attrs["layout_shapes"] = json.dumps([list(s) for s in layout.shapes])
-        nt = plane.create_group("non_trainable")
+        stored = group.create_group("plane")
+        stored.create_dataset("centre", data=np.asarray(plane.centre, np.float32))
+        stored.create_dataset("directions", data=np.atleast_2d(np.asarray(plane.directions, np.float32)))
+        stored.attrs.update(plane.layout.to_attrs())
+        nt = stored.create_group("non_trainable")
         for i, value in enumerate(non_trainable):
             nt.create_dataset(str(i), data=np.asarray(value))
         listed = json.loads(self.file.attrs["slices"]) + [name]
@@ -188,7 +191,8 @@ def read_surface(path: str | Path) -> dict[str, Surface]:
     """All slices of a surface file, by name, in the order they were written."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"The surface file '{path}' does not exist. Run 'landscape-dist sweep' first.")
+        raise OutputError(f"The surface file '{path}' does not exist. Make one first ({{sweep}}).",
+                          sweep="sweep()")
     with h5py.File(path, "r") as f:
         if f.attrs.get("format") != FORMAT:
             raise ValueError(f"The file '{path}' is not a landscape_dist surface file.")
@@ -202,8 +206,7 @@ def read_surface(path: str | Path) -> dict[str, Surface]:
                 p = PathOnPlane(pg["coords"][...], pg["residual"][...], pg["relative_residual"][...],
                                 pg["distance"][...], pg["step"][...], pg["epoch"][...], vals)
             plane = g["plane"]
-            layout = WeightLayout.from_attrs(json.loads(plane.attrs["layout_names"]),
-                                             json.loads(plane.attrs["layout_shapes"]))
+            layout = WeightLayout.from_attrs(plane.attrs)
             nt = [plane["non_trainable"][str(i)][...] for i in range(len(plane["non_trainable"]))]
             out[name] = Surface(
                 name, g["xcoordinates"][...], g["ycoordinates"][...] if "ycoordinates" in g else None,

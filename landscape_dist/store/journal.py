@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import OutputError
+
 _MAGIC = b"LDJ1"
 _HEAD = struct.Struct("<4sQI")  # magic, payload length, CRC32 of the payload
 
@@ -86,7 +88,7 @@ class TileJournal:
 
     @classmethod
     def check(cls, path: str | Path, fingerprint: dict):
-        """Read an existing journal (reads only); ValueError naming the differences when its
+        """Read an existing journal (reads only); OutputError naming the differences when its
         run differs from ``fingerprint``. Returns what :meth:`read` does, or (None, [], 0)."""
         path = Path(path)
         if not path.exists():
@@ -94,10 +96,11 @@ class TileJournal:
         old, records, good = cls.read(path)
         diff = differences(old, fingerprint) if old is not None else []
         if diff:
-            raise ValueError(
+            raise OutputError(
                 f"The unfinished sweep in '{path.parent}' was started with another "
                 f"configuration ({'; '.join(diff)}). Rerun with the same settings to "
-                f"resume it, pass --overwrite to start again, or give another --out.")
+                f"resume it, pass {{overwrite}} to start again, or give another {{out}}.",
+                overwrite="overwrite=True", out="output directory")
         return old, records, good
 
     @classmethod
@@ -105,7 +108,7 @@ class TileJournal:
              checked: tuple | None = None) -> "TileJournal":
         """Start a journal, or (``resume``) continue an existing one with the same fingerprint.
 
-        Raises ValueError naming the differences when the existing journal's run differs.
+        Raises OutputError naming the differences when the existing journal's run differs.
         ``checked``: what :meth:`check` returned for this journal, to avoid reading it again.
         """
         path = Path(path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,9 +61,25 @@ class WeightLayout:
         return mask
 
     def to_attrs(self) -> dict:
-        """Plain data for storing the layout in a file."""
-        return {"names": list(self.names), "shapes": [list(s) for s in self.shapes]}
+        """The layout as file attributes: ``layout_names`` and ``layout_shapes``, JSON lists.
+
+        The one encoding every file of the package uses (surface and trajectory files).
+        """
+        return {"layout_names": json.dumps(list(self.names)),
+                "layout_shapes": json.dumps([list(s) for s in self.shapes])}
 
     @classmethod
-    def from_attrs(cls, names, shapes) -> "WeightLayout":
+    def from_attrs(cls, attrs) -> "WeightLayout":
+        """Read :meth:`to_attrs` back from a file's attributes (a mapping); also reads trajectory
+        files of the first format, which stored names as a list and shapes as strings '[3, 4]'."""
+        names, shapes = attrs["layout_names"], attrs["layout_shapes"]
+        names = json.loads(_text(names)) if isinstance(names, (str, bytes)) else [_text(n) for n in names]
+        if isinstance(shapes, (str, bytes)):
+            shapes = json.loads(_text(shapes))
+        else:
+            shapes = [json.loads(_text(s)) for s in shapes]
         return cls(tuple(str(n) for n in names), tuple(tuple(int(d) for d in s) for s in shapes))
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -7,8 +7,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .config import Config
-from .models import DataSpec, ModelSpec
+from ..config.schema import Config
+from .sources import DataSpec, ModelSpec
 from .trajectory import TrajectoryRecorder
 
 

@@ -9,7 +9,8 @@ import h5py
 import numpy as np
 import keras
 
-from .layout import WeightLayout
+from ..core.layout import WeightLayout
+from ..errors import SourceError
 
 
 class TrajectoryRecorder(keras.callbacks.Callback):
@@ -51,8 +52,7 @@ class TrajectoryRecorder(keras.callbacks.Callback):
                                   chunks=(1, size))
         self._file.create_dataset("step", (0,), maxshape=(None,), dtype="i8")
         self._file.create_dataset("epoch", (0,), maxshape=(None,), dtype="i8")
-        self._file.attrs["layout_names"] = list(self._layout.names)
-        self._file.attrs["layout_shapes"] = [str(list(s)) for s in self._layout.shapes]
+        self._file.attrs.update(self._layout.to_attrs())
         self._file.attrs["record_every"] = self.every
         self._file.attrs["record_unit"] = self.unit
         self._record()
@@ -87,9 +87,8 @@ def read_trajectory(path: str | Path) -> Trajectory:
     """Load a trajectory written by :class:`TrajectoryRecorder`."""
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"The trajectory file '{path}' does not exist. Run 'landscape-dist train' "
-                         f"first, or set 'trajectory' to a recorded path.")
+        raise SourceError(f"The trajectory file '{path}' does not exist. Record one first ({{train}}).",
+                          train="train()")
     with h5py.File(path, "r") as f:
-        shapes = [tuple(int(d) for d in s.strip("[]").split(",") if d.strip()) for s in f.attrs["layout_shapes"]]
-        layout = WeightLayout.from_attrs(f.attrs["layout_names"], shapes)
+        layout = WeightLayout.from_attrs(f.attrs)
         return Trajectory(f["weights"][...], f["step"][...], f["epoch"][...], layout)

@@ -1,0 +1,213 @@
+"""Building the configuration from YAML: type checks, unknown keys, per-slice grids, overrides.
+
+Every setting has a dotted name (``grid.x.points``, ``slices.1.directions.kind``); errors name it,
+say what it must be, what it got, and how to fix it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from pathlib import Path
+
+import yaml
+
+from .schema import (DEFAULT_ORDER, DEFAULT_TILE, AxisConfig, Config, ConfigError, GridConfig,
+                     SettingError, SliceConfig, must)
+
+GRID_KEYS = ("x", "y", "tile", "order")
+SLICE_KEYS = ("name", "directions", "grid")
+
+
+def unknown_setting(key, known, where: str = "") -> ConfigError:
+    """'Unknown setting ...' with the nearest known name suggested, or the list of known ones."""
+    close = difflib.get_close_matches(str(key), list(known), n=1)
+    hint = f"Did you mean '{close[0]}'?" if close else f"Known settings: {', '.join(known)}."
+    full = f"{where}.{key}" if where else str(key)
+    return ConfigError(f"Unknown setting '{full}'. {hint}")
+
+
+def _type_word(tp) -> str:
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(tp, str(tp))
+
+
+def _coerce(tp, value, name: str):
+    """Check ``value`` against the annotation ``tp`` and convert where lossless (int -> float)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        inner = [o for o in options if o is not type(None)][0]
+        return _coerce(inner, value, name)
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value, name)
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise must(name, "a list", value)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(args[0], v, f"{name}.{i}") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise must(name, f"a list of {len(args)} values", value)
+        return tuple(_coerce(a, v, f"{name}.{i}") for i, (a, v) in enumerate(zip(args, value)))
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is bool and not isinstance(value, bool):
+        raise must(name, "true or false", value)
+    if tp in (int, str) and (isinstance(value, bool) or not isinstance(value, tp)):
+        raise must(name, _type_word(tp), value)
+    if tp is float and not isinstance(value, float):
+        raise must(name, "a number", value)
+    return value
+
+
+def construct(cls, kwargs: dict, name: str):
+    """``cls(**kwargs)``, its own errors placed under ``name``."""
+    try:
+        return cls(**kwargs)
+    except SettingError as err:
+        raise err.under(name) from None
+
+
+def build(cls, data, name: str = ""):
+    """Build dataclass ``cls`` from a mapping, rejecting unknown keys and wrong types."""
+    if data is None:
+        data = {}
+    if dataclasses.is_dataclass(data):
+        return data
+    if not isinstance(data, dict):
+        raise must(name or "configuration", "a mapping of settings", data)
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in dataclasses.fields(cls)]
+    for key in data:
+        if key not in known:
+            raise unknown_setting(key, known, name)
+    kwargs = {key: _coerce(hints[key], value, f"{name}.{key}" if name else key)
+              for key, value in data.items()}
+    return construct(cls, kwargs, name)
+
+
+def config_from_dict(data: dict) -> Config:
+    """Build a :class:`Config` from plain data (as read from YAML).
+
+    A top-level ``grid`` is the default for every slice; a slice's own ``grid`` keys override it.
+    """
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise must("configuration", "a mapping of settings", data)
+    data = dict(data)
+    default_grid = data.pop("grid", None) or {}
+    slices_data = data.pop("slices", None)
+    if slices_data is None:
+        slices_data = [{"name": "random"}]
+    if not isinstance(slices_data, list):
+        raise must("slices", "a list of slices", slices_data)
+    slices = []
+    for i, raw in enumerate(slices_data):
+        if not isinstance(raw, dict):
+            raise must(f"slices.{i}", "a mapping of settings", raw)
+        raw = dict(raw)
+        grid = _merge(default_grid, raw.pop("grid", None) or {})
+        slices.append(_build_slice(raw, grid, f"slices.{i}"))
+    return dataclasses.replace(build(Config, data), slices=tuple(slices))
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _build_grid(grid, name: str = "grid") -> GridConfig:
+    """A grid from plain data; its errors are named ``grid.*`` whether the keys came from the
+    top-level grid or a slice's own."""
+    if not isinstance(grid, dict):
+        raise must(name, "a mapping of settings", grid)
+    for key in grid:
+        if key not in GRID_KEYS:
+            raise unknown_setting(key, GRID_KEYS, name)
+    x = build(AxisConfig, grid.get("x"), f"{name}.x")
+    y = None if ("y" in grid and grid["y"] is None) else build(AxisConfig, grid.get("y"), f"{name}.y")
+    tile = _coerce(tuple[int, int], grid.get("tile", list(DEFAULT_TILE)), f"{name}.tile")
+    if "tile" not in grid:  # the default tile shrinks to fit small grids
+        tile = (min(tile[0], 1 if y is None else y.points), min(tile[1], x.points))
+    elif y is None:
+        tile = (1, tile[1])
+    order = _coerce(str, grid.get("order", DEFAULT_ORDER), f"{name}.order")
+    return construct(GridConfig, {"x": x, "y": y, "tile": tile, "order": order}, name)
+
+
+def _build_directions(data, name: str):
+    """The directions of a slice, built as the dataclass its plane kind declares."""
+    from ..planes import PLANE_KINDS
+
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise must(name, "a mapping of settings", data)
+    kind = data.get("kind", "random")
+    if isinstance(kind, str) and kind in PLANE_KINDS:
+        return build(PLANE_KINDS[kind].config, data, name)
+    return build(PLANE_KINDS["random"].config, data, name)  # reports the unknown kind
+
+
+def _build_slice(raw: dict, grid: dict, name: str) -> SliceConfig:
+    grid_cfg = _build_grid(grid)
+    directions = _build_directions(raw.pop("directions", None), f"{name}.directions")
+    for key in raw:
+        if key not in SLICE_KEYS:
+            raise unknown_setting(key, SLICE_KEYS, name)
+    kwargs = {k: _coerce(str, v, f"{name}.{k}") for k, v in raw.items()}
+    return construct(SliceConfig, {"directions": directions, "grid": grid_cfg, **kwargs}, name)
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply ``dotted.key=value`` overrides (values parsed as YAML) to plain config data."""
+    data = _merge({}, data or {})
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"The override {item!r} must look like 'section.key=value', "
+                              f"for example 'grid.x.points=21'.")
+        value = yaml.safe_load(raw) if raw.strip() else None
+        node = data
+        parts = key.split(".")
+        for depth, part in enumerate(parts[:-1]):
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ConfigError(f"The override '{key}' names list item '{part}' of "
+                                      f"'{'.'.join(parts[:depth])}', which has {len(node)} items.")
+                node = node[int(part)]
+            else:
+                if not isinstance(node.get(part), (dict, list)):
+                    node[part] = {}
+                node = node[part]
+        last = parts[-1]
+        if isinstance(node, list):
+            node[int(last)] = value
+        else:
+            node[last] = value
+    return data
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
+    """Read a YAML config file (or none: all defaults) and apply overrides."""
+    data = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"The config file '{path}' does not exist. Give the path of a YAML file, "
+                              f"for example configs/parabola.yaml.")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"The config file '{path}' is not valid YAML: {str(err).splitlines()[0]}")
+        if not isinstance(data, dict):
+            raise ConfigError(f"The config file '{path}' must hold a mapping of settings. "
+                              f"Got {type(data).__name__} instead.")
+    return config_from_dict(apply_overrides(data, list(overrides)))

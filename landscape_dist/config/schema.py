@@ -1,0 +1,346 @@
+"""The configuration schema: small frozen dataclasses, each checking its own fields.
+
+A dataclass names its own fields in its errors (``The 'points' setting must be ...``); the loader
+that built it from a file adds where it sits (``grid.x.points``), see :meth:`SettingError.under`.
+Choices that grow by registration (plane kinds, output formats) are checked against their
+registries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A setting has a value the tool cannot use."""
+
+
+class SettingError(ConfigError):
+    """One setting's value is wrong: which setting, what it must be, what it got, the fix.
+
+    ``requirement`` and ``fix`` may refer to sibling settings as ``{at}name``; ``{at}`` becomes the
+    prefix that :meth:`under` adds (``grid.``), or nothing for an object built directly.
+    """
+
+    def __init__(self, setting: str, requirement: str, got: Any, fix: str = "", at: str = ""):
+        self.setting, self.requirement, self.got, self.fix, self.at = setting, requirement, got, fix, at
+        text = f"The '{setting}' setting must be {requirement}. Got {got!r} instead. {fix}".strip()
+        super().__init__(text.replace("{at}", at))
+
+    def under(self, prefix: str) -> "SettingError":
+        """The same error for a setting that sits under ``prefix`` (e.g. 'grid.x')."""
+        if not prefix:
+            return self
+        return SettingError(f"{prefix}.{self.setting}", self.requirement, self.got, self.fix,
+                            f"{prefix}.{self.at}")
+
+
+def must(name: str, requirement: str, got: Any, fix: str = "") -> SettingError:
+    return SettingError(name, requirement, got, fix)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+NORMALIZATIONS = ("filter", "layer", "model", "none")
+IGNORES = ("biasbn", "none")
+SPACINGS = ("linear", "cubic")
+RECORD_UNITS = ("epoch", "step")
+EVAL_MODES = ("auto", "vectorized", "loop")
+TILE_ORDERS = ("coarse_to_fine", "rows")
+SHOW_PATH = ("auto", "always", "never")
+DEFAULT_TILE = (16, 16)
+DEFAULT_ORDER = "coarse_to_fine"
+
+
+def plane_kinds() -> tuple[str, ...]:
+    from ..planes import PLANE_KINDS  # the registry imports this module: look it up when used
+
+    return PLANE_KINDS.names()
+
+
+def output_formats() -> tuple[str, ...]:
+    from ..figures.formats import OUTPUT_FORMATS
+
+    return OUTPUT_FORMATS.names()
+
+
+@dataclass(frozen=True)
+class AxisConfig:
+    """One grid axis. ``min``/``max`` of None mean 'fit the projected training path'."""
+
+    min: float | None = -1.0
+    max: float | None = 1.0
+    points: int = 51
+    spacing: str = "linear"
+
+    def __post_init__(self):
+        if not _is_int(self.points) or self.points < 2:
+            raise must("points", "an integer >= 2", self.points)
+        if self.spacing not in SPACINGS:
+            raise must("spacing", f"one of {SPACINGS}", self.spacing)
+        if (self.min is None) != (self.max is None):
+            raise must("min", "given together with max (or both left out for 'auto')", self.min)
+        if self.min is not None and not self.min < self.max:
+            raise must("max", f"greater than min={self.min}", self.max,
+                       "Give the axis a non-empty range.")
+
+    @property
+    def auto(self) -> bool:
+        return self.min is None
+
+
+@dataclass(frozen=True)
+class GridConfig:
+    """The grid of a slice: axis ``x`` (direction 0), optional ``y`` (direction 1), tile shape."""
+
+    x: AxisConfig = AxisConfig()
+    y: AxisConfig | None = AxisConfig()
+    tile: tuple[int, int] = DEFAULT_TILE
+    order: str = DEFAULT_ORDER
+
+    def __post_init__(self):
+        if self.order not in TILE_ORDERS:
+            raise must("order", f"one of {TILE_ORDERS}", self.order)
+        tile = self.tile
+        if len(tile) != 2 or any(not _is_int(t) or t < 1 for t in tile):
+            raise must("tile", "two integers >= 1 ([rows, columns])", list(tile))
+        if tile[1] > self.x.points:
+            raise must("tile", f"no wider than {{at}}x.points={self.x.points}", list(tile),
+                       "Use a smaller tile.")
+        if tile[0] > self.ny:
+            raise must("tile", f"no taller than the grid's {self.ny} rows", list(tile),
+                       "Use a smaller tile.")
+
+    @property
+    def ndim(self) -> int:
+        return 1 if self.y is None else 2
+
+    @property
+    def ny(self) -> int:
+        return 1 if self.y is None else self.y.points
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(rows, columns) of the surface arrays: rows follow y, columns follow x."""
+        return (self.ny, self.x.points)
+
+    @property
+    def auto(self) -> bool:
+        """Whether an axis range is to be fitted to the projected training path."""
+        return self.x.auto or (self.y is not None and self.y.auto)
+
+
+@dataclass(frozen=True)
+class DirectionConfig:
+    """How the slice's directions are made: the settings every plane kind shares.
+
+    A plane kind with settings of its own subclasses this (see :mod:`landscape_dist.planes`).
+    """
+
+    kind: str = "random"
+    normalization: str = "filter"
+    ignore: str = "biasbn"
+    seed: int = 0
+
+    def __post_init__(self):
+        kinds = plane_kinds()
+        if self.kind not in kinds:
+            raise must("kind", f"one of {kinds}", self.kind)
+        if self.normalization not in NORMALIZATIONS:
+            raise must("normalization", f"one of {NORMALIZATIONS}", self.normalization)
+        if self.ignore not in IGNORES:
+            raise must("ignore", f"one of {IGNORES}", self.ignore)
+
+
+@dataclass(frozen=True)
+class SliceConfig:
+    """One surface: a name, its directions and its grid."""
+
+    name: str = "random"
+    directions: DirectionConfig = DirectionConfig()
+    grid: GridConfig = GridConfig()
+
+    def __post_init__(self):
+        if not self.name or not self.name.replace("_", "").replace("-", "").isalnum():
+            raise must("name", "a non-empty name of letters, digits, '-' or '_'", self.name)
+        from ..planes import PLANE_KINDS
+
+        kind = PLANE_KINDS[self.directions.kind]
+        if self.grid.auto and not kind.fits_path:
+            raise must("grid.x.min", f"a number for {self.directions.kind} directions (an "
+                       f"automatic range fits a training path, which needs kind: pca)", None)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Where the model comes from and where its centre weights are."""
+
+    source: str = "parabola"
+    centre: str | None = None
+    unsafe_deserialization: bool = False
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the evaluation data comes from (a built-in name, an .npz file, a directory with
+    x.npy and y.npy, or module:function) and how many shards workers split it into."""
+
+    source: str = "parabola"
+    shards: int = 1
+
+    def __post_init__(self):
+        if not _is_int(self.shards) or self.shards < 1:
+            raise must("shards", "an integer >= 1", self.shards)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training with a recorded path."""
+
+    epochs: int = 100
+    batch_size: int = 32
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    record_every: int = 1
+    record_unit: str = "epoch"
+    seed: int = 0
+
+    def __post_init__(self):
+        for key in ("epochs", "batch_size", "record_every"):
+            value = getattr(self, key)
+            if not _is_int(value) or value < 1:
+                raise must(key, "an integer >= 1", value)
+        if not self.learning_rate > 0:
+            raise must("learning_rate", "a number > 0", self.learning_rate)
+        if self.record_unit not in RECORD_UNITS:
+            raise must("record_unit", f"one of {RECORD_UNITS}", self.record_unit)
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """The Ray pool: where Ray runs and how many actors with what resources."""
+
+    address: str | None = None
+    num_workers: int | None = None  # None: one per GPU when workers use GPUs, else one per CPU
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float | None = None  # None: 1 if the Ray cluster has GPUs, else 0
+    max_tile_retries: int = 3
+
+    def __post_init__(self):
+        n = self.num_workers
+        if n is not None and (not _is_int(n) or n < 1):
+            raise must("num_workers", "an integer >= 1 or null (automatic)", n)
+        if not self.cpus_per_worker > 0:
+            raise must("cpus_per_worker", "a number > 0", self.cpus_per_worker)
+        if self.gpus_per_worker is not None and not self.gpus_per_worker >= 0:
+            raise must("gpus_per_worker", "a number >= 0 or null (automatic)", self.gpus_per_worker)
+        if self.max_tile_retries < 0:
+            raise must("max_tile_retries", "an integer >= 0", self.max_tile_retries)
+
+    @property
+    def threads_per_worker(self) -> int:
+        return max(1, int(self.cpus_per_worker))
+
+    @property
+    def resolved(self) -> bool:
+        return self.num_workers is not None and self.gpus_per_worker is not None
+
+    def resolve(self, resources: dict) -> "ClusterConfig":
+        """Concrete worker count and GPUs per worker for a Ray cluster with ``resources``
+        (``ray.cluster_resources()``): by default one worker per GPU where there are GPUs,
+        else one per ``cpus_per_worker`` CPUs."""
+        gpus = float(resources.get("GPU", 0.0))
+        per_gpu = self.gpus_per_worker if self.gpus_per_worker is not None else (1.0 if gpus >= 1 else 0.0)
+        n = self.num_workers
+        if n is None:
+            if per_gpu > 0:
+                n = int(gpus // per_gpu + 1e-9)
+            else:
+                n = int(float(resources.get("CPU", 1.0)) // self.cpus_per_worker + 1e-9)
+            n = max(1, n)
+        return dataclasses.replace(self, num_workers=n, gpus_per_worker=float(per_gpu))
+
+    @property
+    def need(self) -> tuple[float, float]:
+        """(CPUs, GPUs) the whole pool asks for; the config must be resolved."""
+        return (self.num_workers * self.cpus_per_worker, self.num_workers * self.gpus_per_worker)
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """How each worker evaluates: examples per data batch, memory for points per call, method."""
+
+    batch_size: int | None = None
+    memory_budget_mb: float = 256.0
+    mode: str = "auto"
+
+    def __post_init__(self):
+        if self.batch_size is not None and (isinstance(self.batch_size, bool) or self.batch_size < 1):
+            raise must("batch_size", "an integer >= 1 or null (whole dataset)", self.batch_size)
+        if not self.memory_budget_mb > 0:
+            raise must("memory_budget_mb", "a number > 0", self.memory_budget_mb)
+        if self.mode not in EVAL_MODES:
+            raise must("mode", f"one of {EVAL_MODES}", self.mode)
+
+
+@dataclass(frozen=True)
+class PlotConfig:
+    """Figures: number of contour levels, log spacing, file format, path overlay."""
+
+    levels: int = 25
+    log_levels: bool = True
+    format: str = "png"
+    show_path: str = "auto"
+    dpi: int = 120
+    preview_every_s: float | None = None  # redraw OUT/<slice>_preview.png while sweeping
+
+    def __post_init__(self):
+        if self.levels < 2:
+            raise must("levels", "an integer >= 2", self.levels)
+        formats = output_formats()
+        if self.format not in formats:
+            raise must("format", f"one of {formats}", self.format)
+        if self.preview_every_s is not None and not self.preview_every_s > 0:
+            raise must("preview_every_s", "a number of seconds > 0 or null (no preview)",
+                       self.preview_every_s)
+        if self.show_path not in SHOW_PATH:
+            raise must("show_path", f"one of {SHOW_PATH}", self.show_path)
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole run: model, data, training, the slices to sweep, the Ray pool, evaluation, plots."""
+
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    train: TrainConfig = TrainConfig()
+    slices: tuple[SliceConfig, ...] = (SliceConfig(),)
+    cluster: ClusterConfig = ClusterConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    plot: PlotConfig = PlotConfig()
+
+    def __post_init__(self):
+        if not self.slices:
+            raise must("slices", "a list of at least one slice", [])
+        names = [s.name for s in self.slices]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise must("slices", "a list of slices with distinct names", names,
+                       f"Rename the repeated '{duplicated[0]}'.")
+
+    def to_dict(self) -> dict:
+        """The resolved configuration as plain YAML-able data."""
+        return to_plain(self)
+
+
+def to_plain(value):
+    """Dataclasses and tuples as plain dicts and lists."""
+    if dataclasses.is_dataclass(value):
+        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple):
+        return [to_plain(v) for v in value]
+    return value

@@ -1,0 +1,89 @@
+"""The Ray cluster: joining it (or starting a local one) and checking it can hold a pool."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+
+from ..config.schema import ClusterConfig
+
+
+def connect_ray(address: str | None = None, timeout_s: float = 60.0) -> None:
+    """Join the Ray cluster at ``address``, or start a fresh local one (no-op if connected)."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    if address:
+        if address not in ("auto", "local"):
+            check_reachable(address, timeout_s)
+        try:
+            ray.init(address=address, **kwargs)
+        except ConnectionError as err:
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ValueError(f"The 'cluster.address' setting is {address!r}, but Ray cannot join a "
+                             f"cluster there ({reason}). Start one with 'ray start --head', or "
+                             f"leave cluster.address unset for a local Ray.") from None
+    else:
+        ray.init(address="local", **kwargs)  # never joins a stale cluster left by a killed driver
+
+
+def check_reachable(address: str, timeout_s: float = 10.0) -> None:
+    """Fail fast, with the setting named, when nothing listens at a 'host:port' address
+    (Ray itself would keep retrying for minutes)."""
+    hostport = address.split("://", 1)[-1]
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"The 'cluster.address' setting must be 'auto', 'local' or 'host:port'. "
+                         f"Got {address!r} instead.")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=min(timeout_s, 10.0)):
+            pass
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise ValueError(f"The 'cluster.address' setting is {address!r}, but no Ray cluster answers "
+                         f"there ({reason}). Start one with 'ray start --head' or give the address "
+                         f"'ray status' prints on the head node.") from None
+
+
+def actor_resources(cluster: ClusterConfig) -> dict:
+    """The Ray resource request of one worker actor (``cluster`` resolved)."""
+    return {"num_cpus": cluster.cpus_per_worker, "num_gpus": cluster.gpus_per_worker}
+
+
+def check_resources(cluster: ClusterConfig, wait_s: float = 15.0) -> ClusterConfig:
+    """``cluster`` resolved against the connected Ray cluster, once it is known to hold the pool.
+
+    Refuses a pool larger than the cluster's CPUs or GPUs (its actors would wait forever), then
+    waits up to ``wait_s`` for resources held by just-killed actors to come back, and refuses a
+    pool that still does not fit in what is free.
+    """
+    import ray
+
+    total = ray.cluster_resources()
+    cluster = cluster.resolve(total)
+    need_cpu, need_gpu = cluster.need
+    cpus, gpus = total.get("CPU", 0.0), total.get("GPU", 0.0)
+    if need_gpu > gpus:
+        raise ValueError(f"The 'cluster.gpus_per_worker' setting asks for {need_gpu:g} GPUs in all "
+                         f"({cluster.num_workers} workers x {cluster.gpus_per_worker:g}), but the Ray "
+                         f"cluster has {gpus:g}. Lower cluster.num_workers or cluster.gpus_per_worker.")
+    if need_cpu > cpus:
+        raise ValueError(f"The 'cluster.num_workers' setting asks for {need_cpu:g} CPUs in all "
+                         f"({cluster.num_workers} workers x {cluster.cpus_per_worker:g}), but the Ray "
+                         f"cluster has {cpus:g}. Lower cluster.num_workers or cluster.cpus_per_worker.")
+    deadline = time.monotonic() + wait_s
+    while True:
+        free = ray.available_resources()
+        enough = (need_cpu <= free.get("CPU", 0.0) + 1e-9 and need_gpu <= free.get("GPU", 0.0) + 1e-9)
+        if enough or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    if not enough:
+        raise ValueError(f"The 'cluster.num_workers' setting asks for {cluster.num_workers} workers "
+                         f"({need_cpu:g} CPUs, {need_gpu:g} GPUs), but only {free.get('CPU', 0.0):g} "
+                         f"CPUs and {free.get('GPU', 0.0):g} GPUs of the Ray cluster are free. "
+                         f"Close other pools or lower cluster.num_workers.")
+    return cluster

@@ -1,0 +1,75 @@
+"""Jobs: the unit a pool hands to a worker, and the queues a pool keeps while it runs them."""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from ..core.quantities import POINTS, WEIGHTS, QuantitySet
+from ..errors import TileError
+
+__all__ = ["Job", "JobQueue", "ShardGather", "POINTS", "WEIGHTS", "TileError"]
+
+
+@dataclass(frozen=True)
+class Job:
+    """Evaluate ``items`` (plane coordinates for POINTS, flat weights for WEIGHTS); the result is
+    reported under ``key`` (a tile index, a path chunk)."""
+
+    key: object
+    kind: str
+    items: np.ndarray
+
+
+class JobQueue:
+    """The jobs still to hand out, one queue per data shard, drawn lazily from an iterable.
+
+    Every job is evaluated once on each shard; a job taken from the iterable goes into every
+    shard's queue. A job whose worker died goes back to the front of its shard's queue.
+    """
+
+    def __init__(self, jobs: Iterable[Job], num_shards: int):
+        self._pending: Iterator[Job] = iter(jobs)
+        self._queues = [collections.deque() for _ in range(num_shards)]
+        self._exhausted = False
+
+    def take(self, shard: int) -> Job | None:
+        """The next job for ``shard``, or None when it has none left."""
+        queue = self._queues[shard]
+        if not queue and not self._exhausted:
+            job = next(self._pending, None)
+            if job is None:
+                self._exhausted = True
+            else:
+                for q in self._queues:
+                    q.append(job)
+        return queue.popleft() if queue else None
+
+    def put_back(self, job: Job, shard: int) -> None:
+        self._queues[shard].appendleft(job)
+
+    @property
+    def empty(self) -> bool:
+        """No job left to hand out, now or later."""
+        return self._exhausted and not any(self._queues)
+
+
+class ShardGather:
+    """Collects each job's per-shard parts; a job is complete when every shard has answered."""
+
+    def __init__(self, quantities: QuantitySet, sizes: list[int]):
+        self.quantities = quantities
+        self.sizes = sizes
+        self._parts: dict = {}  # job key -> {shard: parts}
+
+    def add(self, key, shard: int, parts: dict) -> dict | None:
+        """Store one shard's parts; the combined quantities once all shards are in, else None."""
+        got = self._parts.setdefault(key, {})
+        got[shard] = parts
+        if len(got) < len(self.sizes):
+            return None
+        del self._parts[key]
+        return self.quantities.combine([got[s] for s in range(len(self.sizes))], self.sizes)

@@ -1,0 +1,38 @@
+"""The in-process pool: workers in this process, jobs one after another (tests, debugging,
+tiny grids)."""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+from ..model.quantities import DEFAULT_QUANTITIES
+from .jobs import Job, ShardGather
+from .worker import LandscapeWorker
+
+
+class InProcessPool:
+    """Evaluates jobs one after another in this process, with this process's threads; with
+    ``data_spec.num_shards`` > 1, one worker per shard, combined exactly."""
+
+    def __init__(self, model_spec, data_spec, evaluation,
+                 quantities: tuple[str, ...] = DEFAULT_QUANTITIES):
+        shards = range(data_spec.num_shards)
+        self.workers = [LandscapeWorker(model_spec, data_spec, evaluation, shard=s,
+                                        quantities=quantities) for s in shards]
+        self.sizes = [w.evaluator.n_examples for w in self.workers]
+        self.quantities = self.workers[0].quantities
+        self.names = self.quantities.names
+
+    def set_plane(self, centre, directions, non_trainable) -> None:
+        for worker in self.workers:
+            worker.set_plane(centre, directions, non_trainable)
+
+    def run(self, jobs: Iterable[Job], on_result: Callable) -> None:
+        gather = ShardGather(self.quantities, self.sizes)
+        for job in jobs:
+            for shard, worker in enumerate(self.workers):
+                result = gather.add(job.key, shard, worker.evaluate(job.kind, job.items))
+            on_result(job.key, result)
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,91 @@
+"""The worker: a model replica with its data and the current plane, evaluating jobs.
+
+The same class runs in this process (:class:`~landscape_dist.execution.local.InProcessPool`) and
+as a Ray actor (:class:`~landscape_dist.execution.ray_pool.RayPool`).
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..model.quantities import DEFAULT_QUANTITIES
+
+
+def configure_tensorflow(threads: int | None, use_gpu: bool) -> None:
+    """Match TensorFlow's thread pools to the CPUs granted (None: leave them); turn on GPU
+    memory growth. Must run before the first TensorFlow op of the process."""
+    import tensorflow as tf
+
+    if threads is not None:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, threads)))
+    if use_gpu:
+        for gpu in tf.config.list_physical_devices("GPU"):
+            try:
+                tf.config.experimental.set_memory_growth(gpu, True)
+            except RuntimeError:
+                pass
+
+
+class LandscapeWorker:
+    """Holds its own model replica, its data (or its shard of it) and an evaluator; stateless
+    apart from those. Computes the registered quantity kinds named in ``quantities``.
+
+    Built from a :class:`~landscape_dist.model.sources.ModelSpec` and a
+    :class:`~landscape_dist.model.sources.DataSpec`; the plane arrives from the object store.
+    ``remote=True`` (an actor): bad model or data is reported by :meth:`ready` instead of raised.
+    """
+
+    def __init__(self, model_spec, data_spec, evaluation, threads: int | None = None,
+                 use_gpu: bool = False, remote: bool = False, shard: int = 0,
+                 quantities: tuple[str, ...] = DEFAULT_QUANTITIES):
+        configure_tensorflow(threads, use_gpu)
+        from ..model.evaluator import LandscapeEvaluator
+        from ..model.quantities import QUANTITIES
+
+        self.error = None
+        try:
+            model = model_spec.build()
+            x, y = data_spec.load(shard)
+            self.evaluator = LandscapeEvaluator(model, x, y, batch_size=evaluation.batch_size,
+                                                memory_budget_mb=evaluation.memory_budget_mb,
+                                                mode=evaluation.mode)
+            self.kinds = [QUANTITIES[name](self.evaluator) for name in quantities]
+            self.quantities = sum((kind.describe() for kind in self.kinds[1:]),
+                                  self.kinds[0].describe())
+            if data_spec.num_shards > 1:
+                for kind in self.kinds:
+                    kind.check_shardable()
+        except ValueError as err:  # bad input (model, data): reported by ready(), not retried
+            if not remote:
+                raise
+            self.error = err
+
+    def ready(self) -> dict:
+        """Describes the worker once it is built: pid, Ray node id, the quantities it returns,
+        examples, points per call; or ``{'error': exception}`` when the model or data given
+        cannot be used."""
+        if self.error is not None:
+            from ..errors import LandscapeError
+
+            keep = isinstance(self.error, LandscapeError)  # picklable, and keeps its slots
+            return {"error": self.error if keep else ValueError(str(self.error))}
+        import ray
+
+        node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+        return {"pid": os.getpid(), "node": node, "quantities": self.quantities,
+                "examples": self.evaluator.n_examples,
+                "points_per_call": self.evaluator.points_per_call,
+                "batch_size": self.evaluator.batch_size}
+
+    def set_plane(self, centre, directions, non_trainable) -> bool:
+        self.evaluator.set_plane(centre, directions, non_trainable)
+        return True
+
+    def evaluate(self, kind: str, items) -> dict:
+        """The parts of every quantity kind at ``items`` (POINTS: plane coordinates, WEIGHTS: flat
+        weight vectors) on this worker's data; combined across shards by the pool."""
+        parts = {}
+        for quantity in self.kinds:
+            parts.update(quantity.compute(kind, items))
+        return parts

@@ -1,0 +1,1 @@
+"""Figures and output files: static plots, the live preview, and the output-format registry."""

@@ -1,0 +1,242 @@
+"""Loss and metrics of a compiled Keras model at many points of a plane, per compiled call.
+
+The weights at a point, ``centre + a*d0 + b*d1``, are formed inside a ``tf.function`` and fed to
+``model.stateless_call``, vectorised over points with ``tf.vectorized_map`` (or, where a model's ops
+do not vectorise, a compiled ``tf.map_fn`` loop). Non-trainable state (batch-norm statistics) stays
+at the centre and layers run in inference mode. The data stays on the device as constant batches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import numpy as np
+import tensorflow as tf
+
+from ..core.layout import WeightLayout
+from ..core.quantities import POINTS, WEIGHTS, Part, QuantitySet
+from .checks import activations_per_example, check_data, compile_metrics, loss_callable
+from .shortcut import FirstLayerShortcut
+
+log = logging.getLogger(__name__)
+
+_MAX_POINTS_PER_CALL = 1024
+MODES = ("auto", "vectorized", "loop")
+
+
+@contextlib.contextmanager
+def _quiet_tensorflow():
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+class LandscapeEvaluator:
+    """Evaluates a compiled Keras model on fixed data at points of a plane through its weights.
+
+    ``set_plane(centre, directions)`` fixes the plane; ``evaluate(coords)`` returns, for coords of
+    shape (P, k), a dict of name -> (P,) float64 arrays: ``loss`` and every compiled metric.
+    ``evaluate_weights(weights)`` does the same for full weight vectors (P, size). ``parts``
+    returns the values before shards are combined, as :attr:`quantities` describes them.
+
+    ``mode``: ``auto`` tries strict vectorisation over points and falls back to a compiled loop;
+    ``vectorized`` lets ``pfor`` loop over just the ops it cannot vectorise; ``loop`` always
+    loops. :attr:`method` is what is in use (``vectorized`` or ``loop``).
+    """
+
+    def __init__(self, model, x, y, *, batch_size: int | None = None,
+                 memory_budget_mb: float = 256.0, mode: str = "auto", shortcut: bool = True):
+        if mode not in MODES:
+            raise ValueError(f"The 'mode' parameter must be 'auto', 'vectorized' or 'loop'. "
+                             f"Got {mode!r} instead.")
+        self.model = model
+        self.mode = mode
+        self.method = "loop" if mode == "loop" else "vectorized"
+        x = np.asarray(x)
+        y = np.asarray(y)
+        self.n_examples = len(x)
+        check_data(model, x, y)
+        if not model.built or compile_metrics(model) is None:
+            # Builds the model, its loss and its metric containers on a couple of examples.
+            model.evaluate(x[:2], y[:2], verbose=0)
+        self.layout = WeightLayout.from_variables(model.trainable_variables)
+        self._loss = loss_callable(model)
+        self._metrics = compile_metrics(model)
+        if self._metrics is not None:
+            self._metrics.reset_state()
+            self._metric_init = [v.numpy() for v in self._metrics.variables]
+            self.metric_names = tuple(sorted(self._metrics.result().keys()))
+        else:
+            self._metric_init = []
+            self.metric_names = ()
+        self.quantities = QuantitySet(
+            (Part("loss_data", "mean"), Part("regularization", "first"))
+            + tuple(Part(name, "mean") for name in self.metric_names),
+            sums=(("loss", ("loss_data", "regularization")),))
+        self.names = self.quantities.names
+
+        budget = memory_budget_mb * 2 ** 20
+        act_bytes = 12 * activations_per_example(model)  # float32 activations and ~2 temporaries each
+        if batch_size is None:
+            batch_size = max(1, min(self.n_examples, int(budget // (2 * act_bytes))))
+        self.batch_size = int(min(batch_size, self.n_examples))
+        per_point = 8 * self.layout.size + act_bytes * self.batch_size
+        self.points_per_call = int(max(1, min(_MAX_POINTS_PER_CALL, budget // per_point)))
+        self._batches = [(tf.constant(x[i:i + self.batch_size]), tf.constant(y[i:i + self.batch_size]))
+                         for i in range(0, self.n_examples, self.batch_size)]
+        self._non_trainable = [tf.constant(v.numpy()) for v in model.non_trainable_variables]
+        self._centre = None
+        self._directions = None
+        self._compiled = {}
+        self._allow_shortcut = bool(shortcut)
+        self._budget = budget
+        self.shortcut = None  # a FirstLayerShortcut once a plane is set, where one applies
+
+    # ---------------------------------------------------------------- the plane
+
+    def set_plane(self, centre, directions, non_trainable=None) -> "LandscapeEvaluator":
+        """Fix the plane: centre (size,), directions (k, size); non-trainable values at the centre."""
+        centre = np.asarray(centre, dtype=np.float32)
+        directions = np.atleast_2d(np.asarray(directions, dtype=np.float32))
+        if centre.shape != (self.layout.size,) or directions.shape[1:] != (self.layout.size,):
+            raise ValueError(f"The plane does not fit the model: the model has {self.layout.size} "
+                             f"trainable weights, the centre has shape {centre.shape} and the "
+                             f"directions {directions.shape}.")
+        if non_trainable is not None:
+            self._non_trainable = [tf.constant(np.asarray(v)) for v in non_trainable]
+            self._compiled = {}  # the compiled functions hold the old values as constants
+        if self._directions is None or tuple(self._directions.shape) != directions.shape:
+            self._centre = tf.Variable(centre, trainable=False)
+            self._directions = tf.Variable(directions, trainable=False)
+            self._forget(POINTS)
+        else:
+            self._centre.assign(centre)
+            self._directions.assign(directions)
+        k = directions.shape[0]
+        if self._allow_shortcut and (self.shortcut is None or self.shortcut.k != k):
+            applies = FirstLayerShortcut.applies(self.model, self.n_examples, k, self._budget / 2)
+            self.shortcut = FirstLayerShortcut(self.model, self.layout, self._batches, k) if applies else None
+            self._forget(POINTS)
+        if self.shortcut is not None:
+            self.shortcut.set_plane(centre, directions)
+        return self
+
+    def _forget(self, which: str) -> None:
+        """Drop the compiled functions for ``which`` input (they captured the old plane's shape)."""
+        self._compiled = {key: fn for key, fn in self._compiled.items() if key[0] != which}
+
+    # ---------------------------------------------------------------- evaluation
+
+    def _point_values(self, flat_weights, coords=None):
+        """Loss parts and metrics at one flat weight vector: a (2 + n_metrics,) float32 tensor.
+        With ``coords`` (the point's plane coordinates) the first-layer shortcut is used."""
+        if coords is None or self.shortcut is None:
+            parts = tf.split(flat_weights, self.layout.sizes)
+            weights = [tf.reshape(p, s) for p, s in zip(parts, self.layout.shapes)]
+
+            def predict(index, xb):
+                y_pred, _, losses = self.model.stateless_call(
+                    weights, self._non_trainable, xb, training=False, return_losses=True)
+                return y_pred, losses
+        else:
+            def predict(index, xb):
+                return self.shortcut.predict(index, coords, flat_weights, self._non_trainable)
+        loss_sum = tf.constant(0.0, tf.float32)
+        reg_sum = tf.constant(0.0, tf.float32)
+        metric_vars = [tf.constant(v) for v in self._metric_init]
+        for index, (xb, yb) in enumerate(self._batches):
+            y_pred, losses = predict(index, xb)
+            loss_sum += tf.cast(self._loss(yb, y_pred), tf.float32) * float(xb.shape[0])
+            if losses:  # regularisation, as Keras adds it to each batch's loss
+                reg_sum += tf.add_n([tf.cast(v, tf.float32) for v in losses]) * float(xb.shape[0])
+            if self._metrics is not None:
+                metric_vars = self._metrics.stateless_update_state(metric_vars, yb, y_pred)
+        values = [loss_sum / float(self.n_examples), reg_sum / float(self.n_examples)]
+        if self._metrics is not None:
+            result = self._metrics.stateless_result(metric_vars)
+            values += [tf.cast(result[name], tf.float32) for name in self.metric_names]
+        return tf.stack(values)
+
+    def _function(self, which: str):
+        """The compiled function for POINTS or WEIGHTS input, built once per plane shape."""
+        key = (which, self.method)
+        if key not in self._compiled:
+            if which == POINTS:
+                k = int(self._directions.shape[0])
+
+                def point(c):
+                    flat = self._centre + tf.linalg.matvec(self._directions, c, transpose_a=True)
+                    return self._point_values(flat, c)
+            else:
+                k, point = self.layout.size, self._point_values
+            if self.method == "loop":
+                body = lambda batch: tf.map_fn(point, batch, fn_output_signature=tf.float32)  # noqa: E731
+            else:
+                # 'auto' first tries strict vectorisation and falls back to a loop over points;
+                # 'vectorized' lets pfor loop over just the ops it cannot vectorise.
+                strict = self.mode == "auto"
+                body = lambda batch: tf.vectorized_map(  # noqa: E731
+                    point, batch, fallback_to_while_loop=not strict)
+            self._compiled[key] = tf.function(
+                body, input_signature=[tf.TensorSpec([None, k], tf.float32)])
+        return self._compiled[key]
+
+    def _run(self, which: str, items: np.ndarray) -> dict[str, np.ndarray]:
+        """The parts (see :attr:`quantities`) at every item; dict of (P,) float64 arrays."""
+        if which == POINTS and self._directions is None:
+            raise RuntimeError("Call set_plane(centre, directions) before evaluate().")
+        out = np.empty((len(items), len(self.names) + 1), dtype=np.float64)
+        for start in range(0, len(items), self.points_per_call):
+            chunk = tf.constant(items[start:start + self.points_per_call])
+            out[start:start + len(chunk)] = self._call(which, chunk)
+        return {part.name: out[:, i] for i, part in enumerate(self.quantities.parts)}
+
+    def _call(self, which: str, chunk):
+        try:
+            if self.method == "vectorized" and self.mode == "auto":
+                with _quiet_tensorflow():  # a failed vectorisation logs the whole graph node
+                    return self._function(which)(chunk).numpy()
+            return self._function(which)(chunk).numpy()
+        except (ValueError, TypeError, NotImplementedError, tf.errors.OpError) as err:
+            if self.method == "loop" or self.mode != "auto":
+                raise
+            # Some ops have no vectorised form; fall back to a compiled loop over points.
+            log.info("vectorised evaluation unavailable (%s); using a compiled loop",
+                     str(err).splitlines()[0] if str(err) else type(err).__name__)
+            self.method = "loop"
+            return self._function(which)(chunk).numpy()
+
+    def parts(self, which: str, items) -> dict[str, np.ndarray]:
+        """The parts (``loss_data``, ``regularization``, metrics) at ``items``: plane coordinates
+        (P, k) for POINTS, flat weight vectors (P, size) for WEIGHTS; dict of (P,) arrays.
+        Shards of a dataset combine them exactly (:meth:`QuantitySet.combine`)."""
+        items = np.asarray(items, dtype=np.float32)
+        if which == POINTS:
+            items = items[:, None] if items.ndim == 1 else items
+        elif which == WEIGHTS:
+            items = np.atleast_2d(items)
+        else:
+            raise ValueError(f"The 'which' parameter must be {POINTS!r} or {WEIGHTS!r}. "
+                             f"Got {which!r} instead.")
+        return self._run(which, items)
+
+    def weights_at(self, coords) -> np.ndarray:
+        """Flat weight vectors (P, size) float32 at plane coordinates (P, k) of the current plane."""
+        if self._directions is None:
+            raise RuntimeError("Call set_plane(centre, directions) before weights_at().")
+        coords = np.asarray(coords, dtype=np.float64).reshape(len(coords), -1)
+        centre = self._centre.numpy().astype(np.float64)
+        return (centre + coords @ self._directions.numpy().astype(np.float64)).astype(np.float32)
+
+    def evaluate(self, coords) -> dict[str, np.ndarray]:
+        """Loss and metrics at plane coordinates of shape (P, k); dict of (P,) arrays."""
+        return self.quantities.finish(self.parts(POINTS, coords))
+
+    def evaluate_weights(self, weights) -> dict[str, np.ndarray]:
+        """Loss and metrics at full flat weight vectors of shape (P, size); dict of (P,) arrays."""
+        return self.quantities.finish(self.parts(WEIGHTS, weights))

@@ -1,0 +1,81 @@
+"""Plane kinds: the ways a slice's coordinate system is built (``directions.kind``).
+
+Each kind is a :class:`PlaneKind` registered in :data:`PLANE_KINDS` under its configuration name,
+with the dataclass of its settings (:class:`~landscape_dist.config.DirectionConfig` or a subclass
+adding its own). A new kind is one module here, imported at the bottom of this file, and its tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..config.schema import DirectionConfig
+from ..core.grid import axis_coordinates
+from ..core.layout import WeightLayout
+from ..core.plane import Plane, fitted_axis
+from ..core.projection import project_path
+from ..registry import Registry
+
+if TYPE_CHECKING:  # the schema imports this package while it is being defined
+    from ..config.schema import GridConfig, SliceConfig
+
+
+@dataclass(frozen=True)
+class PlaneContext:
+    """What a plane may be built from: the centre weights (size,), their layout, and the recorded
+    training path (T, size) where there is one."""
+
+    centre: np.ndarray
+    layout: WeightLayout
+    path: np.ndarray | None = None
+
+
+class PlaneKind:
+    """Base of the plane kinds. Subclasses set the class attributes and implement :meth:`build`."""
+
+    config: type = DirectionConfig  # the dataclass of the kind's settings
+    needs_path: bool = False  # builds from the recorded training path
+    fits_path: bool = False  # an axis range may be fitted to the projected path ('min: null')
+
+    def build(self, cfg: DirectionConfig, context: PlaneContext, k: int) -> Plane:
+        """The plane with ``k`` directions (1 or 2) for the settings ``cfg``."""
+        raise NotImplementedError
+
+    @staticmethod
+    def common_meta(cfg: DirectionConfig, centre: np.ndarray) -> dict:
+        return {"kind": cfg.kind, "normalization": cfg.normalization, "ignore": cfg.ignore,
+                "seed": cfg.seed, "centre_norm": float(np.linalg.norm(centre))}
+
+
+PLANE_KINDS: Registry[type[PlaneKind]] = Registry("plane kind")
+
+
+def build_plane(slice_cfg: SliceConfig, context: PlaneContext) -> Plane:
+    """The plane of ``slice_cfg``, built by its kind."""
+    kind = PLANE_KINDS[slice_cfg.directions.kind]()
+    return kind.build(slice_cfg.directions, context, slice_cfg.grid.ndim)
+
+
+def resolve_axes(grid: GridConfig, plane: Plane, path: np.ndarray | None):
+    """Grid coordinates (xs, ys or None); an axis without a range fits the projected path with a
+    25% margin on each side."""
+    coords = None
+    if path is not None and grid.auto:
+        coords, _, _ = project_path(path, plane.centre, plane.directions)
+
+    def axis(cfg, i: int):
+        if not cfg.auto:
+            return axis_coordinates(cfg.min, cfg.max, cfg.points, cfg.spacing)
+        return fitted_axis(coords[:, i], cfg.points, cfg.spacing)
+
+    return axis(grid.x, 0), None if grid.y is None else axis(grid.y, 1)
+
+
+# The built-in kinds register themselves, in the order messages list them.
+from . import random  # noqa: E402,F401
+from . import pca  # noqa: E402,F401
+
+__all__ = ["PLANE_KINDS", "PlaneContext", "PlaneKind", "build_plane", "resolve_axes"]

@@ -1,0 +1,53 @@
+"""What a sweep's grid values depend on, as plain data and digests: a resumed sweep must match it."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+_DIGEST_LIMIT = 1 << 30  # files larger than this are fingerprinted by size and mtime only
+
+
+def file_digest(path) -> str | None:
+    """sha256 of a file's bytes (size and mtime for very large files); None if not a file."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    stat = path.stat()
+    if stat.st_size > _DIGEST_LIMIT:
+        return f"size={stat.st_size},mtime={stat.st_mtime_ns}"
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def fingerprint(config: dict, model_bytes: bytes | None, data_source: str, centre_file=None,
+                trajectory_file=None) -> dict:
+    """The run's fingerprint: model and data sources with digests of their files, the centre and
+    trajectory files' digests, the training settings and each slice's directions and grid.
+
+    ``config``: the resolved configuration as plain data (``Config.to_dict()``); ``model_bytes``:
+    the model file's bytes, if it came from a file.
+    """
+    return {
+        "model": {"source": config["model"]["source"],
+                  "file": hashlib.sha256(model_bytes).hexdigest() if model_bytes else None,
+                  "centre": str(centre_file) if centre_file else None,
+                  "centre_file": file_digest(centre_file) if centre_file else None},
+        "data": {"source": config["data"]["source"], "file": file_digest(data_source)},
+        "trajectory": file_digest(trajectory_file) if trajectory_file else None,
+        "train": config["train"],  # a resumed 'run' keeps its trained model: refuse other training
+        "slices": [{"name": sl["name"], "directions": sl["directions"], "grid": sl["grid"]}
+                   for sl in config["slices"]],
+    }
+
+
+def plane_digest(centre: np.ndarray, directions: np.ndarray) -> str:
+    """sha256 of a plane's centre and directions as float32."""
+    digest = hashlib.sha256(np.ascontiguousarray(centre, np.float32).tobytes())
+    digest.update(np.ascontiguousarray(directions, np.float32).tobytes())
+    return digest.hexdigest()

@@ -1,0 +1,353 @@
+"""``sweep``: evaluate every slice of a configuration on a pool and write the surface file.
+
+The driver prepares everything that can fail on bad input first (model, data, centre, path,
+planes, the journal's fingerprint), then starts the pool, then writes: each slice is a
+:class:`SliceSweep` that resumes from the journal, writes tiles as they arrive, counts diverged
+points and notifies the callbacks, for resumed and computed tiles alike.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .callbacks import CallbackList, LivePreview, ProgressBar, SweepCallback
+from .config.schema import Config, SliceConfig
+from .core.grid import Tile, split_tiles
+from .core.layout import WeightLayout
+from .core.plane import Plane
+from .core.projection import off_plane_fraction, project_path
+from .errors import OutputError, SourceError, in_terms
+from .execution.jobs import POINTS, WEIGHTS, Job
+from .model.sources import DataSpec, ModelSpec, load_centre
+from .model.trajectory import Trajectory, read_trajectory
+from .planes import PLANE_KINDS, PlaneContext, build_plane, resolve_axes
+from .store.fingerprint import fingerprint, plane_digest
+from .store.journal import TileJournal
+from .store.surface import SliceWriter, SurfaceWriter
+
+__all__ = ["sweep", "SETTINGS", "package_versions"]
+
+log = logging.getLogger("landscape_dist")
+
+_PATH_CHUNK = 64  # recorded checkpoints per path job
+
+# How the configuration names what lower layers' messages speak of (see errors.LandscapeError).
+SETTINGS = {
+    "model": "'model.source' setting",
+    "data": "'data.source' setting",
+    "shards": "'data.shards' setting",
+    "one_shard": "data.shards=1",
+    "centre": "'model.centre' setting",
+    "unsafe": "model.unsafe_deserialization=true",
+}
+
+
+def package_versions() -> dict:
+    """Versions of the packages a surface depends on."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for name in ("landscape-dist", "numpy", "tensorflow", "keras", "ray", "scikit-learn", "h5py"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+# ---------------------------------------------------------------- output directory checks
+
+def refuse_existing_surface(out: Path, overwrite: bool) -> None:
+    """Refuse to replace ``out/surface.h5`` unless ``overwrite``."""
+    target = out / "surface.h5"
+    if target.exists() and not overwrite:
+        raise OutputError(f"The surface file '{target}' already exists. Pass {{overwrite}} to "
+                          f"replace it, or give another {{out}}.",
+                          overwrite="overwrite=True", out="output directory")
+
+
+def check_writable(out: Path, create: bool = True) -> None:
+    """Refuse an output directory that cannot be created or written; create it if ``create``."""
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"The output directory '{out}' cannot be created: '{existing}' is a file. "
+                          f"Give another {{out}}.", out="output directory")
+    if not os.access(existing, os.W_OK):
+        raise OutputError(f"The output directory '{out}' is not writable ('{existing}' does not "
+                          f"allow it). Give a writable {{out}}.", out="output directory")
+    if create:
+        out.mkdir(parents=True, exist_ok=True)
+
+
+# ---------------------------------------------------------------- what a sweep is made of
+
+@dataclass(frozen=True)
+class SlicePlan:
+    """A slice ready to sweep: its settings, plane, grid coordinates and tiles."""
+
+    config: SliceConfig
+    plane: Plane
+    xs: np.ndarray
+    ys: np.ndarray | None
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def tiles(self) -> list[Tile]:
+        return split_tiles(self.config.grid.shape, self.config.grid.tile, self.config.grid.order)
+
+
+@dataclass(frozen=True)
+class SweepInputs:
+    """Everything a sweep needs, prepared and checked before anything is written."""
+
+    model_spec: ModelSpec
+    data_spec: DataSpec
+    centre_file: Path | None
+    layout: WeightLayout
+    non_trainable: list
+    trajectory: Trajectory | None
+    trajectory_file: Path | None
+    slices: tuple[SlicePlan, ...]
+
+    def fingerprint(self, config: Config) -> dict:
+        return fingerprint(config.to_dict(), self.model_spec.payload, self.data_spec.source,
+                           self.centre_file, self.trajectory_file)
+
+
+def _data_spec(config: Config) -> DataSpec:
+    source = config.data.source
+    if os.path.exists(source):  # workers may run elsewhere: give them an absolute path
+        source = str(Path(source).resolve())
+    return DataSpec(source, num_shards=config.data.shards)
+
+
+def _centre_file(config: Config, out: Path) -> Path | None:
+    if config.model.centre:
+        return Path(config.model.centre)
+    trained = out / "model.keras"
+    return trained if trained.is_file() else None
+
+
+def _trajectory(out: Path, layout: WeightLayout, needed_by: str | None) -> Trajectory | None:
+    path = out / "trajectory.h5"
+    if not path.is_file():
+        if needed_by:
+            raise SourceError(f"A '{needed_by}' slice needs the training path '{path}', which does "
+                              f"not exist. Run {{train}} with the same {{out}} first.",
+                              train="train()", out="output directory")
+        return None
+    traj = read_trajectory(path)
+    if traj.layout.shapes != layout.shapes:
+        raise SourceError(f"The trajectory '{path}' was recorded from another architecture "
+                          f"({len(traj.layout.shapes)} tensors, {traj.layout.size} weights) than "
+                          f"'model.source' ({len(layout.shapes)} tensors, {layout.size} weights). "
+                          f"Train this model again with the same {{out}}.", out="output directory")
+    return traj
+
+
+def prepare(config: Config, out: Path) -> SweepInputs:
+    """Load the model and its centre, the recorded path, and build every slice's plane and grid.
+
+    Bad input fails here, before a pool starts or a file is written.
+    """
+    model_spec = ModelSpec.from_source(config.model.source, config.model.unsafe_deserialization)
+    model = model_spec.build()
+    centre_file = _centre_file(config, out)
+    if centre_file is not None:
+        load_centre(model, centre_file)
+    layout = WeightLayout.from_variables(model.trainable_variables)
+    centre = layout.flatten([v.numpy() for v in model.trainable_variables])
+    needed_by = next((s.directions.kind for s in config.slices
+                      if PLANE_KINDS[s.directions.kind].needs_path), None)
+    traj = _trajectory(out, layout, needed_by)
+    path = traj.weights if traj is not None else None
+    context = PlaneContext(centre, layout, path)
+    plans = []
+    for i, slice_cfg in enumerate(config.slices):
+        with in_terms({"kind": f"'slices.{i}.directions.kind' setting"}):
+            plane = build_plane(slice_cfg, context)
+        plans.append(SlicePlan(slice_cfg, plane, *resolve_axes(slice_cfg.grid, plane, path)))
+    return SweepInputs(model_spec, _data_spec(config), centre_file, layout,
+                       [v.numpy() for v in model.non_trainable_variables], traj,
+                       out / "trajectory.h5" if traj is not None else None, tuple(plans))
+
+
+# ---------------------------------------------------------------- one slice
+
+class SliceSweep:
+    """One slice being swept: resumes from the journal, writes tiles as they arrive, counts
+    diverged points and notifies the callbacks; then evaluates and stores the path."""
+
+    def __init__(self, plan: SlicePlan, writer: SurfaceWriter, journal: TileJournal,
+                 callbacks: SweepCallback, non_trainable: list):
+        self.plan = plan
+        self.journal = journal
+        self.callbacks = callbacks
+        self.non_trainable = non_trainable
+        self.writer = writer
+        self.slice_writer: SliceWriter | None = None
+        self.nonfinite = 0
+
+    def _check_plane(self) -> None:
+        """The plane must be the one of the unfinished sweep being resumed (if any)."""
+        name = self.plan.name
+        digest = plane_digest(self.plan.plane.centre, self.plan.plane.directions)
+        earlier = self.journal.resumed("plane", name)
+        if earlier and earlier[""] != digest:
+            raise OutputError(f"The plane of slice '{name}' differs from the one of the unfinished "
+                              f"sweep in '{self.journal.path.parent}' (the centre weights or the "
+                              f"training path changed). Pass {{overwrite}} to start again, or give "
+                              f"another {{out}}.", overwrite="overwrite=True", out="output directory")
+        if not earlier:
+            self.journal.append("plane", name, "", digest)
+
+    def _accept(self, tile: Tile, result: dict, resumed: bool) -> None:
+        """Store a tile's values (journalled first if computed now), count and notify."""
+        if not resumed:
+            self.journal.append("tile", self.plan.name, tile.index, result)  # on disk first
+        self.slice_writer.write_tile(tile, result)
+        self.nonfinite += int(np.sum(~np.isfinite(result["loss"])))
+        if resumed:
+            self.callbacks.on_tile_resumed(self.plan.name, tile, result)
+        else:
+            self.callbacks.on_tile_end(self.plan.name, tile, result)
+
+    def run(self, pool, trajectory: Trajectory | None) -> dict:
+        """Sweep the slice on ``pool``; returns its summary."""
+        plan, name = self.plan, self.plan.name
+        self._check_plane()
+        pool.set_plane(plan.plane.centre, plan.plane.directions, self.non_trainable)
+        self.slice_writer = self.writer.add_slice(name, plan.xs, plan.ys, pool.names, plan.plane,
+                                                  self.non_trainable)
+        tiles = plan.tiles
+        by_index = {t.index: t for t in tiles}
+        resumed = {k: v for k, v in self.journal.resumed("tile", name).items() if k in by_index}
+        todo = [t for t in tiles if t.index not in resumed]
+        computed = sum(t.size for t in todo)
+        self.callbacks.on_slice_begin(name, computed)
+        for key, result in resumed.items():
+            self._accept(by_index[key], result, resumed=True)
+        if resumed:
+            log.info("slice '%s': %d of %d tiles already done (resumed from %s); computing %d",
+                     name, len(resumed), len(tiles), self.journal.path.name, len(todo))
+        t0 = time.perf_counter()
+        pool.run((Job(t.index, POINTS, t.points(plan.xs, plan.ys)) for t in todo),
+                 lambda key, result: self._accept(by_index[key], result, resumed=False))
+        seconds = time.perf_counter() - t0
+        n_points = sum(t.size for t in tiles)
+        if self.nonfinite:
+            log.warning("slice '%s': %d of %d points have a NaN or infinite loss (kept in the file, "
+                        "masked in the figures)", name, self.nonfinite, n_points)
+        info = {"points": n_points, "tiles": len(tiles), "tiles_resumed": len(resumed),
+                "tiles_computed": len(todo), "seconds": round(seconds, 3),
+                "points_per_s": round(computed / seconds, 1) if seconds > 0 and computed else None,
+                "nonfinite_points": self.nonfinite,
+                **{k: plan.plane.meta[k] for k in ("kind", "cosine", "explained_variance_ratio")
+                   if k in plan.plane.meta}}
+        if trajectory is not None:
+            info["path_off_plane_fraction"] = self._write_path(pool, trajectory)
+        self.callbacks.on_slice_end(name, info)
+        return info
+
+    def _write_path(self, pool, trajectory: Trajectory) -> float:
+        """Project the path onto the plane, evaluate its true loss, store both; returns the
+        off-plane fraction of the path."""
+        plane, weights = self.plan.plane, trajectory.weights
+        coords, residual, relative = project_path(weights, plane.centre, plane.directions)
+        distance = np.linalg.norm(weights.astype(np.float64) - plane.centre, axis=1)
+        values = evaluate_weights(pool, weights)
+        self.slice_writer.write_path(coords, residual, relative, distance, trajectory.step,
+                                     trajectory.epoch, values)
+        return round(off_plane_fraction(residual, distance), 4)
+
+
+def evaluate_weights(pool, weights: np.ndarray) -> dict:
+    """True loss and metrics at every row of ``weights`` (T, size), computed by the pool."""
+    chunks = {}
+    jobs = [Job(i, WEIGHTS, weights[i:i + _PATH_CHUNK]) for i in range(0, len(weights), _PATH_CHUNK)]
+    pool.run(jobs, chunks.__setitem__)
+    return {name: np.concatenate([chunks[k][name] for k in sorted(chunks)]) for name in pool.names}
+
+
+# ---------------------------------------------------------------- the whole sweep
+
+def _make_pool(config: Config, inputs: SweepInputs, in_process: bool):
+    from .execution.local import InProcessPool
+    from .execution.ray_pool import RayPool
+
+    if in_process:
+        return InProcessPool(inputs.model_spec, inputs.data_spec, config.evaluation)
+    return RayPool(inputs.model_spec, inputs.data_spec, config.evaluation, config.cluster)
+
+
+def _callbacks(config: Config, inputs: SweepInputs, out: Path, callbacks, progress: bool):
+    """The user's callbacks, then the progress bar and the live preview where asked for."""
+    hooks = CallbackList(list(callbacks or []) + ([ProgressBar()] if progress else []))
+    if config.plot.preview_every_s:
+        grids = {plan.name: (plan.xs, plan.ys) for plan in inputs.slices}
+        hooks.append(LivePreview(out, grids, config.plot.preview_every_s))
+    return hooks
+
+
+def sweep(config: Config, out: str | Path, *, pool=None, callbacks: list[SweepCallback] | None = None,
+          overwrite: bool = False, progress: bool = True, in_process: bool = False) -> dict:
+    """Evaluate every slice of ``config`` and write ``out/surface.h5``.
+
+    The centre is ``model.centre`` if set, else ``out/model.keras`` from ``train`` if present, else
+    the model source's own weights. ``pool`` (an :class:`InProcessPool` or :class:`RayPool`) is
+    created from ``config.cluster`` when not given (``in_process=True``: no Ray). Returns a summary
+    dict per slice (points, seconds, points/s, non-finite count, cosine, explained variance).
+
+    Finished tiles go to ``out/surface.h5.journal`` as they arrive; running the same sweep again
+    after an interruption (even SIGKILL) computes only the tiles the journal lacks. A journal
+    from a different configuration is refused unless ``overwrite``. ``surface.h5`` appears, whole,
+    only when every slice is done.
+    """
+    out = Path(out)
+    with in_terms(SETTINGS):
+        refuse_existing_surface(out, overwrite)
+        check_writable(out, create=False)  # created once the input has been checked
+        inputs = prepare(config, out)
+        journal_path = out / "surface.h5.journal"
+        fingerprint_ = inputs.fingerprint(config)
+        # refuse another configuration early, before workers start
+        checked = None if overwrite else TileJournal.check(journal_path, fingerprint_)
+        own_pool = pool is None
+        writer = journal = None
+        partial, target = out / "surface.h5.partial", out / "surface.h5"
+        try:
+            if own_pool:
+                pool = _make_pool(config, inputs, in_process)
+            check_writable(out)
+            journal = TileJournal.open(journal_path, fingerprint_, resume=not overwrite, checked=checked)
+            hooks = _callbacks(config, inputs, out, callbacks, progress)
+            summary = {"slices": {}, "centre": str(inputs.centre_file) if inputs.centre_file else
+                       "source weights"}
+            writer = SurfaceWriter(partial, config.to_dict(), package_versions())
+            for plan in inputs.slices:
+                summary["slices"][plan.name] = SliceSweep(
+                    plan, writer, journal, hooks, inputs.non_trainable).run(pool, inputs.trajectory)
+            writer.close()
+            os.replace(partial, target)
+        finally:
+            if writer is not None:
+                writer.close()
+            if journal is not None:
+                journal.close()
+            if own_pool and pool is not None:
+                pool.close()
+        journal.close(delete=True)
+        summary["surface"] = str(target)
+        return summary
