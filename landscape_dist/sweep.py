@@ -25,6 +25,7 @@ from .core.plane import Plane
 from .core.projection import off_plane_fraction, project_path
 from .errors import OutputError, SourceError, in_terms
 from .execution.jobs import POINTS, WEIGHTS, Job
+from .model.filters import filter_rules
 from .model.sources import DataSpec, ModelSpec, load_centre
 from .model.trajectory import Trajectory, read_trajectory
 from .planes import PLANE_KINDS, PlaneContext, build_plane, resolve_axes
@@ -173,7 +174,8 @@ def prepare(config: Config, out: Path) -> SweepInputs:
                       if PLANE_KINDS[s.directions.kind].needs_path), None)
     traj = _trajectory(out, layout, needed_by)
     path = traj.weights if traj is not None else None
-    context = PlaneContext(centre, layout, path)
+    by_filter = any(s.directions.normalization == "filter" for s in config.slices)
+    context = PlaneContext(centre, layout, path, filter_rules(model, warn=by_filter))
     plans = []
     for i, slice_cfg in enumerate(config.slices):
         with in_terms({"kind": f"'slices.{i}.directions.kind' setting"}):

@@ -55,3 +55,28 @@ def wide_sequential_data():
     x = rng.normal(size=(120, 8)).astype(np.float32)
     y = (x[:, :3].argmax(axis=1)).astype(np.int32)
     return x, y
+
+
+def depthwise_transpose_model():
+    """Functional: depthwise conv, batch-norm, transposed conv, pooling, Dense; two metrics."""
+    import keras
+
+    init = keras.initializers.GlorotUniform
+    x = keras.Input((6, 6, 2))
+    h = keras.layers.DepthwiseConv2D(3, depth_multiplier=2, name="dw", depthwise_initializer=init(1))(x)
+    h = keras.layers.BatchNormalization(name="bn")(h)
+    h = keras.layers.ReLU()(h)
+    h = keras.layers.Conv2DTranspose(3, 2, name="up", kernel_initializer=init(2))(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    y = keras.layers.Dense(4, name="head", kernel_initializer=init(3))(h)
+    model = keras.Model(x, y, name="dwt")
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    return model
+
+
+def depthwise_transpose_data():
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(40, 6, 6, 2)).astype(np.float32)
+    y = (x.mean(axis=(1, 2)).argmax(axis=1) + 2 * (x[:, 0, 0, 0] > 0)).astype(np.int32)
+    return x, y

@@ -2,37 +2,100 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from sklearn.decomposition import PCA
 
 from .layout import WeightLayout
 
 
+@dataclass(frozen=True)
+class FilterRule:
+    """Which axes of a weight tensor index its filters, and a name for the rule.
+
+    A filter is the set of weights that produce one output unit or map (Li et al.): the entries
+    sharing one index along ``axes``. ``axes == ()``: the whole tensor is one piece.
+    """
+
+    axes: tuple[int, ...]
+    rule: str
+    bias: bool = False  # a bias or normalisation parameter: zeroed by ``ignore: biasbn``
+
+    @classmethod
+    def last_axis(cls, ndim: int, rule: str = "last axis") -> "FilterRule":
+        return cls((ndim - 1,), rule) if ndim >= 2 else cls((), "whole tensor", bias=True)
+
+
+def default_filter_rules(layout: WeightLayout) -> tuple[FilterRule, ...]:
+    """The rule when nothing is known of the layers: the last axis of every tensor with >= 2
+    dimensions (Dense and Conv kernels); tensors with fewer are biases or normalisation
+    parameters, one piece each."""
+    return tuple(FilterRule.last_axis(len(shape)) for shape in layout.shapes)
+
+
+def bias_mask(layout: WeightLayout, filters: tuple[FilterRule, ...] | None = None) -> np.ndarray:
+    """Boolean (size,): True on the entries of biases and normalisation parameters (by
+    ``filters``; by default the tensors with at most one dimension)."""
+    if filters is None:
+        return layout.low_rank_mask()
+    mask = np.zeros(layout.size, dtype=bool)
+    off = layout.offsets
+    for i, rule in enumerate(filters):
+        if rule.bias:
+            mask[off[i]:off[i + 1]] = True
+    return mask
+
+
+def filter_norms(tensor: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    """The norm of each filter of ``tensor``: shape ``tensor.shape[axes]`` (() for no axes)."""
+    tensor = np.asarray(tensor, dtype=np.float64)
+    if not axes:
+        return np.asarray(np.linalg.norm(tensor))
+    moved = np.moveaxis(tensor, axes, range(len(axes)))
+    lead = moved.shape[:len(axes)]
+    return np.linalg.norm(moved.reshape(int(np.prod(lead)), -1), axis=1).reshape(lead)
+
+
+def _scale_filters(d: np.ndarray, w: np.ndarray, axes: tuple[int, ...]) -> None:
+    """Scale each filter of ``d`` (in place) to the norm of the same filter of ``w``."""
+    if not axes:
+        d *= _ratio(np.linalg.norm(w), np.linalg.norm(d))
+        return
+    ratio = _ratio(filter_norms(w, axes), filter_norms(d, axes))
+    moved = np.moveaxis(d, axes, range(len(axes)))  # a view of d
+    moved *= ratio.reshape(ratio.shape + (1,) * (moved.ndim - len(axes)))
+
+
 def normalize_direction(direction: np.ndarray, centre: np.ndarray, layout: WeightLayout,
-                        normalization: str = "filter", ignore: str = "biasbn") -> np.ndarray:
+                        normalization: str = "filter", ignore: str = "biasbn",
+                        filters: tuple[FilterRule, ...] | None = None) -> np.ndarray:
     """Rescale ``direction`` piece by piece to the norm of the matching piece of ``centre``.
 
-    ``filter``: each slice along the last axis of a tensor with >= 2 dims (a Dense/Conv output unit);
-    ``layer``: each tensor; ``model``: the whole vector; ``none``: unchanged. Tensors with <= 1 dim
-    get ``layer`` treatment, or zeros when ``ignore == 'biasbn'``. Returns a new (size,) float32 array.
+    ``filter``: each filter of each tensor, as ``filters`` (one :class:`FilterRule` per tensor of
+    the layout) says; by default the last axis of tensors with >= 2 dims (Dense/Conv output
+    units), the whole tensor otherwise. ``layer``: each tensor; ``model``: the whole vector;
+    ``none``: unchanged. Biases and normalisation parameters (rules with ``bias``) are zeroed
+    when ``ignore == 'biasbn'``.
+    Returns a new (size,) float32 array.
     """
     out = np.array(direction, dtype=np.float64)
     centre = np.asarray(centre, dtype=np.float64)
+    if filters is None:
+        filters = default_filter_rules(layout)
+    if len(filters) != len(layout.shapes):
+        raise ValueError(f"The 'filters' parameter must hold one rule per tensor of the layout "
+                         f"({len(layout.shapes)}). Got {len(filters)} instead.")
     if normalization == "model":
         out *= _ratio(np.linalg.norm(centre), np.linalg.norm(out))
     elif normalization in ("filter", "layer"):
-        for d, w in zip(layout.unflatten(out), layout.unflatten(centre)):
-            if normalization == "filter" and d.ndim >= 2:
-                d_norm = np.linalg.norm(d.reshape(-1, d.shape[-1]), axis=0)
-                w_norm = np.linalg.norm(w.reshape(-1, w.shape[-1]), axis=0)
-                d *= _ratio(w_norm, d_norm)
-            else:
-                d *= _ratio(np.linalg.norm(w), np.linalg.norm(d))
+        for d, w, rule in zip(layout.unflatten(out), layout.unflatten(centre), filters):
+            _scale_filters(d, w, rule.axes if normalization == "filter" else ())
     elif normalization != "none":
         raise ValueError(f"The 'normalization' parameter must be one of filter, layer, model, none. "
                          f"Got {normalization!r} instead.")
     if ignore == "biasbn":
-        out[layout.low_rank_mask()] = 0.0
+        out[bias_mask(layout, filters)] = 0.0
     return out.astype(np.float32)
 
 
@@ -43,10 +106,12 @@ def _ratio(target, current):
 
 def random_directions(centre: np.ndarray, layout: WeightLayout, n_directions: int,
                       rng: np.random.Generator, normalization: str = "filter",
-                      ignore: str = "biasbn") -> np.ndarray:
+                      ignore: str = "biasbn", filters: tuple[FilterRule, ...] | None = None
+                      ) -> np.ndarray:
     """Draw ``n_directions`` N(0, 1) vectors and normalise each; returns (n_directions, size) float32."""
     raw = rng.standard_normal((n_directions, layout.size), dtype=np.float32)
-    return np.stack([normalize_direction(d, centre, layout, normalization, ignore) for d in raw])
+    return np.stack([normalize_direction(d, centre, layout, normalization, ignore, filters)
+                     for d in raw])
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:

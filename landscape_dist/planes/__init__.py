@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..config.schema import DirectionConfig
+from ..core.directions import FilterRule
 from ..core.grid import axis_coordinates
 from ..core.layout import WeightLayout
 from ..core.plane import Plane, fitted_axis
@@ -25,12 +26,14 @@ if TYPE_CHECKING:  # the schema imports this package while it is being defined
 
 @dataclass(frozen=True)
 class PlaneContext:
-    """What a plane may be built from: the centre weights (size,), their layout, and the recorded
-    training path (T, size) where there is one."""
+    """What a plane may be built from: the centre weights (size,), their layout, the recorded
+    training path (T, size) where there is one, and each tensor's filter rule (from the layer
+    that owns it; None: the last axis of every kernel)."""
 
     centre: np.ndarray
     layout: WeightLayout
     path: np.ndarray | None = None
+    filters: tuple[FilterRule, ...] | None = None
 
 
 class PlaneKind:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..core.directions import TrajectoryPCA
+from ..core.directions import TrajectoryPCA, bias_mask
 from ..core.plane import Plane
 from ..errors import LandscapeError
 from . import PLANE_KINDS, PlaneKind
@@ -21,7 +21,7 @@ class PCAPlane(PlaneKind):
             raise LandscapeError("The {kind} is 'pca', which needs a recorded training path. "
                                  "Record one first ({train}) or use kind: random.",
                                  kind="'kind' parameter", train="train()")
-        mask = context.layout.low_rank_mask() if cfg.ignore == "biasbn" else None
+        mask = bias_mask(context.layout, context.filters) if cfg.ignore == "biasbn" else None
         pca = TrajectoryPCA(n_components=k, mask=mask).fit(context.path)
         meta = self.common_meta(cfg, context.centre)
         meta["explained_variance_ratio"] = [float(v) for v in pca.explained_variance_ratio_]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.directions import random_directions
+from ..core.directions import default_filter_rules, random_directions
 from ..core.plane import Plane
 from . import PLANE_KINDS, PlaneKind
 
@@ -15,7 +15,13 @@ class RandomPlane(PlaneKind):
     ``normalization`` (filter, layer, model, none); biases and norms zeroed by ``ignore: biasbn``."""
 
     def build(self, cfg, context, k):
-        directions = random_directions(context.centre, context.layout, k,
-                                       np.random.default_rng(cfg.seed), cfg.normalization, cfg.ignore)
-        return Plane.make(context.centre, directions, context.layout,
-                          self.common_meta(cfg, context.centre))
+        layout = context.layout
+        filters = context.filters or default_filter_rules(layout)
+        directions = random_directions(context.centre, layout, k, np.random.default_rng(cfg.seed),
+                                       cfg.normalization, cfg.ignore, filters)
+        meta = self.common_meta(cfg, context.centre)
+        if cfg.normalization == "filter":  # per tensor, the rule its filters were taken by
+            meta["filter_rules"] = [
+                "zeroed (ignore: biasbn)" if cfg.ignore == "biasbn" and rule.bias else rule.rule
+                for rule in filters]
+        return Plane.make(context.centre, directions, layout, meta)
