@@ -8,6 +8,7 @@ points and notifies the callbacks, for resumed and computed tiles alike.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import platform
@@ -25,6 +26,7 @@ from .core.plane import Plane
 from .core.projection import off_plane_fraction, project_path
 from .errors import OutputError, SourceError, in_terms
 from .execution.jobs import POINTS, WEIGHTS, Job
+from .model.checks import dtype_policies
 from .model.filters import filter_rules
 from .model.sources import DataSpec, ModelSpec, load_centre
 from .model.trajectory import Trajectory, read_trajectory
@@ -177,9 +179,11 @@ def prepare(config: Config, out: Path) -> SweepInputs:
     by_filter = any(s.directions.normalization == "filter" for s in config.slices)
     context = PlaneContext(centre, layout, path, filter_rules(model, warn=by_filter))
     plans = []
+    policies = dtype_policies(model)
     for i, slice_cfg in enumerate(config.slices):
         with in_terms({"kind": f"'slices.{i}.directions.kind' setting"}):
             plane = build_plane(slice_cfg, context)
+        plane = dataclasses.replace(plane, meta={**plane.meta, "dtype_policies": policies})
         plans.append(SlicePlan(slice_cfg, plane, *resolve_axes(slice_cfg.grid, plane, path)))
     return SweepInputs(model_spec, _data_spec(config), centre_file, layout,
                        [v.numpy() for v in model.non_trainable_variables], traj,
@@ -256,7 +260,8 @@ class SliceSweep:
                 "tiles_computed": len(todo), "seconds": round(seconds, 3),
                 "points_per_s": round(computed / seconds, 1) if seconds > 0 and computed else None,
                 "nonfinite_points": self.nonfinite,
-                **{k: plan.plane.meta[k] for k in ("kind", "cosine", "explained_variance_ratio")
+                **{k: plan.plane.meta[k] for k in ("kind", "cosine", "explained_variance_ratio",
+                                                   "dtype_policies")
                    if k in plan.plane.meta}}
         if trajectory is not None:
             info["path_off_plane_fraction"] = self._write_path(pool, trajectory)

@@ -80,3 +80,66 @@ def depthwise_transpose_data():
     x = rng.normal(size=(40, 6, 6, 2)).astype(np.float32)
     y = (x.mean(axis=(1, 2)).argmax(axis=1) + 2 * (x[:, 0, 0, 0] > 0)).astype(np.int32)
     return x, y
+
+
+def two_output_model():
+    """Functional, two outputs: a regression head (mse, weight 0.5, mae) and a 3-class head
+    (sparse cross-entropy, weight 2, accuracy); an L2 regulariser on the shared layer."""
+    import keras
+
+    init = keras.initializers.GlorotUniform
+    x = keras.Input((4,))
+    h = keras.layers.Dense(8, activation="tanh", kernel_initializer=init(1),
+                           kernel_regularizer=keras.regularizers.L2(1e-2), name="shared")(x)
+    value = keras.layers.Dense(1, kernel_initializer=init(2), name="value")(h)
+    label = keras.layers.Dense(3, kernel_initializer=init(3), name="label")(h)
+    model = keras.Model(x, {"value": value, "label": label}, name="two_heads")
+    model.compile(optimizer="adam",
+                  loss={"value": "mse",
+                        "label": keras.losses.SparseCategoricalCrossentropy(from_logits=True)},
+                  loss_weights={"value": 0.5, "label": 2.0},
+                  metrics={"value": ["mae"], "label": ["accuracy"]})
+    return model
+
+
+def two_output_data():
+    rng = np.random.default_rng(13)
+    x = rng.normal(size=(60, 4)).astype(np.float32)
+    return x, {"value": (x[:, :1] ** 2).astype(np.float32),
+               "label": (x[:, 1:].argmax(axis=1)).astype(np.int32)}
+
+
+def _policy_model(policy, input_dtype="float32"):
+    import keras
+
+    init = keras.initializers.GlorotUniform
+    x = keras.Input((3,), dtype=input_dtype)
+    h = keras.layers.Dense(16, activation="relu", kernel_initializer=init(1), dtype=policy)(x)
+    h = keras.layers.Dense(16, activation="tanh", kernel_initializer=init(2), dtype=policy)(h)
+    y = keras.layers.Dense(1, kernel_initializer=init(3), dtype=policy)(h)
+    model = keras.Model(x, y)
+    model.compile(optimizer="adam", loss="mse", metrics=["mae"])
+    return model
+
+
+def mixed_float16_model():
+    return _policy_model("mixed_float16")
+
+
+def mixed_bfloat16_model():
+    return _policy_model("mixed_bfloat16")
+
+
+def float64_model():
+    return _policy_model("float64", "float64")
+
+
+def policy_data():
+    rng = np.random.default_rng(17)
+    x = rng.normal(size=(64, 3))
+    return x.astype(np.float32), (x[:, :1] * x[:, 1:2]).astype(np.float32)
+
+
+def float64_data():
+    x, y = policy_data()
+    return x.astype(np.float64), y.astype(np.float64)

@@ -111,9 +111,14 @@ def test_a_registered_quantity_is_computed_and_combined(squared_norm, shards, rn
 
 
 def test_quantity_sets_combine_shards_exactly():
-    parts = QuantitySet((Part("data", "mean"), Part("reg", "first"), Part("acc", "mean")),
-                        sums=(("loss", ("data", "reg")),))
+    parts = QuantitySet((Part("data", "mean", stored=False), Part("reg", "first", stored=False),
+                         Part("acc", "mean")), sums=(("loss", ("data", "reg")),))
     assert parts.names == ("loss", "acc")
+    weighted = QuantitySet((Part("a_loss"), Part("b_loss"), Part("reg", "first", stored=False)),
+                           sums=(("loss", (("a_loss", 0.5), ("b_loss", 2.0), "reg")),))
+    assert weighted.names == ("loss", "a_loss", "b_loss")
+    out = weighted.finish({"a_loss": np.array([4.0]), "b_loss": np.array([1.0]), "reg": np.array([3.0])})
+    np.testing.assert_allclose(out["loss"], [0.5 * 4 + 2 * 1 + 3])
     shard_values = [{"data": np.array([2.0]), "reg": np.array([1.0]), "acc": np.array([0.0])},
                     {"data": np.array([5.0]), "reg": np.array([1.0]), "acc": np.array([1.0])}]
     out = parts.combine(shard_values, [1, 2])

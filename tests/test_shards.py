@@ -48,7 +48,7 @@ def test_shard_bounds_cover_the_data_once():
 def test_combine_adds_regularisation_once():
     parts = [{"loss_data": np.array([1.0]), "regularization": np.array([0.5]), "accuracy": np.array([1.0])},
              {"loss_data": np.array([4.0]), "regularization": np.array([0.5]), "accuracy": np.array([0.0])}]
-    described = QuantitySet((Part("loss_data", "mean"), Part("regularization", "first"),
+    described = QuantitySet((Part("loss_data", "mean", False), Part("regularization", "first", False),
                              Part("accuracy", "mean")), sums=(("loss", ("loss_data", "regularization")),))
     out = described.combine(parts, [1, 3])
     assert described.names == ("loss", "accuracy") and set(out) == {"loss", "accuracy"}

@@ -20,10 +20,12 @@ POINTS, WEIGHTS = "coords", "weights"
 
 @dataclass(frozen=True)
 class Part:
-    """One value per point that a worker returns: its name and how shards combine it."""
+    """One value per point that a worker returns: its name, how shards combine it, and whether it
+    is stored as a quantity of its own (besides entering sums)."""
 
     name: str
     reduce: str = "mean"
+    stored: bool = True
 
     def __post_init__(self):
         if self.reduce not in REDUCTIONS:
@@ -33,37 +35,47 @@ class Part:
 
 @dataclass(frozen=True)
 class QuantitySet:
-    """Parts a worker returns per point, and the sums that turn them into stored quantities.
+    """Parts a worker returns per point, and the weighted sums that make further quantities.
 
-    ``sums``: (stored name, (part names...)) pairs; the summed parts are not stored themselves.
+    ``sums``: (stored name, ((part name, weight), ...)) pairs; a bare part name has weight 1.
+    Stored quantities: the sums, then the parts marked ``stored``.
     """
 
     parts: tuple[Part, ...]
-    sums: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    sums: tuple[tuple[str, tuple], ...] = ()
 
     def __post_init__(self):
         names = [p.name for p in self.parts]
         if len(set(names)) != len(names):
             raise ValueError(f"The parts of a quantity set must have distinct names. Got {names}.")
-        missing = [n for _, summed in self.sums for n in summed if n not in names]
+        sums = tuple((name, tuple((t, 1.0) if isinstance(t, str) else (t[0], float(t[1]))
+                                  for t in terms)) for name, terms in self.sums)
+        object.__setattr__(self, "sums", sums)
+        missing = [n for _, terms in sums for n, _ in terms if n not in names]
         if missing:
             raise ValueError(f"The sums name parts that do not exist: {missing}.")
+        stored = self.names
+        if len(set(stored)) != len(stored):
+            raise ValueError(f"The stored quantities must have distinct names. Got {list(stored)}.")
 
     @property
     def names(self) -> tuple[str, ...]:
-        """The stored quantities, in order: the sums, then the parts not summed."""
-        summed = {n for _, group in self.sums for n in group}
-        return tuple(name for name, _ in self.sums) + tuple(
-            p.name for p in self.parts if p.name not in summed)
+        """The stored quantities, in order: the sums, then the stored parts."""
+        return tuple(name for name, _ in self.sums) + tuple(p.name for p in self.parts if p.stored)
 
     def __add__(self, other: "QuantitySet") -> "QuantitySet":
         return QuantitySet(self.parts + other.parts, self.sums + other.sums)
 
     def finish(self, parts: dict) -> dict[str, np.ndarray]:
         """Stored quantities from one complete set of parts (name -> (P,) arrays)."""
-        summed = {n for _, group in self.sums for n in group}
-        out = {name: sum(parts[n] for n in group) for name, group in self.sums}
-        out.update({p.name: parts[p.name] for p in self.parts if p.name not in summed})
+        out = {}
+        for name, terms in self.sums:
+            total = None
+            for part, weight in terms:
+                term = parts[part] if weight == 1.0 else weight * parts[part]
+                total = term if total is None else total + term
+            out[name] = total
+        out.update({p.name: parts[p.name] for p in self.parts if p.stored})
         return out
 
     def combine(self, shard_parts: list[dict], sizes: list[int]) -> dict[str, np.ndarray]:

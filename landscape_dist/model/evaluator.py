@@ -16,7 +16,10 @@ import tensorflow as tf
 
 from ..core.layout import WeightLayout
 from ..core.quantities import POINTS, WEIGHTS, Part, QuantitySet
-from .checks import activations_per_example, check_data, compile_metrics, loss_callable
+from ..core.labels import arrange_labels, label_arrays, map_labels
+from ..errors import SourceError
+from .checks import (DATA, activations_per_example, check_data, compile_metrics, loss_callable,
+                     loss_terms, output_names, predictions)
 from .shortcut import FirstLayerShortcut
 
 log = logging.getLogger(__name__)
@@ -57,15 +60,23 @@ class LandscapeEvaluator:
         self.model = model
         self.mode = mode
         self.method = "loop" if mode == "loop" else "vectorized"
+        self.output_names = output_names(model)
         x = np.asarray(x)
-        y = np.asarray(y)
+        try:
+            y = arrange_labels(y, self.output_names)
+        except ValueError as err:
+            raise SourceError(f"The {{data}} {err}. Give one label array per output, keyed by "
+                              f"output name.", DATA) from None
         self.n_examples = len(x)
         check_data(model, x, y)
-        if not model.built or compile_metrics(model) is None:
+        if not model.built or compile_metrics(model) is None or not model._compile_loss.built:
             # Builds the model, its loss and its metric containers on a couple of examples.
-            model.evaluate(x[:2], y[:2], verbose=0)
+            model.evaluate(x[:2], map_labels(lambda a: a[:2], y), verbose=0)
         self.layout = WeightLayout.from_variables(model.trainable_variables)
-        self._loss = loss_callable(model)
+        # weights, data and sums in the variables' dtype (float64 models stay float64; mixed
+        # precision keeps float32 variables and computes in its own dtype inside the layers)
+        self.dtype = tf.as_dtype(model.trainable_variables[0].dtype)
+        self.dtype_policy = getattr(getattr(model, "dtype_policy", None), "name", str(self.dtype.name))
         self._metrics = compile_metrics(model)
         if self._metrics is not None:
             self._metrics.reset_state()
@@ -74,35 +85,55 @@ class LandscapeEvaluator:
         else:
             self._metric_init = []
             self.metric_names = ()
-        self.quantities = QuantitySet(
-            (Part("loss_data", "mean"), Part("regularization", "first"))
-            + tuple(Part(name, "mean") for name in self.metric_names),
-            sums=(("loss", ("loss_data", "regularization")),))
+        self.quantities = self._describe()
         self.names = self.quantities.names
-
-        budget = memory_budget_mb * 2 ** 20
-        act_bytes = 12 * activations_per_example(model)  # float32 activations and ~2 temporaries each
-        if batch_size is None:
-            batch_size = max(1, min(self.n_examples, int(budget // (2 * act_bytes))))
-        self.batch_size = int(min(batch_size, self.n_examples))
-        per_point = 8 * self.layout.size + act_bytes * self.batch_size
-        self.points_per_call = int(max(1, min(_MAX_POINTS_PER_CALL, budget // per_point)))
-        self._batches = [(tf.constant(x[i:i + self.batch_size]), tf.constant(y[i:i + self.batch_size]))
+        self._size_batches(memory_budget_mb, batch_size)
+        self._batches = [(tf.constant(x[i:i + self.batch_size]),
+                          map_labels(lambda a: tf.constant(a[i:i + self.batch_size]), y))
                          for i in range(0, self.n_examples, self.batch_size)]
         self._non_trainable = [tf.constant(v.numpy()) for v in model.non_trainable_variables]
         self._centre = None
         self._directions = None
         self._compiled = {}
         self._allow_shortcut = bool(shortcut)
-        self._budget = budget
         self.shortcut = None  # a FirstLayerShortcut once a plane is set, where one applies
+
+    def _describe(self) -> QuantitySet:
+        """The parts this evaluator returns: the data loss (one part per output loss for a model
+        with several, as Keras's ``evaluate`` reports ``<output>_loss``), the regularisation
+        (added once) and the compiled metrics; ``loss`` is their weighted sum."""
+        model = self.model
+        several = len(self.output_names) > 1 or isinstance(model.loss, (list, tuple, dict))
+        self._loss = None if several else loss_callable(model)
+        self._terms = loss_terms(model, self.output_names) if several else None
+        if self._terms is not None and len(self._terms) > 1:
+            data = tuple(Part(f"{t.name}_loss", "mean") for t in self._terms)
+            weights = tuple((f"{t.name}_loss", t.weight) for t in self._terms)
+        else:
+            weight = self._terms[0].weight if self._terms else 1.0
+            data, weights = (Part("loss_data", "mean", stored=False),), (("loss_data", weight),)
+        return QuantitySet(
+            data + (Part("regularization", "first", stored=False),)
+            + tuple(Part(name, "mean") for name in self.metric_names),
+            sums=(("loss", weights + (("regularization", 1.0),)),))
+
+    def _size_batches(self, memory_budget_mb: float, batch_size: int | None) -> None:
+        """Examples per data batch and points per compiled call, from the memory budget."""
+        budget = memory_budget_mb * 2 ** 20
+        act_bytes = 12 * activations_per_example(self.model)  # activations and ~2 temporaries each
+        if batch_size is None:
+            batch_size = max(1, min(self.n_examples, int(budget // (2 * act_bytes))))
+        self.batch_size = int(min(batch_size, self.n_examples))
+        per_point = 8 * self.layout.size + act_bytes * self.batch_size
+        self.points_per_call = int(max(1, min(_MAX_POINTS_PER_CALL, budget // per_point)))
+        self._budget = budget
 
     # ---------------------------------------------------------------- the plane
 
     def set_plane(self, centre, directions, non_trainable=None) -> "LandscapeEvaluator":
         """Fix the plane: centre (size,), directions (k, size); non-trainable values at the centre."""
-        centre = np.asarray(centre, dtype=np.float32)
-        directions = np.atleast_2d(np.asarray(directions, dtype=np.float32))
+        centre = np.asarray(centre, dtype=self.dtype.as_numpy_dtype)
+        directions = np.atleast_2d(np.asarray(directions, dtype=self.dtype.as_numpy_dtype))
         if centre.shape != (self.layout.size,) or directions.shape[1:] != (self.layout.size,):
             raise ValueError(f"The plane does not fit the model: the model has {self.layout.size} "
                              f"trainable weights, the centre has shape {centre.shape} and the "
@@ -133,7 +164,7 @@ class LandscapeEvaluator:
     # ---------------------------------------------------------------- evaluation
 
     def _point_values(self, flat_weights, coords=None):
-        """Loss parts and metrics at one flat weight vector: a (2 + n_metrics,) float32 tensor.
+        """The parts (see :attr:`quantities`) at one flat weight vector, as one tensor.
         With ``coords`` (the point's plane coordinates) the first-layer shortcut is used."""
         if coords is None or self.shortcut is None:
             parts = tf.split(flat_weights, self.layout.sizes)
@@ -146,20 +177,29 @@ class LandscapeEvaluator:
         else:
             def predict(index, xb):
                 return self.shortcut.predict(index, coords, flat_weights, self._non_trainable)
-        loss_sum = tf.constant(0.0, tf.float32)
-        reg_sum = tf.constant(0.0, tf.float32)
+        acc = self.dtype  # sums in float32 (float64 for float64 models)
+        n_data = 1 if self._terms is None else max(1, len(self._terms))
+        loss_sums = [tf.constant(0.0, acc)] * n_data
+        reg_sum = tf.constant(0.0, acc)
         metric_vars = [tf.constant(v) for v in self._metric_init]
         for index, (xb, yb) in enumerate(self._batches):
             y_pred, losses = predict(index, xb)
-            loss_sum += tf.cast(self._loss(yb, y_pred), tf.float32) * float(xb.shape[0])
+            n = float(xb.shape[0])
+            if self._terms is None:
+                loss_sums[0] += tf.cast(self._loss(yb, y_pred), acc) * n
+            else:
+                preds, labels = predictions(y_pred, self.output_names), label_arrays(yb)
+                for j, term in enumerate(self._terms):
+                    loss_sums[j] += tf.cast(term.fn(labels[term.output], preds[term.output]), acc) * n
+                y_pred = preds
             if losses:  # regularisation, as Keras adds it to each batch's loss
-                reg_sum += tf.add_n([tf.cast(v, tf.float32) for v in losses]) * float(xb.shape[0])
+                reg_sum += tf.add_n([tf.cast(v, acc) for v in losses]) * n
             if self._metrics is not None:
                 metric_vars = self._metrics.stateless_update_state(metric_vars, yb, y_pred)
-        values = [loss_sum / float(self.n_examples), reg_sum / float(self.n_examples)]
+        values = [v / float(self.n_examples) for v in loss_sums] + [reg_sum / float(self.n_examples)]
         if self._metrics is not None:
             result = self._metrics.stateless_result(metric_vars)
-            values += [tf.cast(result[name], tf.float32) for name in self.metric_names]
+            values += [tf.cast(result[name], acc) for name in self.metric_names]
         return tf.stack(values)
 
     def _function(self, which: str):
@@ -175,7 +215,7 @@ class LandscapeEvaluator:
             else:
                 k, point = self.layout.size, self._point_values
             if self.method == "loop":
-                body = lambda batch: tf.map_fn(point, batch, fn_output_signature=tf.float32)  # noqa: E731
+                body = lambda batch: tf.map_fn(point, batch, fn_output_signature=self.dtype)  # noqa: E731
             else:
                 # 'auto' first tries strict vectorisation and falls back to a loop over points;
                 # 'vectorized' lets pfor loop over just the ops it cannot vectorise.
@@ -183,14 +223,14 @@ class LandscapeEvaluator:
                 body = lambda batch: tf.vectorized_map(  # noqa: E731
                     point, batch, fallback_to_while_loop=not strict)
             self._compiled[key] = tf.function(
-                body, input_signature=[tf.TensorSpec([None, k], tf.float32)])
+                body, input_signature=[tf.TensorSpec([None, k], self.dtype)])
         return self._compiled[key]
 
     def _run(self, which: str, items: np.ndarray) -> dict[str, np.ndarray]:
         """The parts (see :attr:`quantities`) at every item; dict of (P,) float64 arrays."""
         if which == POINTS and self._directions is None:
             raise RuntimeError("Call set_plane(centre, directions) before evaluate().")
-        out = np.empty((len(items), len(self.names) + 1), dtype=np.float64)
+        out = np.empty((len(items), len(self.quantities.parts)), dtype=np.float64)
         for start in range(0, len(items), self.points_per_call):
             chunk = tf.constant(items[start:start + self.points_per_call])
             out[start:start + len(chunk)] = self._call(which, chunk)
@@ -215,7 +255,7 @@ class LandscapeEvaluator:
         """The parts (``loss_data``, ``regularization``, metrics) at ``items``: plane coordinates
         (P, k) for POINTS, flat weight vectors (P, size) for WEIGHTS; dict of (P,) arrays.
         Shards of a dataset combine them exactly (:meth:`QuantitySet.combine`)."""
-        items = np.asarray(items, dtype=np.float32)
+        items = np.asarray(items, dtype=self.dtype.as_numpy_dtype)
         if which == POINTS:
             items = items[:, None] if items.ndim == 1 else items
         elif which == WEIGHTS:
@@ -226,12 +266,14 @@ class LandscapeEvaluator:
         return self._run(which, items)
 
     def weights_at(self, coords) -> np.ndarray:
-        """Flat weight vectors (P, size) float32 at plane coordinates (P, k) of the current plane."""
+        """Flat weight vectors (P, size) at plane coordinates (P, k) of the current plane, in the
+        model's weight dtype."""
         if self._directions is None:
             raise RuntimeError("Call set_plane(centre, directions) before weights_at().")
         coords = np.asarray(coords, dtype=np.float64).reshape(len(coords), -1)
         centre = self._centre.numpy().astype(np.float64)
-        return (centre + coords @ self._directions.numpy().astype(np.float64)).astype(np.float32)
+        weights = centre + coords @ self._directions.numpy().astype(np.float64)
+        return weights.astype(self.dtype.as_numpy_dtype)
 
     def evaluate(self, coords) -> dict[str, np.ndarray]:
         """Loss and metrics at plane coordinates of shape (P, k); dict of (P,) arrays."""

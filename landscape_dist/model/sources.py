@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.labels import label_count, map_labels
 from ..core.shards import shard_bounds
 from ..errors import SourceError
 from . import examples
@@ -136,10 +137,11 @@ def _accepts_shards(func) -> bool:
 class DataSpec:
     """Where a worker loads its evaluation data from, and how many shards it is split into.
 
-    Sources: a built-in name, an ``.npz`` file with arrays ``x`` and ``y``, a directory holding
-    ``x.npy`` and ``y.npy`` (memory-mapped: a shard reads only its own rows), or
-    ``module:function`` returning ``(x, y)``; a function with ``shard`` and ``num_shards``
-    parameters is asked for its shard only.
+    Sources: a built-in name, an ``.npz`` file with arrays ``x`` and ``y`` (or ``y_<output>`` for
+    each output of a model with several), a directory holding ``x.npy`` and ``y.npy``
+    (memory-mapped: a shard reads only its own rows), or ``module:function`` returning ``(x, y)``
+    where ``y`` may be a dict keyed by output name or a list in output order; a function with
+    ``shard`` and ``num_shards`` parameters is asked for its shard only.
     """
 
     source: str
@@ -167,12 +169,16 @@ class DataSpec:
                 raise SourceError(f"The {{shards}} is {self.num_shards}, more than the "
                                   f"{len(x)} examples of '{self.source}'. Use at most {len(x)} shards.",
                                   DATA)
-            x, y = x[start:stop], y[start:stop]
-        x, y = np.asarray(x), np.asarray(y)  # reads a memory-mapped shard into memory
+            x, y = x[start:stop], map_labels(lambda a: a[start:stop], y)
+        x, y = np.asarray(x), map_labels(np.asarray, y)  # reads a memory-mapped shard into memory
         if len(x) == 0:
             raise SourceError(f"The data from '{self.source}' is empty. Give at least one example.")
-        if len(x) != len(y):
-            raise SourceError(f"The data from '{self.source}' has {len(x)} inputs but {len(y)} labels.")
+        try:
+            n_labels = label_count(y)
+        except ValueError as err:
+            raise SourceError(f"The data from '{self.source}' is not usable: {err}") from None
+        if len(x) != n_labels:
+            raise SourceError(f"The data from '{self.source}' has {len(x)} inputs but {n_labels} labels.")
         return x, y
 
     def _load_file(self):
@@ -192,11 +198,12 @@ class DataSpec:
         if not path.is_file():
             raise SourceError(f"The {{data}} names '{self.source}', which does not exist.", DATA)
         with np.load(path) as archive:
-            missing = [k for k in ("x", "y") if k not in archive.files]
-            if missing:
-                raise SourceError(f"The data file '{self.source}' must hold arrays 'x' and 'y'. "
-                                  f"It holds {archive.files}.")
-            return archive["x"], archive["y"]
+            per_output = {k[2:]: archive[k] for k in archive.files if k.startswith("y_")}
+            if "x" not in archive.files or ("y" not in archive.files and not per_output):
+                raise SourceError(f"The data file '{self.source}' must hold arrays 'x' and 'y' (or "
+                                  f"'y_<output>' for each output of the model). It holds "
+                                  f"{archive.files}.")
+            return archive["x"], archive["y"] if "y" in archive.files else per_output
 
 
 def load_centre(model, path: str | Path) -> None:
