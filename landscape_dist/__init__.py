@@ -3,25 +3,37 @@
 The names here are the public surface; everything else is importable from its module and may
 change. Extension points: :data:`landscape_dist.planes.PLANE_KINDS`,
 :data:`landscape_dist.model.quantities.QUANTITIES`, :data:`landscape_dist.figures.formats.OUTPUT_FORMATS`.
+The names are imported when first used, so that ``import landscape_dist`` (and the command line's
+``--help``) does not load TensorFlow or Ray.
 """
 
+import importlib as _importlib
 import os as _os
 
 # TensorFlow's C++ start-up banners drown the progress bar; a user's own setting wins.
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from .callbacks import SweepCallback  # noqa: E402
-from .config import Config, ConfigError, config_from_dict, load_config  # noqa: E402
-from .errors import LandscapeError, TileError  # noqa: E402
-from .execution import InProcessPool, RayPool  # noqa: E402
-from .model.trajectory import read_trajectory  # noqa: E402
-from .pipeline import plot, run, sweep, train  # noqa: E402
-from .store.surface import Surface, read_surface  # noqa: E402
-
 __version__ = "0.1.0"
 
-__all__ = [
-    "Config", "ConfigError", "InProcessPool", "LandscapeError", "RayPool", "Surface",
-    "SweepCallback", "TileError", "config_from_dict", "load_config", "plot", "read_surface",
-    "read_trajectory", "run", "sweep", "train",
-]
+_PUBLIC = {
+    "Config": "config", "ConfigError": "config", "config_from_dict": "config",
+    "load_config": "config", "LandscapeError": "errors", "TileError": "errors",
+    "InProcessPool": "execution", "RayPool": "execution", "SweepCallback": "callbacks",
+    "read_trajectory": "model.trajectory", "plot": "pipeline", "run": "pipeline",
+    "sweep": "pipeline", "train": "pipeline", "Surface": "store.surface",
+    "read_surface": "store.surface",
+}
+
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name):
+    if name in _PUBLIC:
+        value = getattr(_importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'landscape_dist' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_PUBLIC))

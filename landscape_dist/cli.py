@@ -30,7 +30,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--out", required=True, help="output directory")
         return p
 
-    with_config("train", "train the model, recording its path (OUT/trajectory.h5, OUT/model.keras)")
+    p = with_config("train", "train the model, recording its path (OUT/trajectory.h5, OUT/model.keras)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the model and path even when a surface was made from them")
     for name, help_text in (("sweep", "evaluate every slice on Ray actors (OUT/surface.h5)"),
                             ("run", "train, then sweep, then plot")):
         p = with_config(name, help_text)
@@ -60,6 +62,27 @@ def _config(args):
     return load_config(args.config, overrides)
 
 
+def _kept(args) -> str:
+    """What an interrupted command leaves behind, and how to go on."""
+    if args.command not in ("sweep", "run"):
+        return "nothing was kept. Run the command again."
+    from .core.grid import split_tiles
+    from .store.journal import TileJournal
+
+    journal = os.path.join(args.out, "surface.h5.journal")
+    if not os.path.isfile(journal):
+        return "no tile was finished. Run the same command again to start over."
+    _, records, _ = TileJournal.read(journal)
+    done = sum(1 for kind, *_ in records if kind == "tile")
+    try:
+        total = sum(len(split_tiles(s.grid.shape, s.grid.tile, s.grid.order))
+                    for s in _config(args).slices)
+        of = f" of {total}"
+    except (ValueError, OSError):
+        of = ""
+    return (f"{done}{of} tiles are kept in {journal}. Run the same command again to resume.")
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     parser = _parser()
@@ -78,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "train":
-            result = pipeline.train(_config(args), args.out)
+            result = pipeline.train(_config(args), args.out, overwrite=args.overwrite)
         elif args.command in ("sweep", "run"):
             fn = pipeline.sweep if args.command == "sweep" else pipeline.run
             result = fn(_config(args), args.out, overwrite=args.overwrite,
@@ -88,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
 
             config = load_config(args.config, [f"plot.format={args.format}"] if args.format else [])
             result = pipeline.plot(args.surface, args.out, config)
+    except KeyboardInterrupt:
+        print(f"landscape-dist: interrupted; {_kept(args)}", file=sys.stderr)
+        return 130
     except TileError as err:
         print(f"landscape-dist: error: {err}", file=sys.stderr)
         return 1

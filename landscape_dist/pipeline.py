@@ -11,17 +11,24 @@ from .config.schema import Config
 from .errors import in_terms
 from .figures.formats import write_outputs
 from .model import training
-from .sweep import SETTINGS, check_writable, package_versions, refuse_existing_surface, sweep
+from .store.outdir import check_writable, refuse_existing_surface, refuse_retraining
+from .sweep import SETTINGS, package_versions, sweep
 
 __all__ = ["train", "sweep", "plot", "run", "package_versions"]
 
 log = logging.getLogger("landscape_dist")
 
 
-def train(config: Config, out: str | Path, verbose: int = 0) -> dict:
+def train(config: Config, out: str | Path, verbose: int = 0, *, overwrite: bool = False) -> dict:
     """Train the configured model on its data, recording its path: ``out/trajectory.h5`` and
-    ``out/model.keras`` (the final weights, the default centre). Returns a summary dict."""
+    ``out/model.keras`` (the final weights, the default centre). Returns a summary dict.
+
+    Refuses to replace the model and path a surface in ``out`` was made from unless ``overwrite``.
+    """
+    out = Path(out)
     with in_terms(SETTINGS):
+        check_writable(out, create=False)
+        refuse_retraining(out, overwrite)
         return training.train(config, out, verbose)
 
 
@@ -49,7 +56,7 @@ def run(config: Config, out: str | Path, *, overwrite: bool = False, progress: b
         log.info("resuming the unfinished run in %s (training skipped)", out)
         summary = {"train": {"resumed": True}}
     else:
-        summary = {"train": train(config, out)}
+        summary = {"train": train(config, out, overwrite=overwrite)}
         summary["train"]["seconds"] = round(time.perf_counter() - t0, 2)
     summary["sweep"] = sweep(config, out, overwrite=overwrite, progress=progress, in_process=in_process)
     summary["images"] = plot(out / "surface.h5", out, config)

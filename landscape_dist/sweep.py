@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import os
 import platform
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from .model.trajectory import Trajectory, read_trajectory
 from .planes import PLANE_KINDS, PlaneContext, build_plane, resolve_axes
 from .store.fingerprint import fingerprint, plane_digest
 from .store.journal import TileJournal
+from .store.outdir import check_writable, refuse_existing_surface
 from .store.surface import SliceWriter, SurfaceWriter
 
 __all__ = ["sweep", "SETTINGS", "package_versions"]
@@ -63,32 +65,6 @@ def package_versions() -> dict:
         except PackageNotFoundError:
             out[name] = None
     return out
-
-
-# ---------------------------------------------------------------- output directory checks
-
-def refuse_existing_surface(out: Path, overwrite: bool) -> None:
-    """Refuse to replace ``out/surface.h5`` unless ``overwrite``."""
-    target = out / "surface.h5"
-    if target.exists() and not overwrite:
-        raise OutputError(f"The surface file '{target}' already exists. Pass {{overwrite}} to "
-                          f"replace it, or give another {{out}}.",
-                          overwrite="overwrite=True", out="output directory")
-
-
-def check_writable(out: Path, create: bool = True) -> None:
-    """Refuse an output directory that cannot be created or written; create it if ``create``."""
-    existing = out
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise OutputError(f"The output directory '{out}' cannot be created: '{existing}' is a file. "
-                          f"Give another {{out}}.", out="output directory")
-    if not os.access(existing, os.W_OK):
-        raise OutputError(f"The output directory '{out}' is not writable ('{existing}' does not "
-                          f"allow it). Give a writable {{out}}.", out="output directory")
-    if create:
-        out.mkdir(parents=True, exist_ok=True)
 
 
 # ---------------------------------------------------------------- what a sweep is made of
@@ -160,11 +136,62 @@ def _trajectory(out: Path, layout: WeightLayout, needed_by: str | None) -> Traje
     return traj
 
 
+_FILE_BYTES_PER_POINT = 9  # at least: the loss (float64) and the done mask (bool)
+_DRIVER_BYTES_PER_TILE = 512  # the driver's bookkeeping of a tile: Tile, queue and index entries
+
+
+def _available_memory() -> int:
+    """Bytes of memory available to new allocations (Linux: MemAvailable), else physical memory."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2 ** 30:.3g} GiB"
+
+
+def check_sizes(config: Config, out: Path) -> None:
+    """Refuse grids whose surface file cannot fit on the output's disk, or whose tiles cannot fit
+    in the driver's memory, before anything is allocated."""
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    free = shutil.disk_usage(existing).free
+    available = _available_memory()
+    file_bytes = 0
+    for i, slice_cfg in enumerate(config.slices):
+        rows, cols = slice_cfg.grid.shape
+        th, tw = slice_cfg.grid.tile
+        points = rows * cols
+        file_bytes += points * _FILE_BYTES_PER_POINT
+        tiles = -(-rows // th) * -(-cols // tw)
+        size = f"{cols} x {rows}" if slice_cfg.grid.y is not None else f"{cols}"
+        if tiles * _DRIVER_BYTES_PER_TILE > available // 2:
+            raise OutputError(f"The grid of slice '{slice_cfg.name}' ({size} points in tiles of "
+                              f"{th} x {tw}) makes {tiles:.3g} tiles, whose bookkeeping needs at "
+                              f"least {_gib(tiles * _DRIVER_BYTES_PER_TILE)} of the driver's memory, "
+                              f"more than half the {_gib(available)} available. Use larger tiles "
+                              f"(grid.tile) or fewer points (grid.x.points, grid.y.points).")
+        if file_bytes > free:
+            raise OutputError(f"The grid of slice '{slice_cfg.name}' ({size} points) needs a surface "
+                              f"file of at least {_gib(file_bytes)} ({_FILE_BYTES_PER_POINT} bytes a "
+                              f"point, all slices so far), but {_gib(free)} are free under "
+                              f"'{existing}'. Use fewer points (grid.x.points, grid.y.points) or "
+                              f"another {{out}}.", out="output directory")
+
+
 def prepare(config: Config, out: Path) -> SweepInputs:
     """Load the model and its centre, the recorded path, and build every slice's plane and grid.
 
     Bad input fails here, before a pool starts or a file is written.
     """
+    check_sizes(config, out)
     model_spec = ModelSpec.from_source(config.model.source, config.model.unsafe_deserialization)
     model = model_spec.build()
     centre_file = _centre_file(config, out)
@@ -346,7 +373,7 @@ def sweep(config: Config, out: str | Path, *, pool=None, callbacks: list[SweepCa
             for plan in inputs.slices:
                 summary["slices"][plan.name] = SliceSweep(
                     plan, writer, journal, hooks, inputs.non_trainable).run(pool, inputs.trajectory)
-            writer.close()
+            writer.finish()
             os.replace(partial, target)
         finally:
             if writer is not None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -18,6 +20,7 @@ from .schema import (DEFAULT_ORDER, DEFAULT_TILE, AxisConfig, Config, ConfigErro
                      SettingError, SliceConfig, must)
 
 GRID_KEYS = ("x", "y", "tile", "order")
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 SLICE_KEYS = ("name", "directions", "grid")
 
 
@@ -53,14 +56,20 @@ def _coerce(tp, value, name: str):
         if len(value) != len(args):
             raise must(name, f"a list of {len(args)} values", value)
         return tuple(_coerce(a, v, f"{name}.{i}") for i, (a, v) in enumerate(zip(args, value)))
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+    if tp is float:
+        if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 reads '1e6' (no dot, no exponent sign) as a string
+        elif isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, float):
+            raise must(name, "a number", value)
+        if not math.isfinite(value):
+            raise must(name, "a finite number", value)
+        return value
     if tp is bool and not isinstance(value, bool):
         raise must(name, "true or false", value)
     if tp in (int, str) and (isinstance(value, bool) or not isinstance(value, tp)):
         raise must(name, _type_word(tp), value)
-    if tp is float and not isinstance(value, float):
-        raise must(name, "a number", value)
     return value
 
 
@@ -101,6 +110,8 @@ def config_from_dict(data: dict) -> Config:
         raise must("configuration", "a mapping of settings", data)
     data = dict(data)
     default_grid = data.pop("grid", None) or {}
+    if not isinstance(default_grid, dict):
+        raise must("grid", "a mapping of settings", default_grid)
     slices_data = data.pop("slices", None)
     if slices_data is None:
         slices_data = [{"name": "random"}]
@@ -111,8 +122,9 @@ def config_from_dict(data: dict) -> Config:
         if not isinstance(raw, dict):
             raise must(f"slices.{i}", "a mapping of settings", raw)
         raw = dict(raw)
-        grid = _merge(default_grid, raw.pop("grid", None) or {})
-        slices.append(_build_slice(raw, grid, f"slices.{i}"))
+        own_grid = raw.pop("grid", None) or {}
+        grid = _merge(default_grid, own_grid) if isinstance(own_grid, dict) else own_grid
+        slices.append(_build_slice(raw, grid, f"slices.{i}", own_grid))
     return dataclasses.replace(build(Config, data), slices=tuple(slices))
 
 
@@ -156,8 +168,46 @@ def _build_directions(data, name: str):
     return build(PLANE_KINDS["random"].config, data, name)  # reports the unknown kind
 
 
-def _build_slice(raw: dict, grid: dict, name: str) -> SliceConfig:
-    grid_cfg = _build_grid(grid)
+def _check_keys(data, cls, where: str) -> None:
+    """Unknown keys of ``data`` (and of its nested dataclass fields) named under ``where``."""
+    if not isinstance(data, dict):
+        return
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in dataclasses.fields(cls)]
+    for key, value in data.items():
+        if key not in known:
+            raise unknown_setting(key, known, where)
+        inner = [t for t in typing.get_args(hints[key]) or (hints[key],) if dataclasses.is_dataclass(t)]
+        if inner:
+            _check_keys(value, inner[0], f"{where}.{key}")
+
+
+def _has(data: dict, dotted: str) -> bool:
+    for part in dotted.split("."):
+        if not isinstance(data, dict) or part not in data:
+            return False
+        data = data[part]
+    return True
+
+
+def _build_slice(raw: dict, grid: dict, name: str, own_grid: dict) -> SliceConfig:
+    """A slice from its settings; ``grid`` is the top-level grid merged with ``own_grid``, the
+    slice's own grid settings (errors in those are named under the slice)."""
+    if not isinstance(own_grid, dict):
+        raise must(f"{name}.grid", "a mapping of settings", own_grid)
+    for key in own_grid:
+        if key not in GRID_KEYS:
+            raise unknown_setting(key, GRID_KEYS, f"{name}.grid")
+    for axis in ("x", "y"):
+        _check_keys(own_grid.get(axis), AxisConfig, f"{name}.grid.{axis}")
+    try:
+        grid_cfg = _build_grid(grid)
+    except SettingError as err:
+        relative = err.setting.removeprefix("grid.")
+        if _has(own_grid, relative) or (relative == "tile" and "tile" in own_grid):
+            raise SettingError(f"{name}.grid.{relative}", err.requirement, err.got, err.fix,
+                               f"{name}.grid.") from None
+        raise
     directions = _build_directions(raw.pop("directions", None), f"{name}.directions")
     for key in raw:
         if key not in SLICE_KEYS:
@@ -174,25 +224,43 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         if not sep or not key:
             raise ConfigError(f"The override {item!r} must look like 'section.key=value', "
                               f"for example 'grid.x.points=21'.")
-        value = yaml.safe_load(raw) if raw.strip() else None
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"The override {item!r} has a value that is not valid YAML "
+                              f"({_yaml_problem(err)}). Quote it or fix it.") from None
         node = data
         parts = key.split(".")
-        for depth, part in enumerate(parts[:-1]):
+        for depth, part in enumerate(parts):
+            last = depth == len(parts) - 1
             if isinstance(node, list):
-                if not part.isdigit() or int(part) >= len(node):
+                where = ".".join(parts[:depth])
+                if not part.isdigit():
+                    raise ConfigError(f"The override '{key}' names '{part}' in the list '{where}', "
+                                      f"whose items are numbered from 0: write "
+                                      f"'{where}.0.{'.'.join(parts[depth:])}=...'.")
+                if int(part) >= len(node):
                     raise ConfigError(f"The override '{key}' names list item '{part}' of "
-                                      f"'{'.'.join(parts[:depth])}', which has {len(node)} items.")
-                node = node[int(part)]
+                                      f"'{where}', which has {len(node)} items.")
+                if last:
+                    node[int(part)] = value
+                else:
+                    node = node[int(part)]
+            elif last:
+                node[part] = value
             else:
                 if not isinstance(node.get(part), (dict, list)):
                     node[part] = {}
                 node = node[part]
-        last = parts[-1]
-        if isinstance(node, list):
-            node[int(last)] = value
-        else:
-            node[last] = value
     return data
+
+
+def _yaml_problem(err) -> str:
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    if mark is None:
+        return problem
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
@@ -206,7 +274,11 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as err:
-            raise ConfigError(f"The config file '{path}' is not valid YAML: {str(err).splitlines()[0]}")
+            raise ConfigError(f"The config file '{path}' is not valid YAML at "
+                              f"{_yaml_problem(err)}. Fix the file.") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"The config file '{path}' is not text (not UTF-8). Give a YAML "
+                              f"file.") from None
         if not isinstance(data, dict):
             raise ConfigError(f"The config file '{path}' must hold a mapping of settings. "
                               f"Got {type(data).__name__} instead.")

@@ -9,6 +9,7 @@ registries.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +46,15 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def check_finite(obj) -> None:
+    """Every float field of a settings dataclass must be a finite number (NaN and infinities are
+    bad input in any numeric setting)."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise must(f.name, "a finite number", value)
+
+
 NORMALIZATIONS = ("filter", "layer", "model", "none")
 IGNORES = ("biasbn", "none")
 SPACINGS = ("linear", "cubic")
@@ -78,6 +88,7 @@ class AxisConfig:
     spacing: str = "linear"
 
     def __post_init__(self):
+        check_finite(self)
         if not _is_int(self.points) or self.points < 2:
             raise must("points", "an integer >= 2", self.points)
         if self.spacing not in SPACINGS:
@@ -147,6 +158,7 @@ class DirectionConfig:
     seed: int = 0
 
     def __post_init__(self):
+        check_finite(self)
         kinds = plane_kinds()
         if self.kind not in kinds:
             raise must("kind", f"one of {kinds}", self.kind)
@@ -193,6 +205,7 @@ class DataConfig:
     shards: int = 1
 
     def __post_init__(self):
+        check_finite(self)
         if not _is_int(self.shards) or self.shards < 1:
             raise must("shards", "an integer >= 1", self.shards)
 
@@ -210,6 +223,7 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self):
+        check_finite(self)
         for key in ("epochs", "batch_size", "record_every"):
             value = getattr(self, key)
             if not _is_int(value) or value < 1:
@@ -231,6 +245,7 @@ class ClusterConfig:
     max_tile_retries: int = 3
 
     def __post_init__(self):
+        check_finite(self)
         n = self.num_workers
         if n is not None and (not _is_int(n) or n < 1):
             raise must("num_workers", "an integer >= 1 or null (automatic)", n)
@@ -279,6 +294,7 @@ class EvaluationConfig:
     mode: str = "auto"
 
     def __post_init__(self):
+        check_finite(self)
         if self.batch_size is not None and (isinstance(self.batch_size, bool) or self.batch_size < 1):
             raise must("batch_size", "an integer >= 1 or null (whole dataset)", self.batch_size)
         if not self.memory_budget_mb > 0:
@@ -299,6 +315,7 @@ class PlotConfig:
     preview_every_s: float | None = None  # redraw OUT/<slice>_preview.png while sweeping
 
     def __post_init__(self):
+        check_finite(self)
         if self.levels < 2:
             raise must("levels", "an integer >= 2", self.levels)
         formats = output_formats()

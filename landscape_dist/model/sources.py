@@ -13,13 +13,14 @@ import os
 import re
 import sys
 import tempfile
+import traceback
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..core.labels import label_count, map_labels
+from ..core.labels import label_arrays, label_count, map_labels
 from ..core.shards import shard_bounds
 from ..errors import SourceError
 from . import examples
@@ -92,7 +93,7 @@ class ModelSpec:
         if self.source in examples.MODELS:
             model = examples.MODELS[self.source]()
         elif self.payload is None:
-            model = _factory(self.source, "model", self.search_path)()
+            model = call_factory(_factory(self.source, "model", self.search_path), self.source, "model")
         else:
             model = load_keras_file(self.payload, self.source, self.unsafe_deserialization)
         if not isinstance(model, keras.Model):
@@ -151,16 +152,22 @@ class DataSpec:
     def load(self, shard: int | None = None):
         """(x, y) arrays: the whole dataset, or shard ``shard`` of ``num_shards``."""
         sliced = shard is not None and self.num_shards > 1
+        start = 0
         if self.source in examples.DATASETS:
             x, y = examples.DATASETS[self.source]()
         elif _is_factory(self.source):
             func = _factory(self.source, "data", self.search_path)
             if sliced and _accepts_shards(func):
-                out = func(shard=shard, num_shards=self.num_shards)
+                out = call_factory(func, self.source, "data", shard=shard, num_shards=self.num_shards)
                 sliced = False  # the factory gave just this shard
             else:
-                out = func()
-            x, y = (out["x"], out["y"]) if isinstance(out, dict) else out
+                out = call_factory(func, self.source, "data")
+            try:
+                x, y = (out["x"], out["y"]) if isinstance(out, dict) else out
+            except (KeyError, TypeError, ValueError):
+                raise SourceError(f"The {{data}} names '{self.source}', which must return (x, y) or "
+                                  f"{{'x': ..., 'y': ...}}. Got {type(out).__name__} instead.",
+                                  DATA) from None
         else:
             x, y = self._load_file()
         if sliced:
@@ -171,6 +178,7 @@ class DataSpec:
                                   DATA)
             x, y = x[start:stop], map_labels(lambda a: a[start:stop], y)
         x, y = np.asarray(x), map_labels(np.asarray, y)  # reads a memory-mapped shard into memory
+        check_values(x, y, start if sliced else 0)
         if len(x) == 0:
             raise SourceError(f"The data from '{self.source}' is empty. Give at least one example.")
         try:
@@ -189,7 +197,8 @@ class DataSpec:
             if missing:
                 raise SourceError(f"The {{data}} names the directory '{self.source}', which must hold "
                                   f"x.npy and y.npy. It lacks {', '.join(missing)}.", DATA)
-            return tuple(np.load(f, mmap_mode="r") for f in files)
+            return tuple(_read_array(f, self.source, lambda f=f: np.load(f, mmap_mode="r"))
+                         for f in files)
         if path.suffix != ".npz":
             raise SourceError(f"The {{data}} must be a built-in example "
                               f"({', '.join(examples.DATASETS)}), an .npz file, a directory with "
@@ -197,13 +206,70 @@ class DataSpec:
                               DATA)
         if not path.is_file():
             raise SourceError(f"The {{data}} names '{self.source}', which does not exist.", DATA)
-        with np.load(path) as archive:
-            per_output = {k[2:]: archive[k] for k in archive.files if k.startswith("y_")}
-            if "x" not in archive.files or ("y" not in archive.files and not per_output):
+        archive = _read_array(path, self.source, lambda: np.load(path))
+        with archive:
+            names = archive.files
+            if "x" not in names or ("y" not in names and not any(k.startswith("y_") for k in names)):
                 raise SourceError(f"The data file '{self.source}' must hold arrays 'x' and 'y' (or "
-                                  f"'y_<output>' for each output of the model). It holds "
-                                  f"{archive.files}.")
-            return archive["x"], archive["y"] if "y" in archive.files else per_output
+                                  f"'y_<output>' for each output of the model). It holds {names}.")
+            read = {k: _read_array(path, self.source, lambda k=k: archive[k], k) for k in names
+                    if k in ("x", "y") or k.startswith("y_")}
+            return read["x"], read["y"] if "y" in read else {
+                k[2:]: v for k, v in read.items() if k.startswith("y_")}
+
+
+def call_factory(func, source: str, slot: str, **kwargs):
+    """``func(**kwargs)``; an exception it raises becomes one line naming the source, the error
+    and where it was raised."""
+    try:
+        return func(**kwargs)
+    except SourceError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any error of user code is reported the same way
+        frame = traceback.extract_tb(err.__traceback__)[-1]
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise SourceError(f"The {{{slot}}} names '{source}', which raised {type(err).__name__}"
+                          f"{': ' + first if first else ''} (at {Path(frame.filename).name}:"
+                          f"{frame.lineno}). Fix the function or give another source.",
+                          {slot: "'source' parameter"}) from err
+
+
+def _read_array(path, source: str, read, name: str | None = None):
+    """``read()`` of a NumPy file; unreadable files and object arrays as one-line errors."""
+    what = f"array '{name}' of " if name else ""
+    try:
+        return read()
+    except ValueError as err:
+        if "allow_pickle" in str(err):
+            raise SourceError(f"The {what}data file '{path}' holds Python objects (dtype object), "
+                              f"which are not read for safety. Save numeric arrays.") from None
+        raise SourceError(f"The {what}data file '{path}' cannot be read as NumPy data "
+                          f"({str(err).splitlines()[0]}).") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as err:
+        raise SourceError(f"The {what}data file '{path}' cannot be read as NumPy data "
+                          f"({type(err).__name__}). Give an .npz file or .npy files saved by NumPy.") from None
+
+
+def _rows(mask: np.ndarray, offset: int) -> str:
+    rows = np.flatnonzero(mask) + offset
+    shown = ", ".join(str(r) for r in rows[:5])
+    return shown + (", ..." if len(rows) > 5 else "")
+
+
+def check_values(x: np.ndarray, y, offset: int = 0) -> None:
+    """Refuse inputs or labels that are not numbers, or that hold NaN or infinite values (naming
+    how many examples and the first rows, counted from ``offset``)."""
+    for what, arrays in (("inputs", [x]), ("labels", label_arrays(y))):
+        for array in arrays:
+            if array.dtype.kind not in "biuf":
+                raise SourceError(f"The {{data}} gives {what} of type {array.dtype}, which are not "
+                                  f"numbers. Give numeric {what}.", DATA)
+            if array.dtype.kind == "f" and len(array):
+                bad = ~np.isfinite(array.reshape(len(array), -1)).all(axis=1)
+                if bad.any():
+                    raise SourceError(f"The {{data}} gives {int(bad.sum())} examples whose {what} "
+                                      f"hold NaN or infinite values (rows {_rows(bad, offset)}). "
+                                      f"Remove or fix them.", DATA)
 
 
 def load_centre(model, path: str | Path) -> None:
@@ -215,14 +281,25 @@ def load_centre(model, path: str | Path) -> None:
         raise SourceError(f"The {{centre}} names '{path}', which does not exist. "
                           f"Give a .keras or .weights.h5 file, or {{train}} first.",
                           centre="'path' parameter", train="train()")
-    if path.name.endswith(".weights.h5"):
-        model.load_weights(path)
-        return
-    other = keras.models.load_model(path, compile=False)
+    words = {"centre": "'path' parameter", "model": "model"}
+    try:
+        if path.name.endswith(".weights.h5"):
+            model.load_weights(path)
+            return
+        if path.suffix != ".keras":
+            raise SourceError(f"The {{centre}} names '{path}', which is neither a .keras nor a "
+                              f".weights.h5 file. Give one of those.", words)
+        other = keras.models.load_model(path, compile=False)
+    except SourceError:
+        raise
+    except Exception as err:  # noqa: BLE001 - Keras and h5py raise many kinds for a bad file
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise SourceError(f"The {{centre}} names '{path}', whose weights Keras cannot load into the "
+                          f"{{model}} ({first[:200]}). Give weights saved from the same model.",
+                          words) from None
     theirs = [tuple(v.shape) for v in other.weights]
     ours = [tuple(v.shape) for v in model.weights]
     if theirs != ours:
         raise SourceError(f"The {{centre}} names '{path}', which has another architecture than "
-                          f"the {{model}} ({len(theirs)} tensors vs {len(ours)}).",
-                          centre="'path' parameter", model="model")
+                          f"the {{model}} ({len(theirs)} tensors vs {len(ours)}).", words)
     model.set_weights(other.get_weights())

@@ -89,6 +89,11 @@ def read_trajectory(path: str | Path) -> Trajectory:
     if not path.is_file():
         raise SourceError(f"The trajectory file '{path}' does not exist. Record one first ({{train}}).",
                           train="train()")
-    with h5py.File(path, "r") as f:
-        layout = WeightLayout.from_attrs(f.attrs)
-        return Trajectory(f["weights"][...], f["step"][...], f["epoch"][...], layout)
+    try:
+        with h5py.File(path, "r") as f:
+            layout = WeightLayout.from_attrs(f.attrs)
+            return Trajectory(f["weights"][...], f["step"][...], f["epoch"][...], layout)
+    except (OSError, KeyError, ValueError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise SourceError(f"The trajectory file '{path}' is not one that training recorded "
+                          f"({reason}). Record it again ({{train}}).", train="train()") from None

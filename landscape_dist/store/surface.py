@@ -56,6 +56,7 @@ class SurfaceWriter:
         self.file.attrs["config"] = yaml.safe_dump(config, sort_keys=False)
         self.file.attrs["versions"] = json.dumps(versions)
         self.file.attrs["slices"] = json.dumps([])
+        self.file.attrs["complete"] = False  # set by finish(): every slice of the sweep is in
         self.file.create_group("slices")
 
     def add_slice(self, name: str, xs: np.ndarray, ys: np.ndarray | None, names, plane: Plane,
@@ -95,6 +96,11 @@ class SurfaceWriter:
         root["train_loss"] = group["values/loss"]
         if _accuracy_name(names):
             root.create_dataset("train_acc", shape=shape, dtype="f8", fillvalue=np.nan)
+
+    def finish(self) -> None:
+        """Mark the file complete (every slice swept) and close it."""
+        self.file.attrs["complete"] = True
+        self.close()
 
     def close(self) -> None:
         if self.file:
@@ -187,15 +193,47 @@ def _attr(value):
     return value
 
 
-def read_surface(path: str | Path) -> dict[str, Surface]:
-    """All slices of a surface file, by name, in the order they were written."""
+def _open(path: Path):
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if "lock" in reason.lower():
+            raise OutputError(f"The surface file '{path}' is open for writing (a sweep is running). "
+                              f"Wait for it to end.") from None
+        raise OutputError(f"The file '{path}' is not a landscape_dist surface file (not HDF5: "
+                          f"{reason}). Give a surface.h5 written by {{sweep}}.",
+                          sweep="sweep()") from None
+
+
+def _progress(f) -> str:
+    """'slice 'a': 120 of 2601 points done, slice 'b': not started' of an unfinished file."""
+    parts = []
+    for name in json.loads(f.attrs["slices"]):
+        done = f["slices"][name]["done"]
+        parts.append(f"slice '{name}': {int(np.sum(done[...]))} of {done.size} points done")
+    return ", ".join(parts) or "no slice started"
+
+
+def read_surface(path: str | Path, unfinished: bool = False) -> dict[str, Surface]:
+    """All slices of a surface file, by name, in the order they were written.
+
+    Refuses the file of a sweep that has not finished (saying how far it got) unless
+    ``unfinished``; its points not yet done are NaN with ``done`` False.
+    """
     path = Path(path)
     if not path.is_file():
         raise OutputError(f"The surface file '{path}' does not exist. Make one first ({{sweep}}).",
                           sweep="sweep()")
-    with h5py.File(path, "r") as f:
+    with _open(path) as f:
         if f.attrs.get("format") != FORMAT:
-            raise ValueError(f"The file '{path}' is not a landscape_dist surface file.")
+            raise OutputError(f"The file '{path}' is not a landscape_dist surface file. Give a "
+                              f"surface.h5 written by {{sweep}}.", sweep="sweep()")
+        complete = bool(f.attrs.get("complete", not path.name.endswith(".partial")))
+        if not complete and not unfinished:
+            raise OutputError(f"The surface file '{path}' is of a sweep that has not finished "
+                              f"({_progress(f)}). Run the same {{sweep}} again to finish it.",
+                              sweep="sweep()")
         out = {}
         for name in json.loads(f.attrs["slices"]):
             g = f["slices"][name]

@@ -1,0 +1,58 @@
+"""The output directory: checked before anything is loaded, and never overwritten unasked."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from ..errors import OutputError
+
+OUT = {"out": "output directory", "overwrite": "overwrite=True"}
+
+
+def _nearest_existing(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_writable(out: Path, create: bool = True) -> None:
+    """Refuse an output directory that cannot be created or written (tried for real, with an
+    empty directory made and removed at once); create it if ``create``."""
+    out = Path(out)
+    existing = _nearest_existing(out)
+    if not existing.is_dir():
+        raise OutputError(f"The output directory '{out}' cannot be created: '{existing}' is a file. "
+                          f"Give another {{out}}.", OUT)
+    if not os.access(existing, os.W_OK):
+        raise OutputError(f"The output directory '{out}' is not writable ('{existing}' does not "
+                          f"allow it). Give a writable {{out}}.", OUT)
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".landscape_dist-", dir=existing))
+        if create:
+            out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"The output directory '{out}' cannot be created in '{existing}' "
+                          f"({err.strerror or type(err).__name__}). Give another {{out}}.", OUT) from None
+
+
+def refuse_existing_surface(out: Path, overwrite: bool) -> None:
+    """Refuse to replace ``out/surface.h5`` unless ``overwrite``."""
+    target = Path(out) / "surface.h5"
+    if target.exists() and not overwrite:
+        raise OutputError(f"The surface file '{target}' already exists. Pass {{overwrite}} to "
+                          f"replace it, or give another {{out}}.", OUT)
+
+
+def refuse_retraining(out: Path, overwrite: bool) -> None:
+    """Refuse to replace the model and path that a surface (or an unfinished sweep) in ``out``
+    was made from, unless ``overwrite``."""
+    out = Path(out)
+    made = [name for name in ("surface.h5", "surface.h5.journal") if (out / name).exists()]
+    trained = [name for name in ("model.keras", "trajectory.h5") if (out / name).exists()]
+    if made and trained and not overwrite:
+        what = "a surface" if made[0] == "surface.h5" else "an unfinished sweep"
+        raise OutputError(f"The output directory '{out}' holds {what} ({made[0]}) made from its "
+                          f"{' and '.join(trained)}; training again would replace them. Pass "
+                          f"{{overwrite}} to train anyway, or give another {{out}}.", OUT)
