@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -122,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             err = err.reworded(FLAGS)
         print(f"landscape-dist: error: {err}", file=sys.stderr)
         return 2
-    print(json.dumps(result, indent=2, default=str))
+    print(pipeline.to_json(result))
     return 0
 
 

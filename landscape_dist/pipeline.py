@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -61,5 +62,23 @@ def run(config: Config, out: str | Path, *, overwrite: bool = False, progress: b
     summary["sweep"] = sweep(config, out, overwrite=overwrite, progress=progress, in_process=in_process)
     summary["images"] = plot(out / "surface.h5", out, config)
     summary["seconds"] = round(time.perf_counter() - t0, 2)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    (out / "summary.json").write_text(to_json(summary))
     return summary
+
+
+def json_safe(value):
+    """``value`` with NaN and infinities as None (JSON has no such numbers), paths as strings."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def to_json(summary) -> str:
+    """A summary as strict JSON."""
+    return json.dumps(json_safe(summary), indent=2, allow_nan=False)

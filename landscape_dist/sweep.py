@@ -51,6 +51,7 @@ SETTINGS = {
     "one_shard": "data.shards=1",
     "centre": "'model.centre' setting",
     "unsafe": "model.unsafe_deserialization=true",
+    "record_every": "train.record_every",
 }
 
 
@@ -186,6 +187,28 @@ def check_sizes(config: Config, out: Path) -> None:
                               f"another {{out}}.", out="output directory")
 
 
+def _steps(rows: np.ndarray, traj: Trajectory, limit: int = 5) -> str:
+    steps = [str(int(traj.step[i])) for i in np.flatnonzero(rows)[:limit]]
+    return ", ".join(steps) + (", ..." if rows.sum() > limit else "")
+
+
+def _warn_diverged(centre: np.ndarray, traj: Trajectory | None) -> None:
+    """Say so when the centre or recorded checkpoints are not finite (a diverged training run):
+    the sweep still runs and stores what it computes, NaN included."""
+    if traj is not None:
+        bad = ~np.isfinite(traj.weights).all(axis=1)
+        if bad.any():
+            good = np.flatnonzero(~bad)
+            last = (f"the last finite one is step {int(traj.step[good[-1]])} (epoch "
+                    f"{int(traj.epoch[good[-1]])})" if good.size else "none is finite")
+            log.warning("the training path has %d of %d checkpoints that are not finite (steps %s); "
+                        "%s", int(bad.sum()), len(bad), _steps(bad, traj), last)
+    bad_centre = int(np.sum(~np.isfinite(centre)))
+    if bad_centre:
+        log.warning("the centre weights hold %d NaN or infinite values (a diverged training run?): "
+                    "every point of a slice through them will be NaN", bad_centre)
+
+
 def prepare(config: Config, out: Path) -> SweepInputs:
     """Load the model and its centre, the recorded path, and build every slice's plane and grid.
 
@@ -203,15 +226,16 @@ def prepare(config: Config, out: Path) -> SweepInputs:
                       if PLANE_KINDS[s.directions.kind].needs_path), None)
     traj = _trajectory(out, layout, needed_by)
     path = traj.weights if traj is not None else None
+    _warn_diverged(centre, traj)
     by_filter = any(s.directions.normalization == "filter" for s in config.slices)
     context = PlaneContext(centre, layout, path, filter_rules(model, warn=by_filter))
     plans = []
     policies = dtype_policies(model)
     for i, slice_cfg in enumerate(config.slices):
-        with in_terms({"kind": f"'slices.{i}.directions.kind' setting"}):
+        with in_terms({"kind": f"'slices.{i}.directions.kind' setting", "axis": f"slices.{i}.grid."}):
             plane = build_plane(slice_cfg, context)
-        plane = dataclasses.replace(plane, meta={**plane.meta, "dtype_policies": policies})
-        plans.append(SlicePlan(slice_cfg, plane, *resolve_axes(slice_cfg.grid, plane, path)))
+            plane = dataclasses.replace(plane, meta={**plane.meta, "dtype_policies": policies})
+            plans.append(SlicePlan(slice_cfg, plane, *resolve_axes(slice_cfg.grid, plane, path)))
     return SweepInputs(model_spec, _data_spec(config), centre_file, layout,
                        [v.numpy() for v in model.non_trainable_variables], traj,
                        out / "trajectory.h5" if traj is not None else None, tuple(plans))

@@ -143,3 +143,13 @@ def policy_data():
 def float64_data():
     x, y = policy_data()
     return x.astype(np.float64), y.astype(np.float64)
+
+
+def failing_data():
+    """A data source that fails: its table is missing."""
+    raise FileNotFoundError("no such table: examples")
+
+
+def failing_model():
+    """A model source that fails while it builds."""
+    raise ValueError("units must be positive")

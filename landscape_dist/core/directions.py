@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.decomposition import PCA
 
+from ..errors import LandscapeError
 from .layout import WeightLayout
 
 
@@ -115,10 +115,13 @@ def random_directions(centre: np.ndarray, layout: WeightLayout, n_directions: in
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    """Cosine of the angle between two vectors (0 when either is zero)."""
+    """Cosine of the angle between two vectors (0 when either is zero, NaN when either is not
+    finite)."""
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     denom = np.linalg.norm(a) * np.linalg.norm(b)
+    if not np.isfinite(denom):
+        return float("nan")
     return float(a @ b / denom) if denom > 0 else 0.0
 
 
@@ -126,7 +129,8 @@ class TrajectoryPCA:
     """Principal components of a training path, taken relative to its last point.
 
     ``fit(path)`` takes ``path`` of shape (T+1, size), rows ``w_0 ... w_T``, forms ``w_i - w_T`` for
-    i < T and fits scikit-learn's PCA. Learned: ``components_`` (n_components, size) float32 unit
+    i < T and fits scikit-learn's PCA. Rows that are not finite (a diverged run) are left out:
+    ``w_T`` is then the last finite checkpoint; ``n_finite_`` counts the rows used. Learned: ``components_`` (n_components, size) float32 unit
     vectors, ``explained_variance_ratio_`` (n_components,).
     """
 
@@ -140,13 +144,22 @@ class TrajectoryPCA:
             raise ValueError(f"The trajectory must be a 2-D array (checkpoints, weights). "
                              f"Got shape {path.shape} instead.")
         needed = self.n_components + 1
-        if path.shape[0] < needed:
-            raise ValueError(f"The trajectory must hold at least {needed} checkpoints for PCA with "
-                             f"{self.n_components} components. Got {path.shape[0]} instead. "
-                             f"Record more often (train.record_every) or train longer.")
+        finite = np.isfinite(path).all(axis=1)
+        self.n_finite_ = int(finite.sum())
+        if self.n_finite_ < needed:
+            got = (f"{path.shape[0]}" if self.n_finite_ == len(path) else
+                   f"{self.n_finite_} finite {'one' if self.n_finite_ == 1 else 'ones'} (the other {len(path) - self.n_finite_} are NaN "
+                   f"or infinite: the training diverged)")
+            raise LandscapeError(f"The trajectory must hold at least {needed} checkpoints for PCA "
+                                 f"with {self.n_components} components. Got {got} instead. Record "
+                                 f"more often ({{record_every}}) or train longer.",
+                                 record_every="a shorter recording interval")
+        path = path[finite]  # a diverged run: the components of its finite part
         diffs = path[:-1] - path[-1]
         if self.mask is not None:
             diffs[:, self.mask] = 0.0
+        from sklearn.decomposition import PCA  # imported when used: it takes a second
+
         pca = PCA(n_components=self.n_components, svd_solver="full")
         pca.fit(diffs)
         self.components_ = pca.components_.astype(np.float32)

@@ -37,8 +37,12 @@ class Plane:
 
 def fitted_axis(coords: np.ndarray, points: int, spacing: str = "linear",
                 margin: float = 0.25) -> np.ndarray:
-    """An axis spanning ``coords`` (the path's coordinates along it) with ``margin`` of the span
-    added on each side; shape (points,)."""
+    """An axis spanning the finite ``coords`` (the path's coordinates along it) with ``margin`` of
+    the span added on each side; shape (points,). ValueError when none is finite."""
+    coords = np.asarray(coords, dtype=np.float64)
+    coords = coords[np.isfinite(coords)]
+    if coords.size == 0:
+        raise ValueError("no finite coordinate to fit the axis to")
     lo, hi = float(np.min(coords)), float(np.max(coords))
     span = hi - lo if hi > lo else 1.0
     return axis_coordinates(lo - margin * span, hi + margin * span, points, spacing)

@@ -28,6 +28,10 @@ def connect_ray(address: str | None = None, timeout_s: float = 60.0) -> None:
                              f"leave cluster.address unset for a local Ray.") from None
     else:
         ray.init(address="local", **kwargs)  # never joins a stale cluster left by a killed driver
+    if not address or address == "local":
+        from .reaper import start_reaper
+
+        start_reaper()  # the Ray started here must not outlive this process, however it ends
 
 
 def check_reachable(address: str, timeout_s: float = 10.0) -> None:

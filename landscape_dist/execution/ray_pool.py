@@ -228,6 +228,12 @@ class RayPool:
                             f"cluster.gpus_per_worker={self.cluster.gpus_per_worker:g}).")
 
     def close(self) -> None:
+        """End the actors, after each has removed its temporary files (a few seconds at most)."""
+        if self.actors:
+            try:
+                self._ray.get([a.close.remote() for a in self.actors], timeout=5.0)
+            except Exception:  # noqa: BLE001 - a dead or busy actor is ended all the same
+                pass
         for actor in self.actors:
             try:
                 self._ray.kill(actor)

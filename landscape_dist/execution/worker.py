@@ -7,6 +7,8 @@ as a Ray actor (:class:`~landscape_dist.execution.ray_pool.RayPool`).
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 
 from ..model.quantities import DEFAULT_QUANTITIES
 
@@ -39,6 +41,10 @@ class LandscapeWorker:
     def __init__(self, model_spec, data_spec, evaluation, threads: int | None = None,
                  use_gpu: bool = False, remote: bool = False, shard: int = 0,
                  quantities: tuple[str, ...] = DEFAULT_QUANTITIES):
+        self.tmp = None
+        if remote:  # TensorFlow's autograph leaves its generated files behind in killed processes
+            self.tmp = tempfile.mkdtemp(prefix="landscape_dist-worker-")
+            tempfile.tempdir = self.tmp
         configure_tensorflow(threads, use_gpu)
         from ..model.evaluator import LandscapeEvaluator
         from ..model.quantities import QUANTITIES
@@ -73,7 +79,7 @@ class LandscapeWorker:
         import ray
 
         node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
-        return {"pid": os.getpid(), "node": node, "quantities": self.quantities,
+        return {"pid": os.getpid(), "node": node, "tmp": self.tmp, "quantities": self.quantities,
                 "examples": self.evaluator.n_examples,
                 "points_per_call": self.evaluator.points_per_call,
                 "batch_size": self.evaluator.batch_size}
@@ -89,3 +95,10 @@ class LandscapeWorker:
         for quantity in self.kinds:
             parts.update(quantity.compute(kind, items))
         return parts
+
+    def close(self) -> bool:
+        """Remove this worker's temporary files (the pool calls it before ending the actor)."""
+        if self.tmp is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            self.tmp = None
+        return True

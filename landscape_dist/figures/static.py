@@ -94,7 +94,12 @@ def plot_contour(surface: Surface, file: Path, cfg: PlotConfig, quantity: str = 
     X, Y = np.meshgrid(surface.xcoordinates, surface.ycoordinates)
     fig, ax = plt.subplots(figsize=(6.4, 5.2))
     norm = colors.LogNorm(levels[0], levels[-1]) if use_log else None
-    if filled:
+    if z.count() == 0:  # every point diverged: say so, draw no levels
+        ax.set_xlim(surface.xcoordinates[0], surface.xcoordinates[-1])
+        ax.set_ylim(surface.ycoordinates[0], surface.ycoordinates[-1])
+        ax.text(0.5, 0.6, f"{quantity} is NaN or infinite at every point", ha="center",
+                va="center", transform=ax.transAxes, fontsize=10, color="tab:red")
+    elif filled:
         cs = ax.contourf(X, Y, z, levels=levels, norm=norm, cmap="viridis", extend="neither")
         cbar = fig.colorbar(cs, ax=ax, label=quantity)
         if use_log:

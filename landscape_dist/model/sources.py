@@ -236,18 +236,19 @@ def call_factory(func, source: str, slot: str, **kwargs):
 
 def _read_array(path, source: str, read, name: str | None = None):
     """``read()`` of a NumPy file; unreadable files and object arrays as one-line errors."""
-    what = f"array '{name}' of " if name else ""
     try:
         return read()
-    except ValueError as err:
-        if "allow_pickle" in str(err):
-            raise SourceError(f"The {what}data file '{path}' holds Python objects (dtype object), "
-                              f"which are not read for safety. Save numeric arrays.") from None
-        raise SourceError(f"The {what}data file '{path}' cannot be read as NumPy data "
-                          f"({str(err).splitlines()[0]}).") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as err:
-        raise SourceError(f"The {what}data file '{path}' cannot be read as NumPy data "
-                          f"({type(err).__name__}). Give an .npz file or .npy files saved by NumPy.") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if name is not None and "allow_pickle" in text:
+            raise SourceError(f"The array '{name}' of data file '{path}' holds Python objects "
+                              f"(dtype object), which are not read for safety. Save numeric "
+                              f"arrays.") from None
+        if "pickled" in text:  # neither a zip nor an .npy header: NumPy would unpickle it
+            text = "not an .npz or .npy file"
+        of = f"The array '{name}' of data file" if name else "The data file"
+        raise SourceError(f"{of} '{path}' cannot be read as NumPy data ({text}). Give an .npz "
+                          f"file or .npy files saved by NumPy.") from None
 
 
 def _rows(mask: np.ndarray, offset: int) -> str:
@@ -267,7 +268,9 @@ def check_values(x: np.ndarray, y, offset: int = 0) -> None:
             if array.dtype.kind == "f" and len(array):
                 bad = ~np.isfinite(array.reshape(len(array), -1)).all(axis=1)
                 if bad.any():
-                    raise SourceError(f"The {{data}} gives {int(bad.sum())} examples whose {what} "
+                    n = int(bad.sum())
+                    raise SourceError(f"The {{data}} gives {n} example{'s' if n > 1 else ''} "
+                                      f"whose {what} "
                                       f"hold NaN or infinite values (rows {_rows(bad, offset)}). "
                                       f"Remove or fix them.", DATA)
 

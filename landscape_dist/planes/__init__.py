@@ -18,6 +18,7 @@ from ..core.grid import axis_coordinates
 from ..core.layout import WeightLayout
 from ..core.plane import Plane, fitted_axis
 from ..core.projection import project_path
+from ..errors import LandscapeError
 from ..registry import Registry
 
 if TYPE_CHECKING:  # the schema imports this package while it is being defined
@@ -72,7 +73,14 @@ def resolve_axes(grid: GridConfig, plane: Plane, path: np.ndarray | None):
     def axis(cfg, i: int):
         if not cfg.auto:
             return axis_coordinates(cfg.min, cfg.max, cfg.points, cfg.spacing)
-        return fitted_axis(coords[:, i], cfg.points, cfg.spacing)
+        try:
+            return fitted_axis(coords[:, i], cfg.points, cfg.spacing)
+        except ValueError:
+            name = "xy"[i]
+            raise LandscapeError(f"The range of the {{axis}}{name} axis is to be fitted to the "
+                                 f"projected training path, which has no finite point on this "
+                                 f"plane (the training diverged, or the plane is not finite). "
+                                 f"Give {{axis}}{name}.min and max.", axis="grid.") from None
 
     return axis(grid.x, 0), None if grid.y is None else axis(grid.y, 1)
 

@@ -25,5 +25,6 @@ class PCAPlane(PlaneKind):
         pca = TrajectoryPCA(n_components=k, mask=mask).fit(context.path)
         meta = self.common_meta(cfg, context.centre)
         meta["explained_variance_ratio"] = [float(v) for v in pca.explained_variance_ratio_]
+        meta["checkpoints_used"] = pca.n_finite_
         meta["normalization"] = "none"
         return Plane.make(context.centre, pca.components_, context.layout, meta)
