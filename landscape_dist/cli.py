@@ -63,8 +63,11 @@ def _config(args):
 
 def _kept(args) -> str:
     """What an interrupted command leaves behind, and how to go on."""
+    if args.command == "train":
+        return (f"the training did not finish ({os.path.join(args.out, 'trajectory.h5')} is "
+                f"incomplete). Run the same command again.")
     if args.command not in ("sweep", "run"):
-        return "nothing was kept. Run the command again."
+        return "nothing was written. Run the command again."
     from .core.grid import split_tiles
     from .store.journal import TileJournal
 

@@ -12,6 +12,7 @@ from .config.schema import Config
 from .errors import in_terms
 from .figures.formats import write_outputs
 from .model import training
+from .store.surface import read_surface
 from .store.outdir import check_writable, refuse_existing_surface, refuse_retraining
 from .sweep import SETTINGS, package_versions, sweep
 
@@ -39,7 +40,10 @@ def plot(surface: str | Path, out: str | Path | None = None, config: Config | No
     returns the written paths (next to the surface file by default)."""
     surface = Path(surface)
     out = Path(out) if out is not None else surface.parent
-    check_writable(out)
+    with in_terms(SETTINGS):
+        check_writable(out, create=False)
+        read_surface(surface)  # a file that is not a finished surface is refused before writing
+        check_writable(out)
     return write_outputs(surface, out, (config or Config()).plot, formats)
 
 

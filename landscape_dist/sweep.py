@@ -34,7 +34,7 @@ from .model.trajectory import Trajectory, read_trajectory
 from .planes import PLANE_KINDS, PlaneContext, build_plane, resolve_axes
 from .store.fingerprint import fingerprint, plane_digest
 from .store.journal import TileJournal
-from .store.outdir import check_writable, refuse_existing_surface
+from .store.outdir import check_writable, nearest_existing, refuse_existing_surface
 from .store.surface import SliceWriter, SurfaceWriter
 
 __all__ = ["sweep", "SETTINGS", "package_versions"]
@@ -160,9 +160,7 @@ def _gib(n: float) -> str:
 def check_sizes(config: Config, out: Path) -> None:
     """Refuse grids whose surface file cannot fit on the output's disk, or whose tiles cannot fit
     in the driver's memory, before anything is allocated."""
-    existing = out
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    existing = nearest_existing(out)
     free = shutil.disk_usage(existing).free
     available = _available_memory()
     file_bytes = 0

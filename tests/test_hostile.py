@@ -366,3 +366,22 @@ def test_ray_workers_remove_their_temporary_files(ray_cluster):
     finally:
         pool.close()
     assert not Path(tmp).exists()
+
+
+def test_a_recording_too_large_for_the_disk_is_refused_before_training(tmp_path, capsys):
+    message = _cli(tmp_path, capsys, BASE, "train.epochs=100000000000", "train.record_unit=step",
+                   command="train")
+    assert message.startswith("The training path would record 800000000002 checkpoints of 8513 "
+                              "weights (2.54e+07 GiB), but ")
+    assert message.endswith(f"GiB are free under '{tmp_path}'. Raise train.record_every, lower "
+                            f"train.epochs, or give another --out.")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("plot.levels=1000000000", "The 'plot.levels' setting must be an integer from 2 to 1000. Got "
+                               "1000000000 instead."),
+    ("plot.dpi=100000", "The 'plot.dpi' setting must be an integer from 10 to 1200. Got 100000 "
+                        "instead."),
+])
+def test_plot_sizes_are_bounded(tmp_path, capsys, override, message):
+    assert _cli(tmp_path, capsys, BASE, override) == message

@@ -63,6 +63,8 @@ EVAL_MODES = ("auto", "vectorized", "loop")
 TILE_ORDERS = ("coarse_to_fine", "rows")
 SHOW_PATH = ("auto", "always", "never")
 DEFAULT_TILE = (16, 16)
+MAX_LEVELS = 1000  # contour levels: more cannot be told apart, and each costs a pass over the grid
+MAX_DPI = 1200  # a 6.4-inch figure at 1200 dpi is already 7680 pixels wide
 DEFAULT_ORDER = "coarse_to_fine"
 
 
@@ -316,8 +318,10 @@ class PlotConfig:
 
     def __post_init__(self):
         check_finite(self)
-        if self.levels < 2:
-            raise must("levels", "an integer >= 2", self.levels)
+        if not 2 <= self.levels <= MAX_LEVELS:
+            raise must("levels", f"an integer from 2 to {MAX_LEVELS}", self.levels)
+        if not 10 <= self.dpi <= MAX_DPI:
+            raise must("dpi", f"an integer from 10 to {MAX_DPI}", self.dpi)
         formats = output_formats()
         if self.format not in formats:
             raise must("format", f"one of {formats}", self.format)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import h5py
 import numpy as np
 
 from ..config.schema import Config
+from ..errors import OutputError
 from .sources import DataSpec, ModelSpec
 from .trajectory import TrajectoryRecorder
 
@@ -21,11 +23,12 @@ def train(config: Config, out: str | Path, verbose: int = 0) -> dict:
     import keras
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(config.train.seed)  # Keras's shuffling and dropout draw from it
     model = ModelSpec.from_source(config.model.source, config.model.unsafe_deserialization).build()
     x, y = DataSpec(config.data.source).load()
     _set_optimizer(model, config)
+    _check_trajectory_size(config, model, len(x), out)
+    out.mkdir(parents=True, exist_ok=True)
     recorder = TrajectoryRecorder(out / "trajectory.h5", config.train.record_every, config.train.record_unit)
     history = model.fit(x, y, epochs=config.train.epochs, batch_size=config.train.batch_size,
                         shuffle=True, verbose=verbose, callbacks=[recorder])
@@ -51,3 +54,19 @@ def _set_optimizer(model, config: Config) -> None:
     settings = keras.saving.deserialize_keras_object(model.get_compile_config())
     settings["optimizer"] = optimizer
     model.compile(**settings)
+
+
+def _check_trajectory_size(config: Config, model, n_examples: int, out: Path) -> None:
+    """Refuse a recording that cannot fit on the output's disk (checked before training)."""
+    t = config.train
+    steps = -(-n_examples // t.batch_size) * t.epochs
+    checkpoints = (steps if t.record_unit == "step" else t.epochs) // t.record_every + 2
+    size = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+    need = checkpoints * size * 4
+    existing = next(p for p in (out, *out.parents) if p.exists())
+    free = shutil.disk_usage(existing).free
+    if need > free:
+        raise OutputError(f"The training path would record {checkpoints} checkpoints of {size} "
+                          f"weights ({need / 2 ** 30:.3g} GiB), but {free / 2 ** 30:.3g} GiB are free "
+                          f"under '{existing}'. Raise train.record_every, lower train.epochs, or "
+                          f"give another {{out}}.", out="output directory")

@@ -11,7 +11,8 @@ from ..errors import OutputError
 OUT = {"out": "output directory", "overwrite": "overwrite=True"}
 
 
-def _nearest_existing(path: Path) -> Path:
+def nearest_existing(path: Path) -> Path:
+    """``path`` or its nearest ancestor that exists."""
     while not path.exists() and path != path.parent:
         path = path.parent
     return path
@@ -21,7 +22,7 @@ def check_writable(out: Path, create: bool = True) -> None:
     """Refuse an output directory that cannot be created or written (tried for real, with an
     empty directory made and removed at once); create it if ``create``."""
     out = Path(out)
-    existing = _nearest_existing(out)
+    existing = nearest_existing(out)
     if not existing.is_dir():
         raise OutputError(f"The output directory '{out}' cannot be created: '{existing}' is a file. "
                           f"Give another {{out}}.", OUT)
