@@ -26,11 +26,14 @@ class LandscapeError(ValueError):
         self.words = words
 
     def reworded(self, words: dict) -> "LandscapeError":
-        """The same error with the slots it has filled from ``words``."""
-        ours = {k: v for k, v in words.items() if k in self.words}
+        """The same error with its slots filled from ``words``; a slot already reworded keeps its
+        word (the layer nearest the error, knowing most, names it first)."""
+        fixed = getattr(self, "_fixed", frozenset())
+        ours = {k: v for k, v in words.items() if k in self.words and k not in fixed}
         if not ours:
             return self
         new = type(self)(self.template, {**self.words, **ours})
+        new._fixed = fixed | set(ours)
         new.__traceback__ = self.__traceback__
         return new
 

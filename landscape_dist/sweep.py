@@ -207,6 +207,34 @@ def _warn_diverged(centre: np.ndarray, traj: Trajectory | None) -> None:
                     "every point of a slice through them will be NaN", bad_centre)
 
 
+def _model_resolver(model, layout: WeightLayout, traj: Trajectory | None):
+    """``resolve(reference) -> (flat weights, non-trainable values or None)`` for the planes
+    between models: 'path:i' is checkpoint i of the training path (its statistics were not
+    recorded: None), anything else a .keras or .weights.h5 file loaded into the model."""
+    def resolve(ref: str):
+        if ref.startswith("path:"):
+            if traj is None:
+                raise SourceError(f"The model {ref!r} is a checkpoint of the training path, which "
+                                  f"has not been recorded. Run {{train}} with the same {{out}} "
+                                  f"first.", train="train()", out="output directory")
+            try:
+                return traj.weights[int(ref[5:])], None
+            except (ValueError, IndexError):
+                raise SourceError(f"The model {ref!r} must name a checkpoint of the training path "
+                                  f"by its index, from 0 to {len(traj.weights) - 1} (or -1 for the "
+                                  f"last).") from None
+        saved = [v.numpy() for v in model.variables]
+        try:
+            with in_terms({"centre": f"model {ref!r}"}):
+                load_centre(model, ref)
+            return (layout.flatten([v.numpy() for v in model.trainable_variables]),
+                    [v.numpy() for v in model.non_trainable_variables])
+        finally:
+            for var, value in zip(model.variables, saved):
+                var.assign(value)
+    return resolve
+
+
 def prepare(config: Config, out: Path) -> SweepInputs:
     """Load the model and its centre, the recorded path, and build every slice's plane and grid.
 
@@ -221,21 +249,24 @@ def prepare(config: Config, out: Path) -> SweepInputs:
     layout = WeightLayout.from_variables(model.trainable_variables)
     centre = layout.flatten([v.numpy() for v in model.trainable_variables])
     needed_by = next((s.directions.kind for s in config.slices
-                      if PLANE_KINDS[s.directions.kind].needs_path), None)
+                      if PLANE_KINDS[s.directions.kind]().uses_path(s.directions)), None)
     traj = _trajectory(out, layout, needed_by)
     path = traj.weights if traj is not None else None
     _warn_diverged(centre, traj)
     by_filter = any(s.directions.normalization == "filter" for s in config.slices)
-    context = PlaneContext(centre, layout, path, filter_rules(model, warn=by_filter))
+    non_trainable = [v.numpy() for v in model.non_trainable_variables]
+    context = PlaneContext(centre, layout, path, filter_rules(model, warn=by_filter), non_trainable,
+                           _model_resolver(model, layout, traj))
     plans = []
     policies = dtype_policies(model)
     for i, slice_cfg in enumerate(config.slices):
-        with in_terms({"kind": f"'slices.{i}.directions.kind' setting", "axis": f"slices.{i}.grid."}):
+        where = f"slices.{i}.directions"
+        with in_terms({"kind": f"'{where}.kind' setting", "axis": f"slices.{i}.grid.",
+                       "file": f"'{where}.file' setting", "models": f"'{where}.models' setting"}):
             plane = build_plane(slice_cfg, context)
             plane = dataclasses.replace(plane, meta={**plane.meta, "dtype_policies": policies})
             plans.append(SlicePlan(slice_cfg, plane, *resolve_axes(slice_cfg.grid, plane, path)))
-    return SweepInputs(model_spec, _data_spec(config), centre_file, layout,
-                       [v.numpy() for v in model.non_trainable_variables], traj,
+    return SweepInputs(model_spec, _data_spec(config), centre_file, layout, non_trainable, traj,
                        out / "trajectory.h5" if traj is not None else None, tuple(plans))
 
 
@@ -258,7 +289,9 @@ class SliceSweep:
     def _check_plane(self) -> None:
         """The plane must be the one of the unfinished sweep being resumed (if any)."""
         name = self.plan.name
-        digest = plane_digest(self.plan.plane.centre, self.plan.plane.directions)
+        plane = self.plan.plane
+        digest = plane_digest(plane.centre, plane.directions, plane.non_trainable,
+                              plane.non_trainable_directions)
         earlier = self.journal.resumed("plane", name)
         if earlier and earlier[""] != digest:
             raise OutputError(f"The plane of slice '{name}' differs from the one of the unfinished "
@@ -283,9 +316,11 @@ class SliceSweep:
         """Sweep the slice on ``pool``; returns its summary."""
         plan, name = self.plan, self.plan.name
         self._check_plane()
-        pool.set_plane(plan.plane.centre, plan.plane.directions, self.non_trainable)
-        self.slice_writer = self.writer.add_slice(name, plan.xs, plan.ys, pool.names, plan.plane,
-                                                  self.non_trainable)
+        plane = plan.plane
+        non_trainable = plane.non_trainable if plane.non_trainable is not None else self.non_trainable
+        pool.set_plane(plane.centre, plane.directions, non_trainable, plane.non_trainable_directions)
+        self.slice_writer = self.writer.add_slice(name, plan.xs, plan.ys, pool.names, plane,
+                                                  non_trainable)
         tiles = plan.tiles
         by_index = {t.index: t for t in tiles}
         resumed = {k: v for k, v in self.journal.resumed("tile", name).items() if k in by_index}

@@ -72,7 +72,7 @@ def test_unknown_plane_kind_lists_the_registered_ones():
     with pytest.raises(ConfigError) as err:
         config_from_dict({"slices": [{"directions": {"kind": "hessian"}}]})
     assert str(err.value) == ("The 'slices.0.directions.kind' setting must be one of "
-                              "('random', 'pca'). Got 'hessian' instead.")
+                              "('random', 'pca', 'interpolate', 'models', 'file'). Got 'hessian' instead.")
 
 
 class SquaredNorm(QuantityKind):

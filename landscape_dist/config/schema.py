@@ -184,6 +184,10 @@ class SliceConfig:
         from ..planes import PLANE_KINDS
 
         kind = PLANE_KINDS[self.directions.kind]
+        if self.grid.ndim not in kind.dims:
+            need = "null (a 1-D slice)" if kind.dims == (1,) else "a mapping (a 2-D slice)"
+            raise must("grid.y", f"{need} for kind {self.directions.kind!r}",
+                       None if self.grid.y is None else "a mapping")
         if self.grid.auto and not kind.fits_path:
             raise must("grid.x.min", f"a number for {self.directions.kind} directions (an "
                        f"automatic range fits a training path, which needs kind: pca)", None)

@@ -19,16 +19,20 @@ class Plane:
     directions: np.ndarray
     layout: WeightLayout
     meta: dict
+    non_trainable: list | None = None  # non-trainable values at the centre (None: the model's)
+    non_trainable_directions: list | None = None  # k lists: how they move along each direction
 
     @classmethod
-    def make(cls, centre, directions, layout: WeightLayout, meta: dict) -> "Plane":
+    def make(cls, centre, directions, layout: WeightLayout, meta: dict, non_trainable=None,
+             non_trainable_directions=None) -> "Plane":
         """A plane with the norms of its directions (and their cosine, for two) added to ``meta``."""
         directions = np.atleast_2d(np.asarray(directions))
         meta = dict(meta)
         meta["direction_norms"] = [float(np.linalg.norm(v)) for v in directions]
         if len(directions) == 2:
             meta["cosine"] = cosine(directions[0], directions[1])
-        return cls(np.asarray(centre, np.float32), directions.astype(np.float32), layout, meta)
+        return cls(np.asarray(centre, np.float32), directions.astype(np.float32), layout, meta,
+                   non_trainable, non_trainable_directions)
 
     @property
     def k(self) -> int:

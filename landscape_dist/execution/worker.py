@@ -84,8 +84,8 @@ class LandscapeWorker:
                 "points_per_call": self.evaluator.points_per_call,
                 "batch_size": self.evaluator.batch_size}
 
-    def set_plane(self, centre, directions, non_trainable) -> bool:
-        self.evaluator.set_plane(centre, directions, non_trainable)
+    def set_plane(self, centre, directions, non_trainable, non_trainable_directions=None) -> bool:
+        self.evaluator.set_plane(centre, directions, non_trainable, non_trainable_directions)
         return True
 
     def evaluate(self, kind: str, items) -> dict:

@@ -45,6 +45,12 @@ def describe(surface: Surface) -> str:
     if m.get("kind") == "pca":
         evr = m.get("explained_variance_ratio", [])
         text = "PCA of the training path, explained variance " + " / ".join(f"{100 * v:.1f}%" for v in evr)
+    elif m.get("kind") in ("interpolate", "models"):
+        text = (f"{'line' if m['kind'] == 'interpolate' else 'plane'} through "
+                f"{', '.join(Path(r).name for r in m.get('models', []))}; batch-norm statistics: "
+                f"{m.get('batchnorm')}")
+    elif m.get("kind") == "file":
+        text = f"directions from {Path(str(m.get('file'))).name}"
     else:
         text = f"random directions, {m.get('normalization')} normalisation, seed {m.get('seed')}"
         if "cosine" in m:
@@ -71,6 +77,24 @@ def _overlay_path(ax, surface: Surface, fig=None):
     ax.legend(loc="upper right", fontsize=8)
     if fig is not None:
         fig.colorbar(points, ax=ax, label="training step", pad=0.01)
+
+
+def _mark_models(ax, surface: Surface) -> None:
+    """The models a plane runs between, at their coordinates, with their names."""
+    coords = surface.meta.get("model_coords")
+    if not coords:
+        return
+    for i, (ref, xy) in enumerate(coords.items()):
+        label = f"{'ABC'[i] if i < 3 else i}: {Path(ref).name}"
+        if surface.ndim == 1:
+            ax.axvline(xy[0], color="tab:red", linestyle=":", linewidth=1)
+            ax.annotate(label, (xy[0], 1.0), xycoords=("data", "axes fraction"), fontsize=8,
+                        ha="center", va="bottom", color="tab:red")
+        else:
+            ax.plot(xy[0], xy[1], marker="D", color="tab:red", markeredgecolor="white",
+                    markersize=8, zorder=6)
+            ax.annotate(label, (xy[0], xy[1]), textcoords="offset points", xytext=(6, 6),
+                        fontsize=8, color="tab:red", zorder=6)
 
 
 def _axis_labels(ax, surface: Surface):
@@ -111,6 +135,7 @@ def plot_contour(surface: Surface, file: Path, cfg: PlotConfig, quantity: str = 
     if _show_path(surface, cfg):
         _overlay_path(ax, surface, fig if not filled else None)
     ax.plot(0, 0, marker="+", color="red", markersize=10, zorder=6)
+    _mark_models(ax, surface)
     _axis_labels(ax, surface)
     masked = int(np.sum(~np.isfinite(surface.values[quantity])))
     title = f"{quantity} on slice '{surface.name}'"
@@ -137,8 +162,10 @@ def plot_curve(surface: Surface, file: Path, cfg: PlotConfig) -> Path:
             ax2.plot(x, np.ma.masked_invalid(surface.values[q]), linestyle="--", label=q)
         ax2.set_ylabel(", ".join(others))
         ax2.legend(loc="upper right", fontsize=8)
+    _mark_models(ax, surface)
     _axis_labels(ax, surface)
-    ax.set_title(f"loss along slice '{surface.name}'\n{describe(surface)}", fontsize=9)
+    ax.set_title(f"loss along slice '{surface.name}'\n{describe(surface)}", fontsize=9,
+                 pad=14 if surface.meta.get("model_coords") else 6)
     return _save(fig, file, cfg.dpi)
 
 

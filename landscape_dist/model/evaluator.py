@@ -92,6 +92,7 @@ class LandscapeEvaluator:
                           map_labels(lambda a: tf.constant(a[i:i + self.batch_size]), y))
                          for i in range(0, self.n_examples, self.batch_size)]
         self._non_trainable = [tf.constant(v.numpy()) for v in model.non_trainable_variables]
+        self._nt_dirs = None  # directions of the non-trainable values, when they move with the plane
         self._centre = None
         self._directions = None
         self._compiled = {}
@@ -130,16 +131,24 @@ class LandscapeEvaluator:
 
     # ---------------------------------------------------------------- the plane
 
-    def set_plane(self, centre, directions, non_trainable=None) -> "LandscapeEvaluator":
-        """Fix the plane: centre (size,), directions (k, size); non-trainable values at the centre."""
+    def set_plane(self, centre, directions, non_trainable=None,
+                  non_trainable_directions=None) -> "LandscapeEvaluator":
+        """Fix the plane: centre (size,), directions (k, size); non-trainable values (batch-norm
+        statistics) at the centre, and optionally their directions (k lists, one array per
+        non-trainable variable): then a point at coordinates c uses ``nt + sum_j c_j nt_dir_j``
+        (statistics that move with the weights), else the centre's at every point."""
         centre = np.asarray(centre, dtype=self.dtype.as_numpy_dtype)
         directions = np.atleast_2d(np.asarray(directions, dtype=self.dtype.as_numpy_dtype))
         if centre.shape != (self.layout.size,) or directions.shape[1:] != (self.layout.size,):
             raise ValueError(f"The plane does not fit the model: the model has {self.layout.size} "
                              f"trainable weights, the centre has shape {centre.shape} and the "
                              f"directions {directions.shape}.")
-        if non_trainable is not None:
-            self._non_trainable = [tf.constant(np.asarray(v)) for v in non_trainable]
+        if non_trainable is not None or non_trainable_directions is not None or self._nt_dirs:
+            if non_trainable is not None:
+                self._non_trainable = [tf.constant(np.asarray(v)) for v in non_trainable]
+            self._nt_dirs = None if non_trainable_directions is None else [
+                [tf.constant(np.asarray(v), dtype=nt.dtype) for v, nt in zip(d, self._non_trainable)]
+                for d in non_trainable_directions]
             self._compiled = {}  # the compiled functions hold the old values as constants
         if self._directions is None or tuple(self._directions.shape) != directions.shape:
             self._centre = tf.Variable(centre, trainable=False)
@@ -166,17 +175,22 @@ class LandscapeEvaluator:
     def _point_values(self, flat_weights, coords=None):
         """The parts (see :attr:`quantities`) at one flat weight vector, as one tensor.
         With ``coords`` (the point's plane coordinates) the first-layer shortcut is used."""
+        non_trainable = self._non_trainable
+        if coords is not None and self._nt_dirs is not None:
+            non_trainable = [nt + tf.add_n([tf.cast(coords[j], nt.dtype) * d[i]
+                                            for j, d in enumerate(self._nt_dirs)])
+                             for i, nt in enumerate(non_trainable)]
         if coords is None or self.shortcut is None:
             parts = tf.split(flat_weights, self.layout.sizes)
             weights = [tf.reshape(p, s) for p, s in zip(parts, self.layout.shapes)]
 
             def predict(index, xb):
                 y_pred, _, losses = self.model.stateless_call(
-                    weights, self._non_trainable, xb, training=False, return_losses=True)
+                    weights, non_trainable, xb, training=False, return_losses=True)
                 return y_pred, losses
         else:
             def predict(index, xb):
-                return self.shortcut.predict(index, coords, flat_weights, self._non_trainable)
+                return self.shortcut.predict(index, coords, flat_weights, non_trainable)
         acc = self.dtype  # sums in float32 (float64 for float64 models)
         n_data = 1 if self._terms is None else max(1, len(self._terms))
         loss_sums = [tf.constant(0.0, acc)] * n_data

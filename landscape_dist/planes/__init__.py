@@ -8,7 +8,7 @@ adding its own). A new kind is one module here, imported at the bottom of this f
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -35,6 +35,8 @@ class PlaneContext:
     layout: WeightLayout
     path: np.ndarray | None = None
     filters: tuple[FilterRule, ...] | None = None
+    non_trainable: list | None = None  # the centre's non-trainable values (batch-norm statistics)
+    resolve_model: Callable | None = None  # reference -> (flat weights, non-trainable or None)
 
 
 class PlaneKind:
@@ -43,6 +45,11 @@ class PlaneKind:
     config: type = DirectionConfig  # the dataclass of the kind's settings
     needs_path: bool = False  # builds from the recorded training path
     fits_path: bool = False  # an axis range may be fitted to the projected path ('min: null')
+    dims: tuple[int, ...] = (1, 2)  # the grid dimensions the kind can draw
+
+    def uses_path(self, cfg: DirectionConfig) -> bool:
+        """Whether building from ``cfg`` needs the recorded training path."""
+        return self.needs_path
 
     def build(self, cfg: DirectionConfig, context: PlaneContext, k: int) -> Plane:
         """The plane with ``k`` directions (1 or 2) for the settings ``cfg``."""
@@ -88,5 +95,7 @@ def resolve_axes(grid: GridConfig, plane: Plane, path: np.ndarray | None):
 # The built-in kinds register themselves, in the order messages list them.
 from . import random  # noqa: E402,F401
 from . import pca  # noqa: E402,F401
+from . import between  # noqa: E402,F401
+from . import file  # noqa: E402,F401
 
 __all__ = ["PLANE_KINDS", "PlaneContext", "PlaneKind", "build_plane", "resolve_axes"]

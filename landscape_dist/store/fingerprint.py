@@ -46,8 +46,13 @@ def fingerprint(config: dict, model_bytes: bytes | None, data_source: str, centr
     }
 
 
-def plane_digest(centre: np.ndarray, directions: np.ndarray) -> str:
-    """sha256 of a plane's centre and directions as float32."""
+def plane_digest(centre: np.ndarray, directions: np.ndarray, non_trainable=None,
+                 non_trainable_directions=None) -> str:
+    """sha256 of a plane's centre and directions as float32, and of the non-trainable values and
+    their directions where the plane has its own."""
     digest = hashlib.sha256(np.ascontiguousarray(centre, np.float32).tobytes())
     digest.update(np.ascontiguousarray(directions, np.float32).tobytes())
+    for group in [non_trainable or []] + list(non_trainable_directions or []):
+        for value in group:
+            digest.update(np.ascontiguousarray(value, np.float64).tobytes())
     return digest.hexdigest()

@@ -10,6 +10,7 @@ Layout::
         values/<quantity>     (ny, nx), or (nx,) for 1-D;  NaN until computed
         done                  same shape, bool
         plane/centre (size,)  plane/directions (k, size)  plane/non_trainable/<i>
+                              plane/non_trainable_directions/<j>/<i> (statistics that move)
                               attrs layout_names, layout_shapes (JSON)
         path/coords (T, k)  path/residual (T,)  path/relative_residual (T,)  path/distance (T,)
         path/step  path/epoch     (distance: from the centre; residual: from the plane)
@@ -81,6 +82,11 @@ class SurfaceWriter:
         nt = stored.create_group("non_trainable")
         for i, value in enumerate(non_trainable):
             nt.create_dataset(str(i), data=np.asarray(value))
+        if plane.non_trainable_directions is not None:  # statistics that move with the weights
+            moving = stored.create_group("non_trainable_directions")
+            for j, values in enumerate(plane.non_trainable_directions):
+                for i, value in enumerate(values):
+                    moving.create_dataset(f"{j}/{i}", data=np.asarray(value))
         listed = json.loads(self.file.attrs["slices"]) + [name]
         self.file.attrs["slices"] = json.dumps(listed)
         if len(listed) == 1:
@@ -174,6 +180,7 @@ class Surface:
     layout: WeightLayout
     non_trainable: list
     path: PathOnPlane | None
+    non_trainable_directions: list | None = None  # k lists, where statistics move with the plane
 
     @property
     def ndim(self) -> int:
@@ -246,11 +253,16 @@ def read_surface(path: str | Path, unfinished: bool = False) -> dict[str, Surfac
             plane = g["plane"]
             layout = WeightLayout.from_attrs(plane.attrs)
             nt = [plane["non_trainable"][str(i)][...] for i in range(len(plane["non_trainable"]))]
+            moving = None
+            if "non_trainable_directions" in plane:
+                group = plane["non_trainable_directions"]
+                moving = [[group[str(j)][str(i)][...] for i in range(len(nt))]
+                          for j in range(len(group))]
             out[name] = Surface(
                 name, g["xcoordinates"][...], g["ycoordinates"][...] if "ycoordinates" in g else None,
                 {k: g["values"][k][...] for k in g["values"]}, g["done"][...],
                 {k: _attr(v) for k, v in g.attrs.items()}, plane["centre"][...],
-                plane["directions"][...], layout, nt, p)
+                plane["directions"][...], layout, nt, p, moving)
         return out
 
 

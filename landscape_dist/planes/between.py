@@ -1,0 +1,117 @@
+"""Planes between trained models: ``kind: interpolate`` (the line from A to B, Goodfellow et al.
+2015) and ``kind: models`` (the plane through A, B and C, Garipov et al. 2018).
+
+Models are named by reference: a ``.keras`` or ``.weights.h5`` file, or a checkpoint of the
+recorded training path (``path:0``, ``path:-1``). Batch-norm statistics (``batchnorm``) are held
+at A's (``centre``) or move with the weights (``interpolate``, Li et al.'s ``states``), so that
+each model is met with its own statistics at its coordinates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..config.schema import DirectionConfig, must
+from ..core.plane import Plane
+from ..errors import LandscapeError
+from . import PLANE_KINDS, PlaneKind
+
+BATCHNORM = ("centre", "interpolate")
+
+
+@dataclass(frozen=True)
+class BetweenModels(DirectionConfig):
+    """Settings of the kinds between models: the models (references) and how batch-norm
+    statistics behave between them."""
+
+    models: tuple[str, ...] = ()
+    batchnorm: str = "centre"
+
+    def __post_init__(self):
+        super().__post_init__()
+        count = {"interpolate": 2, "models": 3}.get(self.kind)
+        if count is not None and len(self.models) != count:
+            raise must("models", f"a list of {count} models (.keras or .weights.h5 files, or "
+                                 f"'path:0', 'path:-1' for checkpoints of the training path)",
+                       list(self.models))
+        if self.batchnorm not in BATCHNORM:
+            raise must("batchnorm", f"one of {BATCHNORM}", self.batchnorm)
+
+
+class _BetweenModels(PlaneKind):
+    config = BetweenModels
+
+    def uses_path(self, cfg):
+        return any(ref.startswith("path:") for ref in cfg.models)
+
+    def _load(self, cfg, context):
+        """(flat weights, non-trainable values) of each model, in float64."""
+        if context.resolve_model is None:
+            raise LandscapeError("The {kind} needs the model's weights to be loadable; build the "
+                                 "plane through sweep().", kind="'kind' parameter")
+        loaded = []
+        for ref in cfg.models:
+            flat, non_trainable = context.resolve_model(ref)
+            if non_trainable is None:  # a checkpoint of the path: its statistics were not recorded
+                non_trainable = context.non_trainable
+            loaded.append((np.asarray(flat, np.float64),
+                           [np.asarray(v, np.float64) for v in non_trainable or []]))
+        return loaded
+
+    @staticmethod
+    def _meta(cfg, centre, coords):
+        return {"kind": cfg.kind, "normalization": "none", "ignore": "none", "seed": cfg.seed,
+                "centre_norm": float(np.linalg.norm(centre)), "models": list(cfg.models),
+                "model_coords": {ref: [float(c) for c in xy] for ref, xy in zip(cfg.models, coords)},
+                "batchnorm": cfg.batchnorm}
+
+    @staticmethod
+    def _statistics(cfg, nts, coefficients):
+        """Non-trainable directions: each a combination of the models' statistics."""
+        if cfg.batchnorm != "interpolate" or not nts[0]:
+            return None
+        return [[sum(c * nt[i] for c, nt in zip(row, nts)) for i in range(len(nts[0]))]
+                for row in coefficients]
+
+
+@PLANE_KINDS.register("interpolate")
+class InterpolatePlane(_BetweenModels):
+    """The line ``A + x (B - A)``: A at x = 0, B at x = 1 (x may run outside [0, 1])."""
+
+    dims = (1,)
+
+    def build(self, cfg, context, k):
+        (a, nt_a), (b, nt_b) = self._load(cfg, context)
+        meta = self._meta(cfg, a, [[0.0], [1.0]])
+        stats = self._statistics(cfg, [nt_a, nt_b], [[-1.0, 1.0]])
+        return Plane.make(a, (b - a)[None], context.layout, meta, nt_a, stats)
+
+
+@PLANE_KINDS.register("models")
+class ModelsPlane(_BetweenModels):
+    """The plane through A, B, C: centre A, ``d0 = B - A`` and ``d1`` the part of ``C - A``
+    orthogonal to it (scaled to ``|d0|``), so B sits at (1, 0) and C at (cx, cy)."""
+
+    dims = (2,)
+
+    def build(self, cfg, context, k):
+        (a, nt_a), (b, nt_b), (c, nt_c) = self._load(cfg, context)
+        d0 = b - a
+        norm0 = np.linalg.norm(d0)
+        if norm0 == 0:
+            raise LandscapeError("The {models} names A and B with the same weights; the plane "
+                                 "needs two different models.", models="'models' parameter")
+        cx = float((c - a) @ d0 / norm0 ** 2)
+        orth = (c - a) - cx * d0
+        if np.linalg.norm(orth) <= 1e-12 * norm0:
+            raise LandscapeError("The {models} names three models on one line; the plane needs C "
+                                 "off the line through A and B.", models="'models' parameter")
+        d1 = orth / np.linalg.norm(orth) * norm0
+        cy = float(np.linalg.norm(orth) / norm0)
+        meta = self._meta(cfg, a, [[0.0, 0.0], [1.0, 0.0], [cx, cy]])
+        # statistics: A + x (B - A) + y (C - A - cx (B - A)) / cy meets each model's own
+        stats = self._statistics(cfg, [nt_a, nt_b, nt_c],
+                                 [[-1.0, 1.0, 0.0], [(cx - 1.0) / cy, -cx / cy, 1.0 / cy]])
+        return Plane.make(a, np.stack([d0, d1]), context.layout, meta, nt_a, stats)
