@@ -23,6 +23,7 @@ from .callbacks import CallbackList, LivePreview, ProgressBar, SweepCallback
 from .config.schema import Config, SliceConfig
 from .core.grid import Tile, split_tiles
 from .core.layout import WeightLayout
+from .core.numbers import surface_numbers
 from .core.plane import Plane
 from .core.projection import off_plane_fraction, project_path
 from .errors import OutputError, SourceError, in_terms
@@ -42,6 +43,7 @@ __all__ = ["sweep", "SETTINGS", "package_versions"]
 log = logging.getLogger("landscape_dist")
 
 _PATH_CHUNK = 64  # recorded checkpoints per path job
+_NUMBERS_MAX_POINTS = 4_000_000  # the numbers of a slice read its whole loss grid
 
 # How the configuration names what lower layers' messages speak of (see errors.LandscapeError).
 SETTINGS = {
@@ -347,6 +349,9 @@ class SliceSweep:
                 **{k: plan.plane.meta[k] for k in ("kind", "cosine", "explained_variance_ratio",
                                                    "dtype_policies")
                    if k in plan.plane.meta}}
+        if n_points <= _NUMBERS_MAX_POINTS:
+            info["numbers"] = self.slice_writer.write_numbers(surface_numbers(
+                plan.xs, plan.ys, self.slice_writer.read("loss")))
         if trajectory is not None:
             info["path_off_plane_fraction"] = self._write_path(pool, trajectory)
         self.callbacks.on_slice_end(name, info)
@@ -373,6 +378,32 @@ def evaluate_weights(pool, weights: np.ndarray) -> dict:
 
 
 # ---------------------------------------------------------------- the whole sweep
+
+def seed_groups(plans, infos: dict) -> dict:
+    """For slices expanded from one random slice's seeds: each seed's numbers side by side, with
+    their mean and standard deviation across seeds."""
+    groups: dict = {}
+    for plan in plans:
+        group = plan.plane.meta.get("seed_group")
+        if group:
+            groups.setdefault(group, []).append(plan.name)
+    out = {}
+    for group, names in groups.items():
+        rows = {}
+        for name in names:
+            numbers = infos[name].get("numbers") or {}
+            quadratic = numbers.get("quadratic") or {}
+            rows[name] = {"loss_at_centre": numbers.get("loss_at_centre"),
+                          "top_curvature": max(quadratic.get("eigenvalues") or [np.nan]),
+                          **{f"basin_width_{k}": v for k, v in (numbers.get("basin_width") or {}).items()}}
+        stats = {}
+        for key in next(iter(rows.values())):
+            values = np.array([np.nan if r[key] is None else r[key] for r in rows.values()], float)
+            if np.isfinite(values).any():
+                stats[key] = {"mean": float(np.nanmean(values)), "std": float(np.nanstd(values))}
+        out[group] = {"slices": rows, "across_seeds": stats}
+    return out
+
 
 def _make_pool(config: Config, inputs: SweepInputs, in_process: bool):
     from .execution.local import InProcessPool
@@ -441,4 +472,7 @@ def sweep(config: Config, out: str | Path, *, pool=None, callbacks: list[SweepCa
                 pool.close()
         journal.close(delete=True)
         summary["surface"] = str(target)
+        groups = seed_groups(inputs.slices, summary["slices"])
+        if groups:
+            summary["seed_groups"] = groups
         return summary

@@ -124,7 +124,7 @@ def config_from_dict(data: dict) -> Config:
         raw = dict(raw)
         own_grid = raw.pop("grid", None) or {}
         grid = _merge(default_grid, own_grid) if isinstance(own_grid, dict) else own_grid
-        slices.append(_build_slice(raw, grid, f"slices.{i}", own_grid))
+        slices.extend(_expand_seeds(_build_slice(raw, grid, f"slices.{i}", own_grid)))
     return dataclasses.replace(build(Config, data), slices=tuple(slices))
 
 
@@ -214,6 +214,17 @@ def _build_slice(raw: dict, grid: dict, name: str, own_grid: dict) -> SliceConfi
             raise unknown_setting(key, SLICE_KEYS, name)
     kwargs = {k: _coerce(str, v, f"{name}.{k}") for k, v in raw.items()}
     return construct(SliceConfig, {"directions": directions, "grid": grid_cfg, **kwargs}, name)
+
+
+def _expand_seeds(slice_cfg: SliceConfig) -> list[SliceConfig]:
+    """A random slice with ``seeds`` as one slice per seed, ``<name>_seed<s>``, grouped."""
+    seeds = getattr(slice_cfg.directions, "seeds", ())
+    if not seeds:
+        return [slice_cfg]
+    return [dataclasses.replace(
+        slice_cfg, name=f"{slice_cfg.name}_seed{s}",
+        directions=dataclasses.replace(slice_cfg.directions, seed=s, seeds=(), group=slice_cfg.name))
+        for s in seeds]
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:

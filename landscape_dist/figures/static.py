@@ -194,12 +194,75 @@ def plot_path_loss(surface: Surface, file: Path, cfg: PlotConfig) -> Path:
     return _save(fig, file, cfg.dpi)
 
 
+def plot_seeds(members: list, file: Path, cfg: PlotConfig) -> Path:
+    """Slices that differ only in their random seed: for 1-D slices the curves with their mean
+    and spread (Li et al.'s repeated 1-D plots), for 2-D slices small multiples on shared levels."""
+    seeds = [m.meta.get("seed") for m in members]
+    group = members[0].meta.get("seed_group")
+    if members[0].ndim == 1:
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        x = members[0].xcoordinates
+        curves = np.array([m.values["loss"] for m in members])
+        for seed, curve in zip(seeds, curves):
+            ax.plot(x, np.ma.masked_invalid(curve), color="tab:blue", alpha=0.25, linewidth=0.8)
+        with np.errstate(all="ignore"):
+            mean, std = np.nanmean(curves, axis=0), np.nanstd(curves, axis=0)
+            lo, hi = np.nanmin(curves, axis=0), np.nanmax(curves, axis=0)
+        ax.fill_between(x, lo, hi, color="tab:blue", alpha=0.12, label="min to max")
+        ax.fill_between(x, mean - std, mean + std, color="tab:blue", alpha=0.25, label="mean ± std")
+        ax.plot(x, mean, color="tab:blue", label=f"mean of {len(members)} seeds")
+        finite = curves[np.isfinite(curves)]
+        if cfg.log_levels and finite.size and finite.min() > 0:
+            ax.set_yscale("log")
+        ax.set_xlabel("direction 0")
+        ax.set_ylabel("loss")
+        ax.legend(fontsize=8)
+        ax.set_title(f"loss along '{group}' for seeds {seeds}", fontsize=9)
+        return _save(fig, file, cfg.dpi)
+    cols = min(len(members), 3)
+    rows = -(-len(members) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols + 1.2, 3.2 * rows), squeeze=False,
+                             constrained_layout=True)
+    values = np.concatenate([m.values["loss"].ravel() for m in members])
+    levels = contour_levels(values, cfg.levels, cfg.log_levels)
+    norm = colors.LogNorm(levels[0], levels[-1]) if cfg.log_levels and levels[0] > 0 else None
+    cs = None
+    for ax, member, seed in zip(axes.ravel(), members, seeds):
+        z = np.ma.masked_invalid(member.values["loss"])
+        if z.count():
+            X, Y = np.meshgrid(member.xcoordinates, member.ycoordinates)
+            cs = ax.contourf(X, Y, z, levels=levels, norm=norm, cmap="viridis")
+        ax.plot(0, 0, marker="+", color="red", markersize=8)
+        ax.set_title(f"seed {seed}", fontsize=9)
+    for ax in axes.ravel()[len(members):]:
+        ax.set_visible(False)
+    if cs is not None:
+        cbar = fig.colorbar(cs, ax=axes.ravel().tolist(), label="loss (shared levels)")
+        if norm is not None:
+            cbar.ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+            cbar.ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%.3g"))
+            cbar.ax.yaxis.set_minor_formatter(ticker.NullFormatter())
+    fig.suptitle(f"slice '{group}' for {len(members)} seeds", fontsize=10)
+    fig.savefig(file, dpi=cfg.dpi)
+    plt.close(fig)
+    return file
+
+
 def plot_surface_file(path: Path, out: Path, cfg: PlotConfig, suffix: str | None = None) -> list[str]:
     """Every figure of every slice in a surface file, as ``suffix`` files (default: the
     configured format); returns the written paths."""
     written = []
     suffix = suffix or f".{cfg.format}"
-    for name, surface in read_surface(path).items():
+    surfaces = read_surface(path)
+    groups: dict = {}
+    for surface in surfaces.values():
+        if surface.meta.get("seed_group"):
+            groups.setdefault(surface.meta["seed_group"], []).append(surface)
+    for group, members in groups.items():
+        if len(members) > 1 and len({m.ndim for m in members}) == 1:
+            kind = "seeds_1d" if members[0].ndim == 1 else "seeds"
+            written.append(plot_seeds(members, out / f"{group}_{kind}{suffix}", cfg))
+    for name, surface in surfaces.items():
         if surface.ndim == 2:
             written.append(plot_contour(surface, out / f"{name}_contour{suffix}", cfg))
             written.append(plot_contour(surface, out / f"{name}_filled{suffix}", cfg, filled=True))

@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from ..config.schema import DirectionConfig, must
 from ..core.directions import default_filter_rules, random_directions
 from ..core.plane import Plane
 from . import PLANE_KINDS, PlaneKind
+
+
+@dataclass(frozen=True)
+class RandomDirections(DirectionConfig):
+    """Settings of random directions: ``seeds`` expands the slice into one slice per seed
+    (named ``<name>_seed<s>``, drawn together as the ``group``)."""
+
+    seeds: tuple[int, ...] = ()
+    group: str | None = None  # set by the expansion: the name of the slice the seeds came from
+
+    def __post_init__(self):
+        super().__post_init__()
+        if len(set(self.seeds)) != len(self.seeds):
+            raise must("seeds", "a list of distinct integers", list(self.seeds))
 
 
 @PLANE_KINDS.register("random")
@@ -14,12 +31,16 @@ class RandomPlane(PlaneKind):
     """Directions drawn from N(0, 1) with the slice's seed, rescaled to the centre's norms by
     ``normalization`` (filter, layer, model, none); biases and norms zeroed by ``ignore: biasbn``."""
 
+    config = RandomDirections
+
     def build(self, cfg, context, k):
         layout = context.layout
         filters = context.filters or default_filter_rules(layout)
         directions = random_directions(context.centre, layout, k, np.random.default_rng(cfg.seed),
                                        cfg.normalization, cfg.ignore, filters)
         meta = self.common_meta(cfg, context.centre)
+        if getattr(cfg, "group", None):
+            meta["seed_group"] = cfg.group
         if cfg.normalization == "filter":  # per tensor, the rule its filters were taken by
             meta["filter_rules"] = [
                 "zeroed (ignore: biasbn)" if cfg.ignore == "biasbn" and rule.bias else rule.rule

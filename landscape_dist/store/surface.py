@@ -5,7 +5,8 @@ Layout::
     /                         attrs: format, format_version, slices, config (YAML), versions (JSON)
     /xcoordinates ...         Li et al.-compatible datasets of the first slice (see below)
     /slices/<name>/           attrs: direction metadata (kind, normalization, seed, norms, cosine,
-                                     explained_variance_ratio)
+                                     explained_variance_ratio), numbers (JSON: loss at the centre,
+                                     local quadratic curvature, basin widths; derived, not evaluated)
         xcoordinates (nx,)    ycoordinates (ny,)            (2-D slices only)
         values/<quantity>     (ny, nx), or (nx,) for 1-D;  NaN until computed
         done                  same shape, bool
@@ -137,6 +138,16 @@ class SliceWriter:
             self.parent.file["train_acc"][index] = 100.0 * np.asarray(result[acc]).reshape(shape)
         self.group["done"][index] = True
         self.parent.file.flush()
+
+    def read(self, quantity: str) -> np.ndarray:
+        """The values of ``quantity`` written so far (NaN where not done)."""
+        return self.group["values"][quantity][...]
+
+    def write_numbers(self, numbers: dict) -> dict:
+        """Store numbers derived from the slice (attribute ``numbers``, JSON); returns them."""
+        self.group.attrs["numbers"] = json.dumps(numbers)
+        self.parent.file.flush()
+        return numbers
 
     def write_path(self, coords, residual, relative, distance, step, epoch,
                    values: dict | None) -> None:
