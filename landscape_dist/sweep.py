@@ -12,7 +12,6 @@ import dataclasses
 import logging
 import os
 import platform
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,9 +32,10 @@ from .model.filters import filter_rules
 from .model.sources import DataSpec, ModelSpec, load_centre
 from .model.trajectory import Trajectory, read_trajectory
 from .planes import PLANE_KINDS, PlaneContext, build_plane, resolve_axes
+from .preflight import check_sizes, warn_diverged
 from .store.fingerprint import fingerprint, plane_digest
 from .store.journal import TileJournal
-from .store.outdir import check_writable, nearest_existing, refuse_existing_surface
+from .store.outdir import check_writable, refuse_existing_surface
 from .store.surface import SliceWriter, SurfaceWriter
 
 __all__ = ["sweep", "SETTINGS", "package_versions"]
@@ -139,76 +139,6 @@ def _trajectory(out: Path, layout: WeightLayout, needed_by: str | None) -> Traje
     return traj
 
 
-_FILE_BYTES_PER_POINT = 9  # at least: the loss (float64) and the done mask (bool)
-_DRIVER_BYTES_PER_TILE = 512  # the driver's bookkeeping of a tile: Tile, queue and index entries
-
-
-def _available_memory() -> int:
-    """Bytes of memory available to new allocations (Linux: MemAvailable), else physical memory."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-
-
-def _gib(n: float) -> str:
-    return f"{n / 2 ** 30:.3g} GiB"
-
-
-def check_sizes(config: Config, out: Path) -> None:
-    """Refuse grids whose surface file cannot fit on the output's disk, or whose tiles cannot fit
-    in the driver's memory, before anything is allocated."""
-    existing = nearest_existing(out)
-    free = shutil.disk_usage(existing).free
-    available = _available_memory()
-    file_bytes = 0
-    for i, slice_cfg in enumerate(config.slices):
-        rows, cols = slice_cfg.grid.shape
-        th, tw = slice_cfg.grid.tile
-        points = rows * cols
-        file_bytes += points * _FILE_BYTES_PER_POINT
-        tiles = -(-rows // th) * -(-cols // tw)
-        size = f"{cols} x {rows}" if slice_cfg.grid.y is not None else f"{cols}"
-        if tiles * _DRIVER_BYTES_PER_TILE > available // 2:
-            raise OutputError(f"The grid of slice '{slice_cfg.name}' ({size} points in tiles of "
-                              f"{th} x {tw}) makes {tiles:.3g} tiles, whose bookkeeping needs at "
-                              f"least {_gib(tiles * _DRIVER_BYTES_PER_TILE)} of the driver's memory, "
-                              f"more than half the {_gib(available)} available. Use larger tiles "
-                              f"(grid.tile) or fewer points (grid.x.points, grid.y.points).")
-        if file_bytes > free:
-            raise OutputError(f"The grid of slice '{slice_cfg.name}' ({size} points) needs a surface "
-                              f"file of at least {_gib(file_bytes)} ({_FILE_BYTES_PER_POINT} bytes a "
-                              f"point, all slices so far), but {_gib(free)} are free under "
-                              f"'{existing}'. Use fewer points (grid.x.points, grid.y.points) or "
-                              f"another {{out}}.", out="output directory")
-
-
-def _steps(rows: np.ndarray, traj: Trajectory, limit: int = 5) -> str:
-    steps = [str(int(traj.step[i])) for i in np.flatnonzero(rows)[:limit]]
-    return ", ".join(steps) + (", ..." if rows.sum() > limit else "")
-
-
-def _warn_diverged(centre: np.ndarray, traj: Trajectory | None) -> None:
-    """Say so when the centre or recorded checkpoints are not finite (a diverged training run):
-    the sweep still runs and stores what it computes, NaN included."""
-    if traj is not None:
-        bad = ~np.isfinite(traj.weights).all(axis=1)
-        if bad.any():
-            good = np.flatnonzero(~bad)
-            last = (f"the last finite one is step {int(traj.step[good[-1]])} (epoch "
-                    f"{int(traj.epoch[good[-1]])})" if good.size else "none is finite")
-            log.warning("the training path has %d of %d checkpoints that are not finite (steps %s); "
-                        "%s", int(bad.sum()), len(bad), _steps(bad, traj), last)
-    bad_centre = int(np.sum(~np.isfinite(centre)))
-    if bad_centre:
-        log.warning("the centre weights hold %d NaN or infinite values (a diverged training run?): "
-                    "every point of a slice through them will be NaN", bad_centre)
-
-
 def _model_resolver(model, layout: WeightLayout, traj: Trajectory | None):
     """``resolve(reference) -> (flat weights, non-trainable values or None)`` for the planes
     between models: 'path:i' is checkpoint i of the training path (its statistics were not
@@ -254,7 +184,7 @@ def prepare(config: Config, out: Path) -> SweepInputs:
                       if PLANE_KINDS[s.directions.kind]().uses_path(s.directions)), None)
     traj = _trajectory(out, layout, needed_by)
     path = traj.weights if traj is not None else None
-    _warn_diverged(centre, traj)
+    warn_diverged(centre, traj)
     by_filter = any(s.directions.normalization == "filter" for s in config.slices)
     non_trainable = [v.numpy() for v in model.non_trainable_variables]
     context = PlaneContext(centre, layout, path, filter_rules(model, warn=by_filter), non_trainable,

@@ -1,0 +1,88 @@
+"""Checks made before a sweep starts: what its grids need against the machine's disk and memory,
+and what a diverged training run left in the centre and the recorded path."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from .config.schema import Config
+from .errors import OutputError
+from .model.trajectory import Trajectory
+from .store.outdir import nearest_existing
+
+log = logging.getLogger("landscape_dist")
+
+
+_FILE_BYTES_PER_POINT = 9  # at least: the loss (float64) and the done mask (bool)
+_DRIVER_BYTES_PER_TILE = 512  # the driver's bookkeeping of a tile: Tile, queue and index entries
+
+
+def _available_memory() -> int:
+    """Bytes of memory available to new allocations (Linux: MemAvailable), else physical memory."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2 ** 30:.3g} GiB"
+
+
+def check_sizes(config: Config, out: Path) -> None:
+    """Refuse grids whose surface file cannot fit on the output's disk, or whose tiles cannot fit
+    in the driver's memory, before anything is allocated."""
+    existing = nearest_existing(out)
+    free = shutil.disk_usage(existing).free
+    available = _available_memory()
+    file_bytes = 0
+    for i, slice_cfg in enumerate(config.slices):
+        rows, cols = slice_cfg.grid.shape
+        th, tw = slice_cfg.grid.tile
+        points = rows * cols
+        file_bytes += points * _FILE_BYTES_PER_POINT
+        tiles = -(-rows // th) * -(-cols // tw)
+        size = f"{cols} x {rows}" if slice_cfg.grid.y is not None else f"{cols}"
+        if tiles * _DRIVER_BYTES_PER_TILE > available // 2:
+            raise OutputError(f"The grid of slice '{slice_cfg.name}' ({size} points in tiles of "
+                              f"{th} x {tw}) makes {tiles:.3g} tiles, whose bookkeeping needs at "
+                              f"least {_gib(tiles * _DRIVER_BYTES_PER_TILE)} of the driver's memory, "
+                              f"more than half the {_gib(available)} available. Use larger tiles "
+                              f"(grid.tile) or fewer points (grid.x.points, grid.y.points).")
+        if file_bytes > free:
+            raise OutputError(f"The grid of slice '{slice_cfg.name}' ({size} points) needs a surface "
+                              f"file of at least {_gib(file_bytes)} ({_FILE_BYTES_PER_POINT} bytes a "
+                              f"point, all slices so far), but {_gib(free)} are free under "
+                              f"'{existing}'. Use fewer points (grid.x.points, grid.y.points) or "
+                              f"another {{out}}.", out="output directory")
+
+
+def _steps(rows: np.ndarray, traj: Trajectory, limit: int = 5) -> str:
+    steps = [str(int(traj.step[i])) for i in np.flatnonzero(rows)[:limit]]
+    return ", ".join(steps) + (", ..." if rows.sum() > limit else "")
+
+
+def warn_diverged(centre: np.ndarray, traj: Trajectory | None) -> None:
+    """Say so when the centre or recorded checkpoints are not finite (a diverged training run):
+    the sweep still runs and stores what it computes, NaN included."""
+    if traj is not None:
+        bad = ~np.isfinite(traj.weights).all(axis=1)
+        if bad.any():
+            good = np.flatnonzero(~bad)
+            last = (f"the last finite one is step {int(traj.step[good[-1]])} (epoch "
+                    f"{int(traj.epoch[good[-1]])})" if good.size else "none is finite")
+            log.warning("the training path has %d of %d checkpoints that are not finite (steps %s); "
+                        "%s", int(bad.sum()), len(bad), _steps(bad, traj), last)
+    bad_centre = int(np.sum(~np.isfinite(centre)))
+    if bad_centre:
+        log.warning("the centre weights hold %d NaN or infinite values (a diverged training run?): "
+                    "every point of a slice through them will be NaN", bad_centre)
