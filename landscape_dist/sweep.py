@@ -23,6 +23,7 @@ from .config.schema import Config, SliceConfig
 from .core.grid import Tile, split_tiles
 from .core.layout import WeightLayout
 from .core.numbers import surface_numbers
+from .core.quantities import main_loss
 from .core.plane import Plane
 from .core.projection import off_plane_fraction, project_path
 from .errors import OutputError, SourceError, in_terms
@@ -95,7 +96,7 @@ class SweepInputs:
     """Everything a sweep needs, prepared and checked before anything is written."""
 
     model_spec: ModelSpec
-    data_spec: DataSpec
+    data_spec: DataSpec | dict  # a dict of DataSpecs by name for several datasets
     centre_file: Path | None
     layout: WeightLayout
     non_trainable: list
@@ -104,15 +105,21 @@ class SweepInputs:
     slices: tuple[SlicePlan, ...]
 
     def fingerprint(self, config: Config) -> dict:
-        return fingerprint(config.to_dict(), self.model_spec.payload, self.data_spec.source,
-                           self.centre_file, self.trajectory_file)
+        sources = ([s.source for s in self.data_spec.values()] if isinstance(self.data_spec, dict)
+                   else self.data_spec.source)
+        return fingerprint(config.to_dict(), self.model_spec.payload, sources, self.centre_file,
+                           self.trajectory_file)
 
 
-def _data_spec(config: Config) -> DataSpec:
-    source = config.data.source
-    if os.path.exists(source):  # workers may run elsewhere: give them an absolute path
-        source = str(Path(source).resolve())
-    return DataSpec(source, num_shards=config.data.shards)
+def _data_spec(config: Config):
+    """The DataSpec of the data, or a dict of them by name when several datasets are named."""
+    def spec(source: str) -> DataSpec:
+        if os.path.exists(source):  # workers may run elsewhere: give them an absolute path
+            source = str(Path(source).resolve())
+        return DataSpec(source, num_shards=config.data.shards)
+
+    datasets = config.data.datasets
+    return spec(config.data.source) if datasets is None else {k: spec(v) for k, v in datasets.items()}
 
 
 def _centre_file(config: Config, out: Path) -> Path | None:
@@ -238,7 +245,7 @@ class SliceSweep:
         if not resumed:
             self.journal.append("tile", self.plan.name, tile.index, result)  # on disk first
         self.slice_writer.write_tile(tile, result)
-        self.nonfinite += int(np.sum(~np.isfinite(result["loss"])))
+        self.nonfinite += int(np.sum(~np.isfinite(result[self.loss_name])))
         if resumed:
             self.callbacks.on_tile_resumed(self.plan.name, tile, result)
         else:
@@ -249,6 +256,7 @@ class SliceSweep:
         plan, name = self.plan, self.plan.name
         self._check_plane()
         plane = plan.plane
+        self.loss_name = main_loss(pool.names)
         non_trainable = plane.non_trainable if plane.non_trainable is not None else self.non_trainable
         pool.set_plane(plane.centre, plane.directions, non_trainable, plane.non_trainable_directions)
         self.slice_writer = self.writer.add_slice(name, plan.xs, plan.ys, pool.names, plane,
@@ -281,7 +289,7 @@ class SliceSweep:
                    if k in plan.plane.meta}}
         if n_points <= _NUMBERS_MAX_POINTS:
             info["numbers"] = self.slice_writer.write_numbers(surface_numbers(
-                plan.xs, plan.ys, self.slice_writer.read("loss")))
+                plan.xs, plan.ys, self.slice_writer.read(self.loss_name)))
         if trajectory is not None:
             info["path_off_plane_fraction"] = self._write_path(pool, trajectory)
         self.callbacks.on_slice_end(name, info)
@@ -344,12 +352,12 @@ def _make_pool(config: Config, inputs: SweepInputs, in_process: bool):
     return RayPool(inputs.model_spec, inputs.data_spec, config.evaluation, config.cluster)
 
 
-def _callbacks(config: Config, inputs: SweepInputs, out: Path, callbacks, progress: bool):
+def _callbacks(config: Config, inputs: SweepInputs, out: Path, callbacks, progress: bool, names):
     """The user's callbacks, then the progress bar and the live preview where asked for."""
     hooks = CallbackList(list(callbacks or []) + ([ProgressBar()] if progress else []))
     if config.plot.preview_every_s:
         grids = {plan.name: (plan.xs, plan.ys) for plan in inputs.slices}
-        hooks.append(LivePreview(out, grids, config.plot.preview_every_s))
+        hooks.append(LivePreview(out, grids, config.plot.preview_every_s, main_loss(names)))
     return hooks
 
 
@@ -384,7 +392,7 @@ def sweep(config: Config, out: str | Path, *, pool=None, callbacks: list[SweepCa
                 pool = _make_pool(config, inputs, in_process)
             check_writable(out)
             journal = TileJournal.open(journal_path, fingerprint_, resume=not overwrite, checked=checked)
-            hooks = _callbacks(config, inputs, out, callbacks, progress)
+            hooks = _callbacks(config, inputs, out, callbacks, progress, pool.names)
             summary = {"slices": {}, "centre": str(inputs.centre_file) if inputs.centre_file else
                        "source weights"}
             writer = SurfaceWriter(partial, config.to_dict(), package_versions())

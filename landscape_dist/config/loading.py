@@ -43,8 +43,17 @@ def _coerce(tp, value, name: str):
         options = typing.get_args(tp)
         if value is None and type(None) in options:
             return None
-        inner = [o for o in options if o is not type(None)][0]
-        return _coerce(inner, value, name)
+        inner = [o for o in options if o is not type(None)]
+        mapping = [o for o in inner if typing.get_origin(o) is dict]
+        if isinstance(value, dict) and mapping:
+            return _coerce(mapping[0], value, name)
+        return _coerce(inner[0], value, name)
+    if origin is dict:
+        key_type, value_type = typing.get_args(tp)
+        if not isinstance(value, dict) or not value:
+            raise must(name, "a non-empty mapping", value)
+        return {_coerce(key_type, k, f"{name}.{k}"): _coerce(value_type, v, f"{name}.{k}")
+                for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         return build(tp, value, name)
     if origin is tuple:

@@ -205,15 +205,27 @@ class ModelConfig:
 @dataclass(frozen=True)
 class DataConfig:
     """Where the evaluation data comes from (a built-in name, an .npz file, a directory with
-    x.npy and y.npy, or module:function) and how many shards workers split it into."""
+    x.npy and y.npy, or module:function) and how many shards workers split it into. ``source``
+    may name several datasets (``{train: ..., test: ...}``): every point is then evaluated on
+    each, and every quantity is kept per dataset (``train/loss``, ``test/loss``...)."""
 
-    source: str = "parabola"
+    source: str | dict[str, str] = "parabola"
     shards: int = 1
 
     def __post_init__(self):
         check_finite(self)
         if not _is_int(self.shards) or self.shards < 1:
             raise must("shards", "an integer >= 1", self.shards)
+        if isinstance(self.source, dict):
+            for key in self.source:
+                if not key or not key.replace("_", "").replace("-", "").isalnum():
+                    raise must("source", "a mapping whose dataset names are letters, digits, '-' "
+                               "or '_'", dict(self.source))
+
+    @property
+    def datasets(self) -> dict[str, str] | None:
+        """Dataset name -> source when several are named, else None."""
+        return dict(self.source) if isinstance(self.source, dict) else None
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,12 @@ from .shards import REDUCTIONS, combine_parts
 POINTS, WEIGHTS = "coords", "weights"
 
 
+def main_loss(names) -> str:
+    """The quantity figures and counts follow: ``loss``, or the first dataset's ``<name>/loss``."""
+    names = list(names)
+    return "loss" if "loss" in names else next((n for n in names if n.endswith("/loss")), names[0])
+
+
 @dataclass(frozen=True)
 class Part:
     """One value per point that a worker returns: its name, how shards combine it, and whether it
@@ -26,6 +32,7 @@ class Part:
     name: str
     reduce: str = "mean"
     stored: bool = True
+    dataset: str = ""  # the dataset a mean is over ('' for the only one): its shard sizes weigh it
 
     def __post_init__(self):
         if self.reduce not in REDUCTIONS:
@@ -66,6 +73,13 @@ class QuantitySet:
     def __add__(self, other: "QuantitySet") -> "QuantitySet":
         return QuantitySet(self.parts + other.parts, self.sums + other.sums)
 
+    def for_dataset(self, name: str) -> "QuantitySet":
+        """The same quantities on dataset ``name``: every name as ``<name>/<quantity>``."""
+        parts = tuple(Part(f"{name}/{p.name}", p.reduce, p.stored, name) for p in self.parts)
+        sums = tuple((f"{name}/{total}", tuple((f"{name}/{part}", w) for part, w in terms))
+                     for total, terms in self.sums)
+        return QuantitySet(parts, sums)
+
     def finish(self, parts: dict) -> dict[str, np.ndarray]:
         """Stored quantities from one complete set of parts (name -> (P,) arrays)."""
         out = {}
@@ -78,7 +92,16 @@ class QuantitySet:
         out.update({p.name: parts[p.name] for p in self.parts if p.stored})
         return out
 
-    def combine(self, shard_parts: list[dict], sizes: list[int]) -> dict[str, np.ndarray]:
-        """Stored quantities of the whole dataset from its shards' parts (one dict per shard)."""
-        reductions = {p.name: p.reduce for p in self.parts}
-        return self.finish(combine_parts(shard_parts, sizes, reductions))
+    def combine(self, shard_parts: list[dict], sizes) -> dict[str, np.ndarray]:
+        """Stored quantities of the whole data from its shards' parts (one dict per shard).
+
+        ``sizes``: examples per shard, a list, or for several datasets a dict of such lists by
+        dataset name (each part is weighed by its own dataset's shard sizes).
+        """
+        if not isinstance(sizes, dict):
+            sizes = {p.dataset: sizes for p in self.parts}
+        combined = {}
+        for dataset in dict.fromkeys(p.dataset for p in self.parts):
+            reductions = {p.name: p.reduce for p in self.parts if p.dataset == dataset}
+            combined.update(combine_parts(shard_parts, sizes[dataset], reductions))
+        return self.finish(combined)

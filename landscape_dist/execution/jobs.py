@@ -60,16 +60,22 @@ class JobQueue:
 class ShardGather:
     """Collects each job's per-shard parts; a job is complete when every shard has answered."""
 
-    def __init__(self, quantities: QuantitySet, sizes: list[int]):
+    def __init__(self, quantities: QuantitySet, sizes):
         self.quantities = quantities
-        self.sizes = sizes
+        self.sizes = sizes  # examples per shard: a list, or lists by dataset
+        self.num_shards = len(next(iter(sizes.values())) if isinstance(sizes, dict) else sizes)
         self._parts: dict = {}  # job key -> {shard: parts}
 
     def add(self, key, shard: int, parts: dict) -> dict | None:
         """Store one shard's parts; the combined quantities once all shards are in, else None."""
         got = self._parts.setdefault(key, {})
         got[shard] = parts
-        if len(got) < len(self.sizes):
+        if len(got) < self.num_shards:
             return None
         del self._parts[key]
-        return self.quantities.combine([got[s] for s in range(len(self.sizes))], self.sizes)
+        return self.quantities.combine([got[s] for s in range(self.num_shards)], self.sizes)
+
+
+def shard_sizes(per_shard: list[dict]) -> dict[str, list[int]]:
+    """Examples by dataset, as lists over shards, from each shard's ``{dataset: examples}``."""
+    return {dataset: [sizes[dataset] for sizes in per_shard] for dataset in per_shard[0]}

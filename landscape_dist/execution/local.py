@@ -6,20 +6,21 @@ from __future__ import annotations
 from typing import Callable, Iterable
 
 from ..model.quantities import DEFAULT_QUANTITIES
-from .jobs import Job, ShardGather
+from .jobs import Job, ShardGather, shard_sizes
 from .worker import LandscapeWorker
 
 
 class InProcessPool:
     """Evaluates jobs one after another in this process, with this process's threads; with
-    ``data_spec.num_shards`` > 1, one worker per shard, combined exactly."""
+    ``data_spec.num_shards`` > 1, one worker per shard, combined exactly. ``data_spec`` may be a
+    dict of several datasets by name."""
 
     def __init__(self, model_spec, data_spec, evaluation,
                  quantities: tuple[str, ...] = DEFAULT_QUANTITIES):
-        shards = range(data_spec.num_shards)
+        first = next(iter(data_spec.values())) if isinstance(data_spec, dict) else data_spec
         self.workers = [LandscapeWorker(model_spec, data_spec, evaluation, shard=s,
-                                        quantities=quantities) for s in shards]
-        self.sizes = [w.evaluator.n_examples for w in self.workers]
+                                        quantities=quantities) for s in range(first.num_shards)]
+        self.sizes = shard_sizes([w.sizes for w in self.workers])
         self.quantities = self.workers[0].quantities
         self.names = self.quantities.names
 

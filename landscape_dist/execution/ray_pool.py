@@ -21,7 +21,7 @@ from ..errors import LandscapeError, TileError
 from ..model.quantities import DEFAULT_QUANTITIES
 from ..model.sources import DataSpec, ModelSpec
 from .cluster import actor_resources, check_resources, connect_ray
-from .jobs import Job, JobQueue, ShardGather
+from .jobs import Job, JobQueue, ShardGather, shard_sizes
 from .worker import LandscapeWorker
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,8 @@ class RayPool:
 
         self._ray = ray
         connect_ray(cluster.address)
-        self.num_shards = data_spec.num_shards
+        first = next(iter(data_spec.values())) if isinstance(data_spec, dict) else data_spec
+        self.num_shards = first.num_shards
         self.cluster = cluster = check_resources(cluster)
         if cluster.num_workers < self.num_shards:
             raise LandscapeError(f"The 'cluster.num_workers' setting is {cluster.num_workers}, fewer "
@@ -89,7 +90,7 @@ class RayPool:
         self.quantities = infos[0]["quantities"]
         self.names = self.quantities.names
         self.info = dict(zip(self.actors, infos))  # actor -> its ready() description
-        self.sizes = [infos[s]["examples"] for s in range(self.num_shards)]  # examples per shard
+        self.sizes = shard_sizes([infos[s]["sizes"] for s in range(self.num_shards)])
         self._starting: dict = {}  # replacement actor -> (ready ref, start time)
         self._load: dict = {}  # live actor -> jobs it holds
         self._in_flight: dict = {}  # result ref -> (actor, job, shard)

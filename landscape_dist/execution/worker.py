@@ -10,6 +10,7 @@ import os
 import shutil
 import tempfile
 
+from ..errors import in_terms
 from ..model.quantities import DEFAULT_QUANTITIES
 
 
@@ -52,16 +53,25 @@ class LandscapeWorker:
         self.error = None
         try:
             model = model_spec.build()
-            x, y = data_spec.load(shard)
-            self.evaluator = LandscapeEvaluator(model, x, y, batch_size=evaluation.batch_size,
-                                                memory_budget_mb=evaluation.memory_budget_mb,
-                                                mode=evaluation.mode)
-            self.kinds = [QUANTITIES[name](self.evaluator) for name in quantities]
-            self.quantities = sum((kind.describe() for kind in self.kinds[1:]),
-                                  self.kinds[0].describe())
-            if data_spec.num_shards > 1:
-                for kind in self.kinds:
-                    kind.check_shardable()
+            specs = data_spec if isinstance(data_spec, dict) else {"": data_spec}
+            self.evaluators, self.kinds, described = {}, [], []
+            for dataset, spec in specs.items():
+                with in_terms({"data": f"dataset {dataset!r}"} if dataset else {}):
+                    x, y = spec.load(shard)
+                    evaluator = LandscapeEvaluator(model, x, y, batch_size=evaluation.batch_size,
+                                                   memory_budget_mb=evaluation.memory_budget_mb,
+                                                   mode=evaluation.mode)
+                    kinds = [QUANTITIES[name](evaluator) for name in quantities]
+                    if spec.num_shards > 1:
+                        for kind in kinds:
+                            kind.check_shardable()
+                self.evaluators[dataset] = evaluator
+                for kind in kinds:
+                    self.kinds.append((dataset, kind))
+                    described.append(kind.describe().for_dataset(dataset) if dataset
+                                     else kind.describe())
+            self.evaluator = next(iter(self.evaluators.values()))  # the first dataset's
+            self.quantities = sum(described[1:], described[0])
         except ValueError as err:  # bad input (model, data): reported by ready(), not retried
             if not remote:
                 raise
@@ -80,20 +90,27 @@ class LandscapeWorker:
 
         node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
         return {"pid": os.getpid(), "node": node, "tmp": self.tmp, "quantities": self.quantities,
-                "examples": self.evaluator.n_examples,
+                "examples": self.evaluator.n_examples, "sizes": self.sizes,
                 "points_per_call": self.evaluator.points_per_call,
                 "batch_size": self.evaluator.batch_size}
 
+    @property
+    def sizes(self) -> dict[str, int]:
+        """Examples this worker holds, by dataset ('' for the only one)."""
+        return {dataset: ev.n_examples for dataset, ev in self.evaluators.items()}
+
     def set_plane(self, centre, directions, non_trainable, non_trainable_directions=None) -> bool:
-        self.evaluator.set_plane(centre, directions, non_trainable, non_trainable_directions)
+        for evaluator in self.evaluators.values():
+            evaluator.set_plane(centre, directions, non_trainable, non_trainable_directions)
         return True
 
     def evaluate(self, kind: str, items) -> dict:
         """The parts of every quantity kind at ``items`` (POINTS: plane coordinates, WEIGHTS: flat
         weight vectors) on this worker's data; combined across shards by the pool."""
         parts = {}
-        for quantity in self.kinds:
-            parts.update(quantity.compute(kind, items))
+        for dataset, quantity in self.kinds:
+            computed = quantity.compute(kind, items)
+            parts.update({f"{dataset}/{k}": v for k, v in computed.items()} if dataset else computed)
         return parts
 
     def close(self) -> bool:

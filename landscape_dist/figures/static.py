@@ -19,6 +19,14 @@ from ..core.projection import off_plane_fraction  # noqa: E402
 from ..store.surface import Surface, read_surface  # noqa: E402
 
 
+def _format_colorbar(cbar, norm) -> None:
+    """Readable ticks on a colour bar with log-spaced levels."""
+    if norm is not None:
+        cbar.ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        cbar.ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%.3g"))
+        cbar.ax.yaxis.set_minor_formatter(ticker.NullFormatter())
+
+
 def _save(fig, file, dpi: int):
     fig.tight_layout()
     fig.savefig(file, dpi=dpi)
@@ -109,9 +117,10 @@ def _axis_labels(ax, surface: Surface):
             ax.set_ylabel("direction 1")
 
 
-def plot_contour(surface: Surface, file: Path, cfg: PlotConfig, quantity: str = "loss",
+def plot_contour(surface: Surface, file: Path, cfg: PlotConfig, quantity: str | None = None,
                  filled: bool = False) -> Path:
     """Contour lines with labelled log-spaced levels, or filled contours with a colour bar."""
+    quantity = quantity or surface.loss_name
     z = np.ma.masked_invalid(surface.values[quantity])
     levels = contour_levels(surface.values[quantity], cfg.levels, cfg.log_levels)
     use_log = cfg.log_levels and levels[0] > 0
@@ -149,13 +158,14 @@ def plot_curve(surface: Surface, file: Path, cfg: PlotConfig) -> Path:
     """1-D slice: loss (log axis when positive) and the other quantities on a second axis."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     x = surface.xcoordinates
-    loss = np.ma.masked_invalid(surface.values["loss"])
-    ax.plot(x, loss, color="tab:blue", label="loss")
-    finite = surface.values["loss"][np.isfinite(surface.values["loss"])]
+    name = surface.loss_name
+    loss = np.ma.masked_invalid(surface.values[name])
+    ax.plot(x, loss, color="tab:blue", label=name)
+    finite = surface.values[name][np.isfinite(surface.values[name])]
     if cfg.log_levels and finite.size and finite.min() > 0:
         ax.set_yscale("log")
-    ax.set_ylabel("loss", color="tab:blue")
-    others = [q for q in surface.values if q != "loss"]
+    ax.set_ylabel(name, color="tab:blue")
+    others = [q for q in surface.values if q != name]
     if others:
         ax2 = ax.twinx()
         for q in others:
@@ -164,7 +174,7 @@ def plot_curve(surface: Surface, file: Path, cfg: PlotConfig) -> Path:
         ax2.legend(loc="upper right", fontsize=8)
     _mark_models(ax, surface)
     _axis_labels(ax, surface)
-    ax.set_title(f"loss along slice '{surface.name}'\n{describe(surface)}", fontsize=9,
+    ax.set_title(f"{name} along slice '{surface.name}'\n{describe(surface)}", fontsize=9,
                  pad=14 if surface.meta.get("model_coords") else 6)
     return _save(fig, file, cfg.dpi)
 
@@ -175,16 +185,17 @@ def plot_path_loss(surface: Surface, file: Path, cfg: PlotConfig) -> Path:
 
     p = surface.path
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    ax.plot(p.step, p.values["loss"], marker=".", label="true loss at the recorded weights")
+    name = surface.loss_name
+    ax.plot(p.step, p.values[name], marker=".", label="true loss at the recorded weights")
     if surface.ndim == 2:
         grid = (surface.ycoordinates, surface.xcoordinates)
-        interp = RegularGridInterpolator(grid, surface.values["loss"], bounds_error=False)
+        interp = RegularGridInterpolator(grid, surface.values[name], bounds_error=False)
         on_slice = interp(np.stack([p.coords[:, 1], p.coords[:, 0]], axis=1))
     else:
-        on_slice = np.interp(p.coords[:, 0], surface.xcoordinates, surface.values["loss"],
+        on_slice = np.interp(p.coords[:, 0], surface.xcoordinates, surface.values[name],
                              left=np.nan, right=np.nan)
     ax.plot(p.step, on_slice, marker=".", label="slice loss at the projected point")
-    if cfg.log_levels and np.nanmin(p.values["loss"]) > 0:
+    if cfg.log_levels and np.nanmin(p.values[name]) > 0:
         ax.set_yscale("log")
     ax.set_xlabel("training step")
     ax.set_ylabel("loss")
@@ -202,7 +213,7 @@ def plot_seeds(members: list, file: Path, cfg: PlotConfig) -> Path:
     if members[0].ndim == 1:
         fig, ax = plt.subplots(figsize=(6.4, 4.2))
         x = members[0].xcoordinates
-        curves = np.array([m.values["loss"] for m in members])
+        curves = np.array([m.values[m.loss_name] for m in members])
         for seed, curve in zip(seeds, curves):
             ax.plot(x, np.ma.masked_invalid(curve), color="tab:blue", alpha=0.25, linewidth=0.8)
         with np.errstate(all="ignore"):
@@ -223,12 +234,12 @@ def plot_seeds(members: list, file: Path, cfg: PlotConfig) -> Path:
     rows = -(-len(members) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols + 1.2, 3.2 * rows), squeeze=False,
                              constrained_layout=True)
-    values = np.concatenate([m.values["loss"].ravel() for m in members])
+    values = np.concatenate([m.values[m.loss_name].ravel() for m in members])
     levels = contour_levels(values, cfg.levels, cfg.log_levels)
     norm = colors.LogNorm(levels[0], levels[-1]) if cfg.log_levels and levels[0] > 0 else None
     cs = None
     for ax, member, seed in zip(axes.ravel(), members, seeds):
-        z = np.ma.masked_invalid(member.values["loss"])
+        z = np.ma.masked_invalid(member.values[member.loss_name])
         if z.count():
             X, Y = np.meshgrid(member.xcoordinates, member.ycoordinates)
             cs = ax.contourf(X, Y, z, levels=levels, norm=norm, cmap="viridis")
@@ -237,12 +248,55 @@ def plot_seeds(members: list, file: Path, cfg: PlotConfig) -> Path:
     for ax in axes.ravel()[len(members):]:
         ax.set_visible(False)
     if cs is not None:
-        cbar = fig.colorbar(cs, ax=axes.ravel().tolist(), label="loss (shared levels)")
-        if norm is not None:
-            cbar.ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
-            cbar.ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%.3g"))
-            cbar.ax.yaxis.set_minor_formatter(ticker.NullFormatter())
+        _format_colorbar(fig.colorbar(cs, ax=axes.ravel().tolist(), label="loss (shared levels)"), norm)
     fig.suptitle(f"slice '{group}' for {len(members)} seeds", fontsize=10)
+    fig.savefig(file, dpi=cfg.dpi)
+    plt.close(fig)
+    return file
+
+
+def plot_datasets(surface: Surface, file: Path, cfg: PlotConfig) -> Path:
+    """A slice evaluated on several datasets: each one's loss side by side on shared levels, and
+    the generalisation gap (the second dataset's loss minus the first's)."""
+    datasets = surface.datasets
+    losses = [surface.values[f"{d}/loss"] for d in datasets]
+    gap = losses[1] - losses[0]
+    gap_label = f"{datasets[1]} loss - {datasets[0]} loss"
+    if surface.ndim == 1:
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        for d, loss in zip(datasets, losses):
+            ax.plot(surface.xcoordinates, np.ma.masked_invalid(loss), label=f"{d} loss")
+        ax.set_ylabel("loss")
+        ax2 = ax.twinx()
+        ax2.plot(surface.xcoordinates, np.ma.masked_invalid(gap), color="tab:red", linestyle="--",
+                 label="gap")
+        ax2.set_ylabel(gap_label, color="tab:red")
+        ax.legend(fontsize=8, loc="upper left")
+        _axis_labels(ax, surface)
+        ax.set_title(f"datasets on slice '{surface.name}'", fontsize=9)
+        return _save(fig, file, cfg.dpi)
+    panels = len(datasets) + 1
+    fig, axes = plt.subplots(1, panels, figsize=(3.8 * panels + 1.0, 3.6), constrained_layout=True)
+    X, Y = np.meshgrid(surface.xcoordinates, surface.ycoordinates)
+    levels = contour_levels(np.concatenate([v.ravel() for v in losses]), cfg.levels, cfg.log_levels)
+    norm = colors.LogNorm(levels[0], levels[-1]) if cfg.log_levels and levels[0] > 0 else None
+    cs = None
+    for ax, d, loss in zip(axes, datasets, losses):
+        z = np.ma.masked_invalid(loss)
+        if z.count():
+            cs = ax.contourf(X, Y, z, levels=levels, norm=norm, cmap="viridis")
+        ax.set_title(f"{d} loss", fontsize=9)
+    if cs is not None:
+        _format_colorbar(fig.colorbar(cs, ax=list(axes[:-1]), label="loss (shared levels)"), norm)
+    z = np.ma.masked_invalid(gap)
+    if z.count():
+        bound = float(np.max(np.abs(z.compressed()))) or 1.0
+        gs = axes[-1].contourf(X, Y, z, levels=np.linspace(-bound, bound, 21), cmap="RdBu_r")
+        fig.colorbar(gs, ax=axes[-1], label=gap_label)
+    axes[-1].set_title("generalisation gap", fontsize=9)
+    for ax in axes:
+        ax.plot(0, 0, marker="+", color="black", markersize=8)
+    fig.suptitle(f"slice '{surface.name}' on {', '.join(datasets)}", fontsize=10)
     fig.savefig(file, dpi=cfg.dpi)
     plt.close(fig)
     return file
@@ -268,6 +322,8 @@ def plot_surface_file(path: Path, out: Path, cfg: PlotConfig, suffix: str | None
             written.append(plot_contour(surface, out / f"{name}_filled{suffix}", cfg, filled=True))
         else:
             written.append(plot_curve(surface, out / f"{name}_1d{suffix}", cfg))
-        if surface.path is not None and "loss" in surface.path.values and _show_path(surface, cfg):
+        if len(surface.datasets) > 1:
+            written.append(plot_datasets(surface, out / f"{name}_datasets{suffix}", cfg))
+        if surface.path is not None and surface.loss_name in surface.path.values and _show_path(surface, cfg):
             written.append(plot_path_loss(surface, out / f"{name}_path{suffix}", cfg))
     return [str(p) for p in written]

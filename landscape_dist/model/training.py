@@ -25,7 +25,8 @@ def train(config: Config, out: str | Path, verbose: int = 0) -> dict:
     out = Path(out)
     keras.utils.set_random_seed(config.train.seed)  # Keras's shuffling and dropout draw from it
     model = ModelSpec.from_source(config.model.source, config.model.unsafe_deserialization).build()
-    x, y = DataSpec(config.data.source).load()
+    datasets = config.data.datasets  # several: training uses the first
+    x, y = DataSpec(next(iter(datasets.values())) if datasets else config.data.source).load()
     _set_optimizer(model, config)
     _check_trajectory_size(config, model, len(x), out)
     out.mkdir(parents=True, exist_ok=True)

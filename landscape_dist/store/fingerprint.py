@@ -25,7 +25,7 @@ def file_digest(path) -> str | None:
     return digest.hexdigest()
 
 
-def fingerprint(config: dict, model_bytes: bytes | None, data_source: str, centre_file=None,
+def fingerprint(config: dict, model_bytes: bytes | None, data_source, centre_file=None,
                 trajectory_file=None) -> dict:
     """The run's fingerprint: model and data sources with digests of their files, the centre and
     trajectory files' digests, the training settings and each slice's directions and grid.
@@ -38,7 +38,9 @@ def fingerprint(config: dict, model_bytes: bytes | None, data_source: str, centr
                   "file": hashlib.sha256(model_bytes).hexdigest() if model_bytes else None,
                   "centre": str(centre_file) if centre_file else None,
                   "centre_file": file_digest(centre_file) if centre_file else None},
-        "data": {"source": config["data"]["source"], "file": file_digest(data_source)},
+        "data": {"source": config["data"]["source"],
+                 "file": [file_digest(s) for s in data_source] if isinstance(data_source, list)
+                 else file_digest(data_source)},
         "trajectory": file_digest(trajectory_file) if trajectory_file else None,
         "train": config["train"],  # a resumed 'run' keeps its trained model: refuse other training
         "slices": [{"name": sl["name"], "directions": sl["directions"], "grid": sl["grid"]}

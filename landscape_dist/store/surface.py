@@ -8,7 +8,8 @@ Layout::
                                      explained_variance_ratio), numbers (JSON: loss at the centre,
                                      local quadratic curvature, basin widths; derived, not evaluated)
         xcoordinates (nx,)    ycoordinates (ny,)            (2-D slices only)
-        values/<quantity>     (ny, nx), or (nx,) for 1-D;  NaN until computed
+        values/<quantity>     (ny, nx), or (nx,) for 1-D;  NaN until computed; attr order
+                              (<dataset>/<quantity> for several datasets)
         done                  same shape, bool
         plane/centre (size,)  plane/directions (k, size)  plane/non_trainable/<i>
                               plane/non_trainable_directions/<j>/<i> (statistics that move)
@@ -36,11 +37,28 @@ import yaml
 from ..core.grid import Tile
 from ..core.layout import WeightLayout
 from ..core.plane import Plane
+from ..core.quantities import main_loss
 from ..errors import OutputError
 
 FORMAT = "landscape_dist.surface"
 FORMAT_VERSION = 1
 _ACCURACY_NAMES = ("accuracy", "sparse_categorical_accuracy", "categorical_accuracy", "binary_accuracy")
+
+
+def _reference_names(names) -> dict:
+    """Li et al.'s root datasets and the quantities they hold: ``train_loss`` (and ``train_acc``)
+    for one dataset; ``<dataset>_loss`` and ``<dataset>_acc`` for each of several."""
+    names = list(names)
+    if "loss" in names:
+        return {"train": ("loss", _accuracy_name(names))}
+    out = {}
+    for name in names:
+        if name.endswith("/loss"):
+            dataset = name[:-len("/loss")]
+            inner = [n[len(dataset) + 1:] for n in names if n.startswith(f"{dataset}/")]
+            acc = _accuracy_name(inner)
+            out[dataset] = (name, f"{dataset}/{acc}" if acc else None)
+    return out
 
 
 def _accuracy_name(names) -> str | None:
@@ -73,6 +91,7 @@ class SurfaceWriter:
         if ys is not None:
             group.create_dataset("ycoordinates", data=np.asarray(ys, np.float64))
         values = group.create_group("values")
+        values.attrs["order"] = json.dumps(list(names))  # HDF5 lists names alphabetically
         for quantity in names:
             values.create_dataset(quantity, shape=shape, dtype="f8", fillvalue=np.nan)
         group.create_dataset("done", shape=shape, dtype=bool, fillvalue=False)
@@ -100,9 +119,10 @@ class SurfaceWriter:
         root["xcoordinates"] = group["xcoordinates"]
         if "ycoordinates" in group:
             root["ycoordinates"] = group["ycoordinates"]
-        root["train_loss"] = group["values/loss"]
-        if _accuracy_name(names):
-            root.create_dataset("train_acc", shape=shape, dtype="f8", fillvalue=np.nan)
+        for dataset, (loss, acc) in _reference_names(names).items():
+            root[f"{dataset}_loss"] = group[f"values/{loss}"]
+            if acc:
+                root.create_dataset(f"{dataset}_acc", shape=shape, dtype="f8", fillvalue=np.nan)
 
     def finish(self) -> None:
         """Mark the file complete (every slice swept) and close it."""
@@ -133,9 +153,11 @@ class SliceWriter:
         index, shape = self._index(tile)
         for quantity, values in result.items():
             self.group["values"][quantity][index] = np.asarray(values).reshape(shape)
-        acc = _accuracy_name(result)
-        if self.is_reference and acc:
-            self.parent.file["train_acc"][index] = 100.0 * np.asarray(result[acc]).reshape(shape)
+        if self.is_reference:
+            for dataset, (_, acc) in _reference_names(result).items():
+                if acc:
+                    self.parent.file[f"{dataset}_acc"][index] = 100.0 * np.asarray(
+                        result[acc]).reshape(shape)
         self.group["done"][index] = True
         self.parent.file.flush()
 
@@ -158,6 +180,7 @@ class SliceWriter:
             path.create_dataset(name, data=np.asarray(data))
         if values:
             group = path.create_group("values")
+            group.attrs["order"] = json.dumps(list(values))
             for quantity, data in values.items():
                 group.create_dataset(quantity, data=np.asarray(data, np.float64))
         self.parent.file.flush()
@@ -197,6 +220,17 @@ class Surface:
     def ndim(self) -> int:
         return 1 if self.ycoordinates is None else 2
 
+    @property
+    def loss_name(self) -> str:
+        """The loss figures follow: ``loss``, or the first dataset's ``<dataset>/loss``."""
+        return main_loss(self.values)
+
+    @property
+    def datasets(self) -> list[str]:
+        """The datasets of a surface evaluated on several ('' when on one)."""
+        names = [n[:-len("/loss")] for n in self.values if n.endswith("/loss")]
+        return names or [""]
+
 
 def _attr(value):
     if isinstance(value, bytes):
@@ -209,6 +243,15 @@ def _attr(value):
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def _datasets(group) -> dict:
+    """Every dataset under ``group`` by its path relative to it ('loss', 'test/loss')."""
+    out = {}
+    group.visititems(lambda name, item: out.__setitem__(name, item[...])
+                     if isinstance(item, h5py.Dataset) else None)
+    order = json.loads(group.attrs["order"]) if "order" in group.attrs else []
+    return {**{k: out[k] for k in order if k in out}, **out}
 
 
 def _open(path: Path):
@@ -258,7 +301,7 @@ def read_surface(path: str | Path, unfinished: bool = False) -> dict[str, Surfac
             p = None
             if "path" in g:
                 pg = g["path"]
-                vals = {k: pg["values"][k][...] for k in pg["values"]} if "values" in pg else {}
+                vals = _datasets(pg["values"]) if "values" in pg else {}
                 p = PathOnPlane(pg["coords"][...], pg["residual"][...], pg["relative_residual"][...],
                                 pg["distance"][...], pg["step"][...], pg["epoch"][...], vals)
             plane = g["plane"]
@@ -271,7 +314,7 @@ def read_surface(path: str | Path, unfinished: bool = False) -> dict[str, Surfac
                           for j in range(len(group))]
             out[name] = Surface(
                 name, g["xcoordinates"][...], g["ycoordinates"][...] if "ycoordinates" in g else None,
-                {k: g["values"][k][...] for k in g["values"]}, g["done"][...],
+                _datasets(g["values"]), g["done"][...],
                 {k: _attr(v) for k, v in g.attrs.items()}, plane["centre"][...],
                 plane["directions"][...], layout, nt, p, moving)
         return out
