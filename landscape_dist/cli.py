@@ -124,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
             err = err.reworded(FLAGS)
         print(f"landscape-dist: error: {err}", file=sys.stderr)
         return 2
+    finally:
+        logger.removeHandler(handler)  # a library caller's logging stays as it was
     print(pipeline.to_json(result))
     return 0
 

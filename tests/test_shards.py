@@ -99,7 +99,8 @@ def test_sharded_sweep_on_ray_equals_the_unsharded_one(ray_cluster, tmp_path):
                        config.evaluation, config.cluster)
         try:
             assert sorted(pool.shard_of.values()) == list(range(shards))
-            assert pool.sizes == [301 // shards + (i >= shards - 301 % shards) for i in range(shards)]
+            assert pool.sizes == {"": [301 // shards + (i >= shards - 301 % shards)
+                                       for i in range(shards)]}
             sweep(config, tmp_path / f"ray{shards}", pool=pool, progress=False)
         finally:
             pool.close()
