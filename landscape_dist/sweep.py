@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import os
 import platform
 import time
@@ -31,6 +32,7 @@ from .execution.jobs import POINTS, WEIGHTS, Job
 from .model.checks import dtype_policies
 from .model.filters import filter_rules
 from .model.sources import DataSpec, ModelSpec, load_centre
+from .model.training import run_files
 from .model.trajectory import Trajectory, read_trajectory
 from .planes import PLANE_KINDS, PlaneContext, build_plane, resolve_axes
 from .preflight import check_sizes, warn_diverged
@@ -101,8 +103,9 @@ class SweepInputs:
     layout: WeightLayout
     non_trainable: list
     trajectory: Trajectory | None
-    trajectory_file: Path | None
+    trajectory_file: list[Path] | None  # the recorded runs' files, run 0 first
     slices: tuple[SlicePlan, ...]
+    runs: tuple[Trajectory, ...] = ()  # the further training runs (train.runs)
 
     def fingerprint(self, config: Config) -> dict:
         sources = ([s.source for s in self.data_spec.values()] if isinstance(self.data_spec, dict)
@@ -129,8 +132,18 @@ def _centre_file(config: Config, out: Path) -> Path | None:
     return trained if trained.is_file() else None
 
 
-def _trajectory(out: Path, layout: WeightLayout, needed_by: str | None) -> Trajectory | None:
-    path = out / "trajectory.h5"
+def _runs(out: Path, layout: WeightLayout) -> tuple[Trajectory, ...]:
+    """The paths of the further training runs (``train.runs``), in order."""
+    runs, index = [], 1
+    while (out / run_files(index)[0]).is_file():
+        runs.append(_trajectory(out, layout, None, run_files(index)[0]))
+        index += 1
+    return tuple(runs)
+
+
+def _trajectory(out: Path, layout: WeightLayout, needed_by: str | None,
+                name: str = "trajectory.h5") -> Trajectory | None:
+    path = out / name
     if not path.is_file():
         if needed_by:
             raise SourceError(f"A '{needed_by}' slice needs the training path '{path}', which does "
@@ -146,20 +159,27 @@ def _trajectory(out: Path, layout: WeightLayout, needed_by: str | None) -> Traje
     return traj
 
 
-def _model_resolver(model, layout: WeightLayout, traj: Trajectory | None):
+_CHECKPOINT = re.compile(r"^(path|run(\d+)):(-?\d+)$")
+
+
+def _model_resolver(model, layout: WeightLayout, paths: list):
     """``resolve(reference) -> (flat weights, non-trainable values or None)`` for the planes
-    between models: 'path:i' is checkpoint i of the training path (its statistics were not
-    recorded: None), anything else a .keras or .weights.h5 file loaded into the model."""
+    between models: 'path:i' is checkpoint i of the training path, 'run<r>:i' of training run r
+    (their statistics were not recorded: None), anything else a .keras or .weights.h5 file
+    loaded into the model. ``paths``: the recorded runs, run 0 first (None where not recorded)."""
     def resolve(ref: str):
-        if ref.startswith("path:"):
+        match = _CHECKPOINT.match(ref)
+        if match:
+            run = int(match.group(2) or 0)
+            traj = paths[run] if run < len(paths) else None
             if traj is None:
-                raise SourceError(f"The model {ref!r} is a checkpoint of the training path, which "
+                raise SourceError(f"The model {ref!r} is a checkpoint of a training path, which "
                                   f"has not been recorded. Run {{train}} with the same {{out}} "
                                   f"first.", train="train()", out="output directory")
             try:
-                return traj.weights[int(ref[5:])], None
-            except (ValueError, IndexError):
-                raise SourceError(f"The model {ref!r} must name a checkpoint of the training path "
+                return traj.weights[int(match.group(3))], None
+            except IndexError:
+                raise SourceError(f"The model {ref!r} must name a checkpoint of its training path "
                                   f"by its index, from 0 to {len(traj.weights) - 1} (or -1 for the "
                                   f"last).") from None
         saved = [v.numpy() for v in model.variables]
@@ -190,12 +210,15 @@ def prepare(config: Config, out: Path) -> SweepInputs:
     needed_by = next((s.directions.kind for s in config.slices
                       if PLANE_KINDS[s.directions.kind]().uses_path(s.directions)), None)
     traj = _trajectory(out, layout, needed_by)
+    runs = _runs(out, layout) if traj is not None else ()
     path = traj.weights if traj is not None else None
+    every = None if traj is None else np.concatenate([t.weights for t in (traj, *runs)])
     warn_diverged(centre, traj)
     by_filter = any(s.directions.normalization == "filter" for s in config.slices)
     non_trainable = [v.numpy() for v in model.non_trainable_variables]
     context = PlaneContext(centre, layout, path, filter_rules(model, warn=by_filter), non_trainable,
-                           _model_resolver(model, layout, traj))
+                           _model_resolver(model, layout, [traj, *runs]),
+                           tuple(t.weights for t in runs))
     plans = []
     policies = dtype_policies(model)
     for i, slice_cfg in enumerate(config.slices):
@@ -204,9 +227,10 @@ def prepare(config: Config, out: Path) -> SweepInputs:
                        "file": f"'{where}.file' setting", "models": f"'{where}.models' setting"}):
             plane = build_plane(slice_cfg, context)
             plane = dataclasses.replace(plane, meta={**plane.meta, "dtype_policies": policies})
-            plans.append(SlicePlan(slice_cfg, plane, *resolve_axes(slice_cfg.grid, plane, path)))
+            plans.append(SlicePlan(slice_cfg, plane, *resolve_axes(slice_cfg.grid, plane, every)))
+    files = [out / run_files(i)[0] for i in range(1 + len(runs))] if traj is not None else None
     return SweepInputs(model_spec, _data_spec(config), centre_file, layout, non_trainable, traj,
-                       out / "trajectory.h5" if traj is not None else None, tuple(plans))
+                       files, tuple(plans), runs)
 
 
 # ---------------------------------------------------------------- one slice
@@ -251,8 +275,9 @@ class SliceSweep:
         else:
             self.callbacks.on_tile_end(self.plan.name, tile, result)
 
-    def run(self, pool, trajectory: Trajectory | None) -> dict:
-        """Sweep the slice on ``pool``; returns its summary."""
+    def run(self, pool, trajectory: Trajectory | None, runs: tuple = ()) -> dict:
+        """Sweep the slice on ``pool``; returns its summary. ``runs``: further recorded training
+        runs, projected and evaluated beside the path."""
         plan, name = self.plan, self.plan.name
         self._check_plane()
         plane = plan.plane
@@ -292,10 +317,13 @@ class SliceSweep:
                 plan.xs, plan.ys, self.slice_writer.read(self.loss_name)))
         if trajectory is not None:
             info["path_off_plane_fraction"] = self._write_path(pool, trajectory)
+            for i, run in enumerate(runs, start=1):
+                info.setdefault("runs_off_plane_fraction", {})[f"run{i}"] = self._write_path(
+                    pool, run, f"paths/run{i}")
         self.callbacks.on_slice_end(name, info)
         return info
 
-    def _write_path(self, pool, trajectory: Trajectory) -> float:
+    def _write_path(self, pool, trajectory: Trajectory, where: str = "path") -> float:
         """Project the path onto the plane, evaluate its true loss, store both; returns the
         off-plane fraction of the path."""
         plane, weights = self.plan.plane, trajectory.weights
@@ -303,7 +331,7 @@ class SliceSweep:
         distance = np.linalg.norm(weights.astype(np.float64) - plane.centre, axis=1)
         values = evaluate_weights(pool, weights)
         self.slice_writer.write_path(coords, residual, relative, distance, trajectory.step,
-                                     trajectory.epoch, values)
+                                     trajectory.epoch, values, where)
         return round(off_plane_fraction(residual, distance), 4)
 
 
@@ -398,7 +426,8 @@ def sweep(config: Config, out: str | Path, *, pool=None, callbacks: list[SweepCa
             writer = SurfaceWriter(partial, config.to_dict(), package_versions())
             for plan in inputs.slices:
                 summary["slices"][plan.name] = SliceSweep(
-                    plan, writer, journal, hooks, inputs.non_trainable).run(pool, inputs.trajectory)
+                    plan, writer, journal, hooks, inputs.non_trainable).run(
+                        pool, inputs.trajectory, inputs.runs)
             writer.finish()
             os.replace(partial, target)
         finally:

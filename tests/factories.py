@@ -154,18 +154,3 @@ def failing_model():
     """A model source that fails while it builds."""
     raise ValueError("units must be positive")
 
-
-def digits_train():
-    """The first 1,200 digits (a training split)."""
-    from landscape_dist.model.examples import digits_data
-
-    x, y = digits_data()
-    return x[:1200], y[:1200]
-
-
-def digits_test():
-    """The other 597 digits (a test split)."""
-    from landscape_dist.model.examples import digits_data
-
-    x, y = digits_data()
-    return x[1200:], y[1200:]

@@ -151,3 +151,41 @@ def test_bad_between_model_settings_are_one_line(tmp_path, three_models):
         f"The 'slices.0.directions.file' setting names '{tmp_path / 'd.npz'}', whose directions are for another "
         f"architecture (1 tensors, 5 weights) than the model (6 tensors, 164 weights).")
     assert not (tmp_path / "o").exists()
+
+
+def test_several_training_runs_share_one_pca_plane_and_are_models(tmp_path):
+    from landscape_dist.model.reference import evaluate_per_point
+    from landscape_dist.model.trajectory import read_trajectory
+    from landscape_dist.pipeline import train
+
+    base = {"model": {"source": "parabola"}, "data": {"source": "parabola"},
+            "train": {"epochs": 3, "record_every": 1, "learning_rate": 0.01,
+                      "runs": [{"seed": 0}, {"seed": 1, "optimizer": "sgd", "learning_rate": 0.05}]},
+            "grid": {"x": {"min": None, "max": None, "points": 5},
+                     "y": {"min": None, "max": None, "points": 5}},
+            "slices": [{"name": "pca", "directions": {"kind": "pca", "ignore": "none"}},
+                       {"name": "line", "directions": {"kind": "interpolate",
+                                                       "models": ["path:-1", "run1:-1"]},
+                        "grid": {"x": {"min": 0.0, "max": 1.0, "points": 3}, "y": None}}]}
+    config = config_from_dict(base)
+    summary = train(config, tmp_path)
+    assert [r["trajectory"].rsplit("/", 1)[1] for r in summary["runs"]] == ["trajectory.h5",
+                                                                            "trajectory_run1.h5"]
+    sweep(config, tmp_path, in_process=True, progress=False)
+    surfaces = read_surface(tmp_path / "surface.h5")
+    pca = surfaces["pca"]
+    assert pca.meta["paths"] == 2 and pca.meta["checkpoints_used"] == 8  # 4 + 4 checkpoints
+    assert list(pca.runs) == ["run1"] and pca.runs["run1"].coords.shape == (4, 2)
+    # every checkpoint of both runs lies inside the fitted grid
+    for p in (pca.path, pca.runs["run1"]):
+        assert pca.xcoordinates[0] < p.coords[:, 0].min() and p.coords[:, 0].max() < pca.xcoordinates[-1]
+    run1 = read_trajectory(tmp_path / "trajectory_run1.h5")
+    model = ModelSpec.from_source("parabola").build()
+    x, y = DataSpec("parabola").load()
+    ref = evaluate_per_point(model, x, y, WeightLayout.from_variables(model.trainable_variables),
+                             run1.weights[-1:])
+    np.testing.assert_allclose(surfaces["line"].values["loss"][2], ref["loss"][0], rtol=1e-5)
+    np.testing.assert_allclose(pca.runs["run1"].values["loss"][-1], ref["loss"][0], rtol=1e-5)
+    with pytest.raises(ConfigError) as err:
+        config_from_dict({"train": {"runs": [{"seed": 1}, {"epochs": 0}]}})
+    assert str(err.value) == "The 'train.runs.1.epochs' setting must be an integer >= 1. Got 0 instead."

@@ -11,7 +11,6 @@ from landscape_dist.model.sources import ModelSpec
 from landscape_dist.pipeline import plot, sweep
 from landscape_dist.store.surface import read_surface
 
-F = "tests.factories:"
 GRID = {"x": {"points": 3}, "y": {"points": 3}, "tile": [3, 3]}
 
 
@@ -27,7 +26,7 @@ def separate(tmp_path_factory):
     out = {}
     for split in ("train", "test"):
         folder = tmp_path_factory.mktemp(split)
-        sweep(_config(F + f"digits_{split}"), folder, in_process=True, progress=False)
+        sweep(_config(f"digits_{split}"), folder, in_process=True, progress=False)
         out[split] = read_surface(folder / "surface.h5")["r"]
     return out
 
@@ -41,7 +40,7 @@ def _check(surface, separate):
 
 
 def test_several_datasets_equal_separate_sweeps(tmp_path, separate):
-    config = _config({"train": F + "digits_train", "test": F + "digits_test"})
+    config = _config({"train": "digits_train", "test": "digits_test"})
     summary = sweep(config, tmp_path, in_process=True, progress=False)
     surface = read_surface(tmp_path / "surface.h5")["r"]
     _check(surface, separate)
@@ -56,7 +55,7 @@ def test_several_datasets_equal_separate_sweeps(tmp_path, separate):
 
 
 def test_shards_split_each_dataset(tmp_path, separate):
-    config = _config({"train": F + "digits_train", "test": F + "digits_test"}, shards=3)
+    config = _config({"train": "digits_train", "test": "digits_test"}, shards=3)
     pool = InProcessPool(ModelSpec.from_source("digits"),
                          {k: s for k, s in _data_specs(config).items()}, config.evaluation)
     assert pool.sizes == {"train": [400, 400, 400], "test": [199, 199, 199]}
@@ -71,7 +70,7 @@ def _data_specs(config):
 
 
 def test_several_datasets_on_ray_workers(ray_cluster, tmp_path, separate):
-    config = _config({"train": F + "digits_train", "test": F + "digits_test"}, shards=2, workers=2)
+    config = _config({"train": "digits_train", "test": "digits_test"}, shards=2, workers=2)
     pool = RayPool(ModelSpec.from_source("digits"), _data_specs(config), config.evaluation,
                    config.cluster)
     try:

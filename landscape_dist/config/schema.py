@@ -61,6 +61,8 @@ SPACINGS = ("linear", "cubic")
 RECORD_UNITS = ("epoch", "step")
 EVAL_MODES = ("auto", "vectorized", "loop")
 TILE_ORDERS = ("coarse_to_fine", "rows")
+TRAIN_RUN_KEYS = ("epochs", "batch_size", "optimizer", "learning_rate", "record_every",
+                  "record_unit", "seed")
 SHOW_PATH = ("auto", "always", "never")
 DEFAULT_TILE = (16, 16)
 MAX_LEVELS = 1000  # contour levels: more cannot be told apart, and each costs a pass over the grid
@@ -239,9 +241,19 @@ class TrainConfig:
     record_every: int = 1
     record_unit: str = "epoch"
     seed: int = 0
+    runs: tuple[dict[str, Any], ...] = ()  # several runs, each these settings with its overrides
 
     def __post_init__(self):
         check_finite(self)
+        for i, run in enumerate(self.runs):
+            unknown = [k for k in run if k not in TRAIN_RUN_KEYS]
+            if unknown:
+                raise must(f"runs.{i}", f"a mapping of training settings ({', '.join(TRAIN_RUN_KEYS)})",
+                           dict(run))
+            try:
+                dataclasses.replace(self, runs=(), **run)  # each run's settings are checked too
+            except SettingError as err:
+                raise err.under(f"runs.{i}") from None
         for key in ("epochs", "batch_size", "record_every"):
             value = getattr(self, key)
             if not _is_int(value) or value < 1:
@@ -250,6 +262,11 @@ class TrainConfig:
             raise must("learning_rate", "a number > 0", self.learning_rate)
         if self.record_unit not in RECORD_UNITS:
             raise must("record_unit", f"one of {RECORD_UNITS}", self.record_unit)
+
+    @property
+    def run_settings(self) -> list["TrainConfig"]:
+        """The settings of each run: this one alone, or one per entry of ``runs``."""
+        return [dataclasses.replace(self, runs=(), **run) for run in self.runs] or [self]
 
 
 @dataclass(frozen=True)

@@ -138,7 +138,9 @@ class TrajectoryPCA:
         self.n_components = n_components
         self.mask = mask
 
-    def fit(self, path: np.ndarray) -> "TrajectoryPCA":
+    def fit(self, path: np.ndarray, *more: np.ndarray) -> "TrajectoryPCA":
+        """Fit on ``path`` (T+1, size); further paths in ``more`` (other runs) add their
+        checkpoints' differences from the same end point, the last finite row of ``path``."""
         path = np.asarray(path, dtype=np.float64)
         if path.ndim != 2:
             raise ValueError(f"The trajectory must be a 2-D array (checkpoints, weights). "
@@ -156,6 +158,11 @@ class TrajectoryPCA:
                                  record_every="a shorter recording interval")
         path = path[finite]  # a diverged run: the components of its finite part
         diffs = path[:-1] - path[-1]
+        for other in more:
+            other = np.asarray(other, dtype=np.float64)
+            other = other[np.isfinite(other).all(axis=1)]
+            diffs = np.concatenate([diffs, other - path[-1]])
+            self.n_finite_ += len(other)
         if self.mask is not None:
             diffs[:, self.mask] = 0.0
         from sklearn.decomposition import PCA  # imported when used: it takes a second

@@ -81,7 +81,16 @@ def _overlay_path(ax, surface: Surface, fig=None):
     ax.plot(*coords[0, :2], marker="o", color="white", markeredgecolor="black", markersize=8,
             zorder=5, label="start")
     ax.plot(*coords[-1, :2], marker="*", color="red", markeredgecolor="black", markersize=13,
-            zorder=5, label="end")
+            zorder=5, label="end" if not surface.runs else "run 0 end")
+    for (name, run), colour in zip(surface.runs.items(), ("tab:cyan", "tab:olive", "tab:pink",
+                                                          "tab:brown", "tab:gray")):
+        c = run.coords
+        if c.shape[1] < 2:
+            continue
+        ax.plot(c[:, 0], c[:, 1], color=colour, linewidth=1.2, marker=".", markersize=4,
+                zorder=4, label=name.replace("run", "run "))
+        ax.plot(*c[-1, :2], marker="*", color=colour, markeredgecolor="black", markersize=12,
+                zorder=5)
     ax.legend(loc="upper right", fontsize=8)
     if fig is not None:
         fig.colorbar(points, ax=ax, label="training step", pad=0.01)

@@ -56,5 +56,18 @@ def digits_model(seed: int = 0):
     return model
 
 
+def digits_train():
+    """The first 1,200 of the digits: a training split."""
+    x, y = digits_data()
+    return x[:1200], y[:1200]
+
+
+def digits_test():
+    """The other 597 digits: a test split."""
+    x, y = digits_data()
+    return x[1200:], y[1200:]
+
+
 MODELS = {"parabola": parabola_model, "digits": digits_model}
-DATASETS = {"parabola": parabola_data, "digits": digits_data}
+DATASETS = {"parabola": parabola_data, "digits": digits_data, "digits_train": digits_train,
+            "digits_test": digits_test}

@@ -14,52 +14,66 @@ from .sources import DataSpec, ModelSpec
 from .trajectory import TrajectoryRecorder
 
 
+def run_files(index: int) -> tuple[str, str]:
+    """(trajectory, model) file names of training run ``index`` (run 0: the default centre)."""
+    return ("trajectory.h5", "model.keras") if index == 0 else (f"trajectory_run{index}.h5",
+                                                                  f"model_run{index}.keras")
+
+
 def train(config: Config, out: str | Path, verbose: int = 0) -> dict:
-    """Train the configured model on its data, recording the path.
+    """Train the configured model on its data, recording the path; with ``train.runs``, once per
+    run (each from the source's own initial weights, with its own settings).
 
-    Writes ``out/trajectory.h5`` and ``out/model.keras`` (the final weights, the default centre).
-    Returns a summary dict (paths, final loss, number of checkpoints).
+    Writes ``out/trajectory.h5`` and ``out/model.keras`` (the final weights, the default centre),
+    and ``trajectory_run<i>.h5``, ``model_run<i>.keras`` for the further runs. Returns a summary
+    dict (paths, final loss, number of checkpoints; ``runs`` for several).
     """
-    import keras
-
     out = Path(out)
-    keras.utils.set_random_seed(config.train.seed)  # Keras's shuffling and dropout draw from it
-    model = ModelSpec.from_source(config.model.source, config.model.unsafe_deserialization).build()
     datasets = config.data.datasets  # several: training uses the first
     x, y = DataSpec(next(iter(datasets.values())) if datasets else config.data.source).load()
-    _set_optimizer(model, config)
-    _check_trajectory_size(config, model, len(x), out)
+    summaries = [_train_run(config, settings, i, x, y, out, verbose)
+                 for i, settings in enumerate(config.train.run_settings)]
+    return {**summaries[0], "runs": summaries} if len(summaries) > 1 else summaries[0]
+
+
+def _train_run(config: Config, settings, index: int, x, y, out: Path, verbose: int) -> dict:
+    import keras
+
+    keras.utils.set_random_seed(settings.seed)  # Keras's shuffling and dropout draw from it
+    model = ModelSpec.from_source(config.model.source, config.model.unsafe_deserialization).build()
+    _set_optimizer(model, settings)
+    _check_trajectory_size(settings, model, len(x), out)
     out.mkdir(parents=True, exist_ok=True)
-    recorder = TrajectoryRecorder(out / "trajectory.h5", config.train.record_every, config.train.record_unit)
-    history = model.fit(x, y, epochs=config.train.epochs, batch_size=config.train.batch_size,
+    trajectory, saved = (out / name for name in run_files(index))
+    recorder = TrajectoryRecorder(trajectory, settings.record_every, settings.record_unit)
+    history = model.fit(x, y, epochs=settings.epochs, batch_size=settings.batch_size,
                         shuffle=True, verbose=verbose, callbacks=[recorder])
-    model.save(out / "model.keras")
+    model.save(saved)
     final = {k: float(v[-1]) for k, v in history.history.items()}
-    with h5py.File(out / "trajectory.h5", "r") as f:
+    with h5py.File(trajectory, "r") as f:
         checkpoints = int(f["weights"].shape[0])
-    return {"model": str(out / "model.keras"), "trajectory": str(out / "trajectory.h5"),
-            "checkpoints": checkpoints, "final": final, "n_weights": int(
-                sum(int(np.prod(v.shape)) for v in model.trainable_variables))}
+    return {"model": str(saved), "trajectory": str(trajectory), "checkpoints": checkpoints,
+            "final": final, "n_weights": int(sum(int(np.prod(v.shape))
+                                                 for v in model.trainable_variables))}
 
 
-def _set_optimizer(model, config: Config) -> None:
-    """Recompile with the configured optimizer and learning rate, keeping loss and metrics."""
+def _set_optimizer(model, settings) -> None:
+    """Recompile with the run's optimizer and learning rate, keeping loss and metrics."""
     import keras
 
     try:
-        optimizer = keras.optimizers.get({"class_name": config.train.optimizer,
-                                          "config": {"learning_rate": config.train.learning_rate}})
+        optimizer = keras.optimizers.get({"class_name": settings.optimizer,
+                                          "config": {"learning_rate": settings.learning_rate}})
     except ValueError:
         raise ValueError(f"The 'train.optimizer' setting must name a Keras optimizer such as "
-                         f"'adam' or 'sgd'. Got {config.train.optimizer!r} instead.") from None
+                         f"'adam' or 'sgd'. Got {settings.optimizer!r} instead.") from None
     settings = keras.saving.deserialize_keras_object(model.get_compile_config())
     settings["optimizer"] = optimizer
     model.compile(**settings)
 
 
-def _check_trajectory_size(config: Config, model, n_examples: int, out: Path) -> None:
+def _check_trajectory_size(t, model, n_examples: int, out: Path) -> None:
     """Refuse a recording that cannot fit on the output's disk (checked before training)."""
-    t = config.train
     steps = -(-n_examples // t.batch_size) * t.epochs
     checkpoints = (steps if t.record_unit == "step" else t.epochs) // t.record_every + 2
     size = sum(int(np.prod(v.shape)) for v in model.trainable_variables)

@@ -37,6 +37,7 @@ class PlaneContext:
     filters: tuple[FilterRule, ...] | None = None
     non_trainable: list | None = None  # the centre's non-trainable values (batch-norm statistics)
     resolve_model: Callable | None = None  # reference -> (flat weights, non-trainable or None)
+    more_paths: tuple = ()  # the further recorded training runs (T_r, size), when several
 
 
 class PlaneKind:

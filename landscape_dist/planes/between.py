@@ -9,6 +9,7 @@ each model is met with its own statistics at its coordinates.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,7 +45,7 @@ class _BetweenModels(PlaneKind):
     config = BetweenModels
 
     def uses_path(self, cfg):
-        return any(ref.startswith("path:") for ref in cfg.models)
+        return any(re.match(r"^(path|run\d+):", ref) for ref in cfg.models)
 
     def _load(self, cfg, context):
         """(flat weights, non-trainable values) of each model, in float64."""

@@ -22,9 +22,10 @@ class PCAPlane(PlaneKind):
                                  "Record one first ({train}) or use kind: random.",
                                  kind="'kind' parameter", train="train()")
         mask = bias_mask(context.layout, context.filters) if cfg.ignore == "biasbn" else None
-        pca = TrajectoryPCA(n_components=k, mask=mask).fit(context.path)
+        pca = TrajectoryPCA(n_components=k, mask=mask).fit(context.path, *context.more_paths)
         meta = self.common_meta(cfg, context.centre)
         meta["explained_variance_ratio"] = [float(v) for v in pca.explained_variance_ratio_]
         meta["checkpoints_used"] = pca.n_finite_
+        meta["paths"] = 1 + len(context.more_paths)
         meta["normalization"] = "none"
         return Plane.make(context.centre, pca.components_, context.layout, meta)

@@ -41,7 +41,8 @@ def fingerprint(config: dict, model_bytes: bytes | None, data_source, centre_fil
         "data": {"source": config["data"]["source"],
                  "file": [file_digest(s) for s in data_source] if isinstance(data_source, list)
                  else file_digest(data_source)},
-        "trajectory": file_digest(trajectory_file) if trajectory_file else None,
+        "trajectory": ([file_digest(f) for f in trajectory_file] if isinstance(trajectory_file, list)
+                       else file_digest(trajectory_file)) if trajectory_file else None,
         "train": config["train"],  # a resumed 'run' keeps its trained model: refuse other training
         "slices": [{"name": sl["name"], "directions": sl["directions"], "grid": sl["grid"]}
                    for sl in config["slices"]],

@@ -17,6 +17,7 @@ Layout::
         path/coords (T, k)  path/residual (T,)  path/relative_residual (T,)  path/distance (T,)
         path/step  path/epoch     (distance: from the centre; residual: from the plane)
         path/values/<quantity> (T,)   the true loss and metrics at the recorded weights
+        paths/run<i>/...      the same for further training runs (train.runs)
 
 ``values[j, i]`` is the value at ``(xcoordinates[i], ycoordinates[j])``. At the root,
 ``xcoordinates``, ``ycoordinates`` and ``train_loss`` are hard links to the first slice's datasets
@@ -172,8 +173,10 @@ class SliceWriter:
         return numbers
 
     def write_path(self, coords, residual, relative, distance, step, epoch,
-                   values: dict | None) -> None:
-        path = self.group.require_group("path")
+                   values: dict | None, where: str = "path") -> None:
+        """Store a path on the plane under ``where`` ('path', or 'paths/run<i>' for further
+        training runs)."""
+        path = self.group.require_group(where)
         for name, data in (("coords", coords), ("residual", residual),
                            ("relative_residual", relative), ("distance", distance),
                            ("step", step), ("epoch", epoch)):
@@ -215,6 +218,7 @@ class Surface:
     non_trainable: list
     path: PathOnPlane | None
     non_trainable_directions: list | None = None  # k lists, where statistics move with the plane
+    runs: dict = field(default_factory=dict)  # further training runs' paths, 'run1'...
 
     @property
     def ndim(self) -> int:
@@ -243,6 +247,12 @@ def _attr(value):
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def _path(group) -> PathOnPlane:
+    vals = _datasets(group["values"]) if "values" in group else {}
+    return PathOnPlane(group["coords"][...], group["residual"][...], group["relative_residual"][...],
+                       group["distance"][...], group["step"][...], group["epoch"][...], vals)
 
 
 def _datasets(group) -> dict:
@@ -298,12 +308,8 @@ def read_surface(path: str | Path, unfinished: bool = False) -> dict[str, Surfac
         out = {}
         for name in json.loads(f.attrs["slices"]):
             g = f["slices"][name]
-            p = None
-            if "path" in g:
-                pg = g["path"]
-                vals = _datasets(pg["values"]) if "values" in pg else {}
-                p = PathOnPlane(pg["coords"][...], pg["residual"][...], pg["relative_residual"][...],
-                                pg["distance"][...], pg["step"][...], pg["epoch"][...], vals)
+            p = _path(g["path"]) if "path" in g else None
+            runs = {name: _path(group) for name, group in g["paths"].items()} if "paths" in g else {}
             plane = g["plane"]
             layout = WeightLayout.from_attrs(plane.attrs)
             nt = [plane["non_trainable"][str(i)][...] for i in range(len(plane["non_trainable"]))]
@@ -316,7 +322,7 @@ def read_surface(path: str | Path, unfinished: bool = False) -> dict[str, Surfac
                 name, g["xcoordinates"][...], g["ycoordinates"][...] if "ycoordinates" in g else None,
                 _datasets(g["values"]), g["done"][...],
                 {k: _attr(v) for k, v in g.attrs.items()}, plane["centre"][...],
-                plane["directions"][...], layout, nt, p, moving)
+                plane["directions"][...], layout, nt, p, moving, runs)
         return out
 
 
