@@ -194,6 +194,20 @@ def _model_resolver(model, layout: WeightLayout, paths: list):
     return resolve
 
 
+def _check_recompute(model, config: Config, where: str) -> None:
+    """Re-estimated batch-norm statistics need batch normalisation, and one set of data."""
+    import keras
+
+    if not any(isinstance(layer, keras.layers.BatchNormalization)
+               for layer in model._flatten_layers(include_self=False, recursive=True)):
+        raise SourceError(f"The '{where}.batchnorm' setting is 'recompute', but the model has no "
+                          f"batch normalisation to re-estimate. Use batchnorm: centre.")
+    if config.data.shards > 1:
+        raise SourceError(f"The '{where}.batchnorm' setting is 'recompute', which re-estimates "
+                          f"statistics on one calibration set; data.shards is {config.data.shards}. "
+                          f"Set data.shards=1 for this slice's sweep, or use batchnorm: interpolate.")
+
+
 def prepare(config: Config, out: Path) -> SweepInputs:
     """Load the model and its centre, the recorded path, and build every slice's plane and grid.
 
@@ -227,6 +241,8 @@ def prepare(config: Config, out: Path) -> SweepInputs:
                        "file": f"'{where}.file' setting", "models": f"'{where}.models' setting"}):
             plane = build_plane(slice_cfg, context)
             plane = dataclasses.replace(plane, meta={**plane.meta, "dtype_policies": policies})
+            if plane.recompute is not None:
+                _check_recompute(model, config, where)
             plans.append(SlicePlan(slice_cfg, plane, *resolve_axes(slice_cfg.grid, plane, every)))
     files = [out / run_files(i)[0] for i in range(1 + len(runs))] if traj is not None else None
     return SweepInputs(model_spec, _data_spec(config), centre_file, layout, non_trainable, traj,
@@ -283,7 +299,8 @@ class SliceSweep:
         plane = plan.plane
         self.loss_name = main_loss(pool.names)
         non_trainable = plane.non_trainable if plane.non_trainable is not None else self.non_trainable
-        pool.set_plane(plane.centre, plane.directions, non_trainable, plane.non_trainable_directions)
+        pool.set_plane(plane.centre, plane.directions, non_trainable, plane.non_trainable_directions,
+                       plane.recompute)
         self.slice_writer = self.writer.add_slice(name, plan.xs, plan.ys, pool.names, plane,
                                                   non_trainable)
         tiles = plan.tiles

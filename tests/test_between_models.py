@@ -189,3 +189,45 @@ def test_several_training_runs_share_one_pca_plane_and_are_models(tmp_path):
     with pytest.raises(ConfigError) as err:
         config_from_dict({"train": {"runs": [{"seed": 1}, {"epochs": 0}]}})
     assert str(err.value) == "The 'train.runs.1.epochs' setting must be an integer >= 1. Got 0 instead."
+
+
+def test_recomputed_statistics_equal_a_hand_written_re_estimation(tmp_path, three_models):
+    """batchnorm: recompute re-estimates the batch-norm statistics at every point on the first
+    `calibration` examples; checked against setting them by hand and calling Keras's evaluate."""
+    import keras
+
+    files, _ = three_models
+    config = _config({"kind": "interpolate", "models": files[:2], "batchnorm": "recompute",
+                      "calibration": 64}, {"x": {"min": -0.5, "max": 1.5, "points": 5}, "y": None})
+    sweep(config, tmp_path, in_process=True, progress=False)
+    surface = read_surface(tmp_path / "surface.h5")["s"]
+    assert surface.meta["batchnorm"] == "recompute" and surface.meta["calibration"] == 64
+    x, y = DataSpec(DATA).load()
+    model = ModelSpec.from_source(MODEL).build()
+    layout = WeightLayout.from_variables(model.trainable_variables)
+    bn = next(layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization))
+    dense = model.layers[1]  # the Dense layer feeding the batch normalisation
+    for i, a in enumerate(surface.xcoordinates):
+        weights = surface.centre.astype(np.float64) + a * surface.directions[0].astype(np.float64)
+        for var, value in zip(model.trainable_variables, layout.unflatten(weights.astype(np.float32))):
+            var.assign(value)
+        h = np.asarray(dense(x[:64]), np.float64)  # the statistics of the calibration examples
+        bn.moving_mean.assign(h.mean(axis=0).astype(np.float32))
+        bn.moving_variance.assign(h.var(axis=0).astype(np.float32))
+        ref = model.evaluate(x, y, batch_size=len(x), verbose=0, return_dict=True)
+        for name in ref:
+            np.testing.assert_allclose(surface.values[name][i], ref[name], rtol=1e-4)
+
+
+def test_recompute_needs_batch_normalisation_and_one_shard(tmp_path):
+    parabola = config_from_dict({"grid": {"x": {"points": 3}, "y": None}, "slices": [
+        {"name": "s", "directions": {"kind": "interpolate", "models": ["path:0", "path:-1"],
+                                     "batchnorm": "recompute"}}], "train": {"epochs": 1}})
+    from landscape_dist.pipeline import train
+
+    train(parabola, tmp_path)
+    with pytest.raises(ValueError) as err:
+        sweep(parabola, tmp_path, in_process=True, progress=False)
+    assert str(err.value) == ("The 'slices.0.directions.batchnorm' setting is 'recompute', but the "
+                              "model has no batch normalisation to re-estimate. Use batchnorm: "
+                              "centre.")

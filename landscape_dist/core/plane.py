@@ -21,6 +21,7 @@ class Plane:
     meta: dict
     non_trainable: list | None = None  # non-trainable values at the centre (None: the model's)
     non_trainable_directions: list | None = None  # k lists: how they move along each direction
+    recompute: int | None = None  # batch-norm statistics re-estimated at each point on n examples
 
     @classmethod
     def make(cls, centre, directions, layout: WeightLayout, meta: dict, non_trainable=None,

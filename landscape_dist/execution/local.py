@@ -24,9 +24,10 @@ class InProcessPool:
         self.quantities = self.workers[0].quantities
         self.names = self.quantities.names
 
-    def set_plane(self, centre, directions, non_trainable, non_trainable_directions=None) -> None:
+    def set_plane(self, centre, directions, non_trainable, non_trainable_directions=None,
+                  recompute=None) -> None:
         for worker in self.workers:
-            worker.set_plane(centre, directions, non_trainable, non_trainable_directions)
+            worker.set_plane(centre, directions, non_trainable, non_trainable_directions, recompute)
 
     def run(self, jobs: Iterable[Job], on_result: Callable) -> None:
         gather = ShardGather(self.quantities, self.sizes)

@@ -102,7 +102,8 @@ class RayPool:
         self.shard_of[actor] = shard
         return actor
 
-    def set_plane(self, centre, directions, non_trainable, non_trainable_directions=None) -> None:
+    def set_plane(self, centre, directions, non_trainable, non_trainable_directions=None,
+                  recompute=None) -> None:
         """Put the plane into the object store once; every actor reads it from there.
 
         Calls on one actor run in order, so no wait is needed: an actor's next job sees the plane.
@@ -112,7 +113,8 @@ class RayPool:
                        ray.put(np.asarray(directions, np.float32)),
                        ray.put([np.asarray(v) for v in non_trainable]),
                        None if non_trainable_directions is None else ray.put(
-                           [[np.asarray(v) for v in d] for d in non_trainable_directions]))
+                           [[np.asarray(v) for v in d] for d in non_trainable_directions]),
+                       recompute)
         for actor in self.actors:
             actor.set_plane.remote(*self._plane)
 

@@ -99,9 +99,11 @@ class LandscapeWorker:
         """Examples this worker holds, by dataset ('' for the only one)."""
         return {dataset: ev.n_examples for dataset, ev in self.evaluators.items()}
 
-    def set_plane(self, centre, directions, non_trainable, non_trainable_directions=None) -> bool:
+    def set_plane(self, centre, directions, non_trainable, non_trainable_directions=None,
+                  recompute=None) -> bool:
         for evaluator in self.evaluators.values():
-            evaluator.set_plane(centre, directions, non_trainable, non_trainable_directions)
+            evaluator.set_plane(centre, directions, non_trainable, non_trainable_directions,
+                                recompute)
         return True
 
     def evaluate(self, kind: str, items) -> dict:

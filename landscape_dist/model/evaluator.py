@@ -29,6 +29,31 @@ MODES = ("auto", "vectorized", "loop")
 
 
 @contextlib.contextmanager
+def _calibrating(model):
+    """While tracing a calibration pass: batch-norm momentum 0 (the statistics become the
+    calibration data's own), noise and dropout layers off; restored afterwards."""
+    import keras
+
+    saved = []
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            saved.append((layer, "momentum", layer.momentum))
+            layer.momentum = 0.0
+        elif isinstance(layer, (keras.layers.Dropout, keras.layers.GaussianDropout,
+                                keras.layers.AlphaDropout)):
+            saved.append((layer, "rate", layer.rate))
+            layer.rate = 0.0
+        elif isinstance(layer, keras.layers.GaussianNoise):
+            saved.append((layer, "stddev", layer.stddev))
+            layer.stddev = 0.0
+    try:
+        yield
+    finally:
+        for layer, name, value in saved:
+            setattr(layer, name, value)
+
+
+@contextlib.contextmanager
 def _quiet_tensorflow():
     logger = tf.get_logger()
     level = logger.level
@@ -93,6 +118,8 @@ class LandscapeEvaluator:
                          for i in range(0, self.n_examples, self.batch_size)]
         self._non_trainable = [tf.constant(v.numpy()) for v in model.non_trainable_variables]
         self._nt_dirs = None  # directions of the non-trainable values, when they move with the plane
+        self._recompute = None  # examples batch-norm statistics are re-estimated on, per point
+        self._calibration = None
         self._centre = None
         self._directions = None
         self._compiled = {}
@@ -131,18 +158,25 @@ class LandscapeEvaluator:
 
     # ---------------------------------------------------------------- the plane
 
-    def set_plane(self, centre, directions, non_trainable=None,
-                  non_trainable_directions=None) -> "LandscapeEvaluator":
+    def set_plane(self, centre, directions, non_trainable=None, non_trainable_directions=None,
+                  recompute: int | None = None) -> "LandscapeEvaluator":
         """Fix the plane: centre (size,), directions (k, size); non-trainable values (batch-norm
         statistics) at the centre, and optionally their directions (k lists, one array per
         non-trainable variable): then a point at coordinates c uses ``nt + sum_j c_j nt_dir_j``
-        (statistics that move with the weights), else the centre's at every point."""
+        (statistics that move with the weights), else the centre's at every point.
+        ``recompute``: re-estimate the batch-norm statistics at every point on the first
+        ``recompute`` examples (one pass in training mode, dropout off), then evaluate."""
         centre = np.asarray(centre, dtype=self.dtype.as_numpy_dtype)
         directions = np.atleast_2d(np.asarray(directions, dtype=self.dtype.as_numpy_dtype))
         if centre.shape != (self.layout.size,) or directions.shape[1:] != (self.layout.size,):
             raise ValueError(f"The plane does not fit the model: the model has {self.layout.size} "
                              f"trainable weights, the centre has shape {centre.shape} and the "
                              f"directions {directions.shape}.")
+        if recompute != self._recompute:
+            self._recompute = recompute
+            self._calibration = None if recompute is None else tf.constant(
+                np.concatenate([xb.numpy() for xb, _ in self._batches])[:recompute])
+            self._compiled = {}
         if non_trainable is not None or non_trainable_directions is not None or self._nt_dirs:
             if non_trainable is not None:
                 self._non_trainable = [tf.constant(np.asarray(v)) for v in non_trainable]
@@ -158,7 +192,9 @@ class LandscapeEvaluator:
             self._centre.assign(centre)
             self._directions.assign(directions)
         k = directions.shape[0]
-        if self._allow_shortcut and (self.shortcut is None or self.shortcut.k != k):
+        if self._recompute is not None:
+            self.shortcut = None  # statistics depend on the whole forward pass at each point
+        elif self._allow_shortcut and (self.shortcut is None or self.shortcut.k != k):
             applies = FirstLayerShortcut.applies(self.model, self.n_examples, k, self._budget / 2)
             self.shortcut = FirstLayerShortcut(self.model, self.layout, self._batches, k) if applies else None
             self._forget(POINTS)
@@ -183,6 +219,10 @@ class LandscapeEvaluator:
         if coords is None or self.shortcut is None:
             parts = tf.split(flat_weights, self.layout.sizes)
             weights = [tf.reshape(p, s) for p, s in zip(parts, self.layout.shapes)]
+            if self._recompute is not None:
+                with _calibrating(self.model):
+                    _, non_trainable = self.model.stateless_call(
+                        weights, non_trainable, self._calibration, training=True)
 
             def predict(index, xb):
                 y_pred, _, losses = self.model.stateless_call(

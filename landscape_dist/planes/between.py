@@ -3,12 +3,14 @@
 
 Models are named by reference: a ``.keras`` or ``.weights.h5`` file, or a checkpoint of the
 recorded training path (``path:0``, ``path:-1``). Batch-norm statistics (``batchnorm``) are held
-at A's (``centre``) or move with the weights (``interpolate``, Li et al.'s ``states``), so that
-each model is met with its own statistics at its coordinates.
+at A's (``centre``), move with the weights (``interpolate``, Li et al.'s ``states``), so that
+each model is met with its own statistics at its coordinates, or are re-estimated at every point
+on the first ``calibration`` examples (``recompute``, Garipov et al.'s ``update_bn``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 
@@ -19,7 +21,7 @@ from ..core.plane import Plane
 from ..errors import LandscapeError
 from . import PLANE_KINDS, PlaneKind
 
-BATCHNORM = ("centre", "interpolate")
+BATCHNORM = ("centre", "interpolate", "recompute")
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,7 @@ class BetweenModels(DirectionConfig):
 
     models: tuple[str, ...] = ()
     batchnorm: str = "centre"
+    calibration: int = 1024  # recompute: examples the statistics are re-estimated on
 
     def __post_init__(self):
         super().__post_init__()
@@ -39,6 +42,9 @@ class BetweenModels(DirectionConfig):
                        list(self.models))
         if self.batchnorm not in BATCHNORM:
             raise must("batchnorm", f"one of {BATCHNORM}", self.batchnorm)
+        if isinstance(self.calibration, bool) or not isinstance(self.calibration, int) \
+                or self.calibration < 1:
+            raise must("calibration", "an integer >= 1 (examples)", self.calibration)
 
 
 class _BetweenModels(PlaneKind):
@@ -66,7 +72,14 @@ class _BetweenModels(PlaneKind):
         return {"kind": cfg.kind, "normalization": "none", "ignore": "none", "seed": cfg.seed,
                 "centre_norm": float(np.linalg.norm(centre)), "models": list(cfg.models),
                 "model_coords": {ref: [float(c) for c in xy] for ref, xy in zip(cfg.models, coords)},
-                "batchnorm": cfg.batchnorm}
+                "batchnorm": cfg.batchnorm,
+                **({"calibration": cfg.calibration} if cfg.batchnorm == "recompute" else {})}
+
+    @staticmethod
+    def _recomputing(cfg, plane: Plane) -> Plane:
+        if cfg.batchnorm != "recompute":
+            return plane
+        return dataclasses.replace(plane, recompute=cfg.calibration)
 
     @staticmethod
     def _statistics(cfg, nts, coefficients):
@@ -87,7 +100,7 @@ class InterpolatePlane(_BetweenModels):
         (a, nt_a), (b, nt_b) = self._load(cfg, context)
         meta = self._meta(cfg, a, [[0.0], [1.0]])
         stats = self._statistics(cfg, [nt_a, nt_b], [[-1.0, 1.0]])
-        return Plane.make(a, (b - a)[None], context.layout, meta, nt_a, stats)
+        return self._recomputing(cfg, Plane.make(a, (b - a)[None], context.layout, meta, nt_a, stats))
 
 
 @PLANE_KINDS.register("models")
@@ -115,4 +128,5 @@ class ModelsPlane(_BetweenModels):
         # statistics: A + x (B - A) + y (C - A - cx (B - A)) / cy meets each model's own
         stats = self._statistics(cfg, [nt_a, nt_b, nt_c],
                                  [[-1.0, 1.0, 0.0], [(cx - 1.0) / cy, -cx / cy, 1.0 / cy]])
-        return Plane.make(a, np.stack([d0, d1]), context.layout, meta, nt_a, stats)
+        return self._recomputing(cfg, Plane.make(a, np.stack([d0, d1]), context.layout, meta, nt_a,
+                                                 stats))
