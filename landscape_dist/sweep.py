@@ -238,7 +238,8 @@ def prepare(config: Config, out: Path) -> SweepInputs:
     for i, slice_cfg in enumerate(config.slices):
         where = f"slices.{i}.directions"
         with in_terms({"kind": f"'{where}.kind' setting", "axis": f"slices.{i}.grid.",
-                       "file": f"'{where}.file' setting", "models": f"'{where}.models' setting"}):
+                       "file": f"'{where}.file' setting", "models": f"'{where}.models' setting",
+                       "around": f"'{where}.around' setting"}):
             plane = build_plane(slice_cfg, context)
             plane = dataclasses.replace(plane, meta={**plane.meta, "dtype_policies": policies})
             if plane.recompute is not None:

@@ -139,9 +139,9 @@ def test_bad_between_model_settings_are_one_line(tmp_path, three_models):
     assert str(err.value) == ("The 'slices.0.grid.y' setting must be null (a 1-D slice) for kind "
                               "'interpolate'. Got 'a mapping' instead.")
     with pytest.raises(ConfigError) as err:
-        _config({"kind": "models", "models": files, "batchnorm": "recompute"}, {})
+        _config({"kind": "models", "models": files, "batchnorm": "update_bn"}, {})
     assert str(err.value) == ("The 'slices.0.directions.batchnorm' setting must be one of "
-                              "('centre', 'interpolate'). Got 'recompute' instead.")
+                              "('centre', 'interpolate', 'recompute'). Got 'update_bn' instead.")
     parabola = {"x": {"points": 4}, "y": {"points": 3}}
     save_directions(tmp_path / "d.npz", np.ones((2, 5)), WeightLayout(("w",), ((5,),)))
     with pytest.raises(ValueError) as err:
@@ -186,6 +186,18 @@ def test_several_training_runs_share_one_pca_plane_and_are_models(tmp_path):
                              run1.weights[-1:])
     np.testing.assert_allclose(surfaces["line"].values["loss"][2], ref["loss"][0], rtol=1e-5)
     np.testing.assert_allclose(pca.runs["run1"].values["loss"][-1], ref["loss"][0], rtol=1e-5)
+    around = config_from_dict({**base, "slices": [{"name": "pca", "directions": {
+        "kind": "pca", "ignore": "none", "around": 1}}]})
+    sweep(around, tmp_path, in_process=True, progress=False, overwrite=True)
+    other = read_surface(tmp_path / "surface.h5")["pca"]
+    assert other.meta["around"] == 1 and not np.allclose(np.abs(other.directions),
+                                                         np.abs(pca.directions), atol=1e-3)
+    with pytest.raises(ValueError) as err:
+        sweep(config_from_dict({**base, "slices": [{"name": "pca", "directions": {
+            "kind": "pca", "around": 2}}]}), tmp_path, in_process=True, progress=False,
+            overwrite=True)
+    assert str(err.value) == ("The 'slices.0.directions.around' setting is 2, but 2 training "
+                              "run(s) were recorded (0 to 1).")
     with pytest.raises(ConfigError) as err:
         config_from_dict({"train": {"runs": [{"seed": 1}, {"epochs": 0}]}})
     assert str(err.value) == "The 'train.runs.1.epochs' setting must be an integer >= 1. Got 0 instead."
