@@ -12,7 +12,7 @@ from .config.schema import Config
 from .errors import in_terms
 from .figures.formats import write_outputs
 from .model import training
-from .store.surface import read_surface
+from .store.surface import check_surface
 from .store.outdir import check_writable, refuse_existing_surface, refuse_retraining
 from .sweep import SETTINGS, package_versions, sweep
 
@@ -42,7 +42,7 @@ def plot(surface: str | Path, out: str | Path | None = None, config: Config | No
     out = Path(out) if out is not None else surface.parent
     with in_terms(SETTINGS):
         check_writable(out, create=False)
-        read_surface(surface)  # a file that is not a finished surface is refused before writing
+        check_surface(surface)  # a file that is not a finished surface is refused before writing
         check_writable(out)
     return write_outputs(surface, out, (config or Config()).plot, formats)
 

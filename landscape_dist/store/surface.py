@@ -265,6 +265,9 @@ def _datasets(group) -> dict:
 
 
 def _open(path: Path):
+    if not path.is_file():
+        raise OutputError(f"The surface file '{path}' does not exist. Make one first ({{sweep}}).",
+                          sweep="sweep()")
     try:
         return h5py.File(path, "r")
     except OSError as err:
@@ -275,6 +278,25 @@ def _open(path: Path):
         raise OutputError(f"The file '{path}' is not a landscape_dist surface file (not HDF5: "
                           f"{reason}). Give a surface.h5 written by {{sweep}}.",
                           sweep="sweep()") from None
+
+
+def check_surface(path: str | Path, unfinished: bool = False) -> None:
+    """Refuse a file that is not a finished surface file (see :func:`read_surface`), reading
+    only its attributes."""
+    path = Path(path)
+    with _open(path) as f:
+        _check(f, path, unfinished)
+
+
+def _check(f, path: Path, unfinished: bool) -> None:
+    if f.attrs.get("format") != FORMAT:
+        raise OutputError(f"The file '{path}' is not a landscape_dist surface file. Give a "
+                          f"surface.h5 written by {{sweep}}.", sweep="sweep()")
+    complete = bool(f.attrs.get("complete", not path.name.endswith(".partial")))
+    if not complete and not unfinished:
+        raise OutputError(f"The surface file '{path}' is of a sweep that has not finished "
+                          f"({_progress(f)}). Run the same {{sweep}} again to finish it.",
+                          sweep="sweep()")
 
 
 def _progress(f) -> str:
@@ -293,18 +315,8 @@ def read_surface(path: str | Path, unfinished: bool = False) -> dict[str, Surfac
     ``unfinished``; its points not yet done are NaN with ``done`` False.
     """
     path = Path(path)
-    if not path.is_file():
-        raise OutputError(f"The surface file '{path}' does not exist. Make one first ({{sweep}}).",
-                          sweep="sweep()")
     with _open(path) as f:
-        if f.attrs.get("format") != FORMAT:
-            raise OutputError(f"The file '{path}' is not a landscape_dist surface file. Give a "
-                              f"surface.h5 written by {{sweep}}.", sweep="sweep()")
-        complete = bool(f.attrs.get("complete", not path.name.endswith(".partial")))
-        if not complete and not unfinished:
-            raise OutputError(f"The surface file '{path}' is of a sweep that has not finished "
-                              f"({_progress(f)}). Run the same {{sweep}} again to finish it.",
-                              sweep="sweep()")
+        _check(f, path, unfinished)
         out = {}
         for name in json.loads(f.attrs["slices"]):
             g = f["slices"][name]
