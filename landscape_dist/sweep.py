@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import re
 import os
 import platform
 import time
@@ -35,6 +34,7 @@ from .model.sources import DataSpec, ModelSpec, load_centre
 from .model.training import run_files
 from .model.trajectory import Trajectory, read_trajectory
 from .planes import PLANE_KINDS, PlaneContext, build_plane, resolve_axes
+from .planes.between import CHECKPOINT
 from .preflight import check_sizes, warn_diverged
 from .store.fingerprint import fingerprint, plane_digest
 from .store.journal import TileJournal
@@ -159,16 +159,13 @@ def _trajectory(out: Path, layout: WeightLayout, needed_by: str | None,
     return traj
 
 
-_CHECKPOINT = re.compile(r"^(path|run(\d+)):(-?\d+)$")
-
-
 def _model_resolver(model, layout: WeightLayout, paths: list):
     """``resolve(reference) -> (flat weights, non-trainable values or None)`` for the planes
     between models: 'path:i' is checkpoint i of the training path, 'run<r>:i' of training run r
     (their statistics were not recorded: None), anything else a .keras or .weights.h5 file
     loaded into the model. ``paths``: the recorded runs, run 0 first (None where not recorded)."""
     def resolve(ref: str):
-        match = _CHECKPOINT.match(ref)
+        match = CHECKPOINT.match(ref)
         if match:
             run = int(match.group(2) or 0)
             traj = paths[run] if run < len(paths) else None

@@ -90,7 +90,7 @@ class LandscapeWorker:
 
         node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
         return {"pid": os.getpid(), "node": node, "tmp": self.tmp, "quantities": self.quantities,
-                "examples": self.evaluator.n_examples, "sizes": self.sizes,
+                "sizes": self.sizes,
                 "points_per_call": self.evaluator.points_per_call,
                 "batch_size": self.evaluator.batch_size}
 

@@ -22,6 +22,8 @@ from ..errors import LandscapeError
 from . import PLANE_KINDS, PlaneKind
 
 BATCHNORM = ("centre", "interpolate", "recompute")
+# a checkpoint of a recorded training path: 'path:<i>' (run 0) or 'run<r>:<i>'
+CHECKPOINT = re.compile(r"^(path|run(\d+)):(-?\d+)$")
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ class _BetweenModels(PlaneKind):
     config = BetweenModels
 
     def uses_path(self, cfg):
-        return any(re.match(r"^(path|run\d+):", ref) for ref in cfg.models)
+        return any(CHECKPOINT.match(ref) for ref in cfg.models)
 
     def _load(self, cfg, context):
         """(flat weights, non-trainable values) of each model, in float64."""
