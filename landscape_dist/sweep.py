@@ -77,10 +77,11 @@ def package_versions() -> dict:
 
 @dataclass(frozen=True)
 class SlicePlan:
-    """A slice ready to sweep: its settings, plane, grid coordinates and tiles."""
+    """A slice ready to sweep: its settings, plane, grid coordinates and tiles. ``plane`` is None
+    for a kind built from the workers' products (Hessian eigenvectors) until the pool runs."""
 
     config: SliceConfig
-    plane: Plane
+    plane: Plane | None
     xs: np.ndarray
     ys: np.ndarray | None
 
@@ -106,6 +107,7 @@ class SweepInputs:
     trajectory_file: list[Path] | None  # the recorded runs' files, run 0 first
     slices: tuple[SlicePlan, ...]
     runs: tuple[Trajectory, ...] = ()  # the further training runs (train.runs)
+    context: PlaneContext | None = None  # what the planes built once the pool runs start from
 
     def fingerprint(self, config: Config) -> dict:
         sources = ([s.source for s in self.data_spec.values()] if isinstance(self.data_spec, dict)
@@ -237,14 +239,82 @@ def prepare(config: Config, out: Path) -> SweepInputs:
         with in_terms({"kind": f"'{where}.kind' setting", "axis": f"slices.{i}.grid.",
                        "file": f"'{where}.file' setting", "models": f"'{where}.models' setting",
                        "around": f"'{where}.around' setting"}):
-            plane = build_plane(slice_cfg, context)
-            plane = dataclasses.replace(plane, meta={**plane.meta, "dtype_policies": policies})
-            if plane.recompute is not None:
-                _check_recompute(model, config, where)
+            if PLANE_KINDS[slice_cfg.directions.kind].needs_products:
+                plane = None  # built from the workers' Hessian products (see build_deferred)
+            else:
+                plane = build_plane(slice_cfg, context)
+                plane = dataclasses.replace(plane, meta={**plane.meta, "dtype_policies": policies})
+                if plane.recompute is not None:
+                    _check_recompute(model, config, where)
+            recompute = plane is not None and plane.recompute is not None
+            if slice_cfg.quantities != ("loss",) and (config.data.shards > 1 or recompute):
+                _check_curvature_quantities(slice_cfg, config, i)
             plans.append(SlicePlan(slice_cfg, plane, *resolve_axes(slice_cfg.grid, plane, every)))
     files = [out / run_files(i)[0] for i in range(1 + len(runs))] if traj is not None else None
     return SweepInputs(model_spec, _data_spec(config), centre_file, layout, non_trainable, traj,
-                       files, tuple(plans), runs)
+                       files, tuple(plans), runs, dataclasses.replace(
+                           context, meta={"dtype_policies": policies}))
+
+
+def _check_curvature_quantities(slice_cfg: SliceConfig, config: Config, i: int) -> None:
+    """Eigenvalues at grid points need the whole data on one worker, and the statistics as given."""
+    extra = [q for q in slice_cfg.quantities if q != "loss"]
+    if config.data.shards > 1:
+        raise SourceError(f"The 'slices.{i}.quantities' setting asks for {extra}, which are not "
+                          f"combined from shards of the data (every Lanczos step needs the whole "
+                          f"product); data.shards is {config.data.shards}. Set data.shards=1, or "
+                          f"sweep those quantities in a configuration of their own.")
+    raise SourceError(f"The 'slices.{i}.quantities' setting asks for {extra}, which differentiate "
+                      f"the loss with the batch-norm statistics as given; this slice re-estimates "
+                      f"them at every point (batchnorm: recompute). Use batchnorm: centre or "
+                      f"interpolate for this slice.")
+
+
+def centre_inputs(config: Config, out: Path):
+    """The model, data and centre alone (what the curvature at the centre needs): an object with
+    ``model_spec``, ``data_spec``, ``centre_file``, ``layout``, ``centre`` and ``non_trainable``."""
+    import types
+
+    model_spec = ModelSpec.from_source(config.model.source, config.model.unsafe_deserialization)
+    model = model_spec.build()
+    centre_file = _centre_file(config, out)
+    if centre_file is not None:
+        load_centre(model, centre_file)
+    layout = WeightLayout.from_variables(model.trainable_variables)
+    return types.SimpleNamespace(
+        model_spec=model_spec, data_spec=_data_spec(config), centre_file=centre_file,
+        layout=layout, centre=layout.flatten([v.numpy() for v in model.trainable_variables]),
+        non_trainable=[v.numpy() for v in model.non_trainable_variables])
+
+
+def build_deferred(inputs: SweepInputs, config: Config, pool, journal: TileJournal) -> SweepInputs:
+    """Build the planes that need the workers' Hessian products, now that the pool runs; a plane
+    built by an earlier, interrupted run of this sweep is read back from the journal instead (a
+    recomputation could differ in the last bits and refuse the resumed tiles)."""
+    if all(plan.plane is not None for plan in inputs.slices):
+        return inputs
+    from .curvature import PoolHessian
+
+    plans = []
+    for i, plan in enumerate(inputs.slices):
+        if plan.plane is None:
+            kind = PLANE_KINDS[plan.config.directions.kind]()
+            stored = journal.resumed("directions", plan.name).get("")
+            with in_terms({"kind": f"'slices.{i}.directions.kind' setting"}):
+                if stored is not None:
+                    plane = kind.from_stored(plan.config.directions, inputs.context, stored)
+                else:
+                    pool.set_plane(inputs.context.centre,
+                                   np.zeros((1, inputs.layout.size), np.float32),
+                                   inputs.non_trainable)
+                    context = dataclasses.replace(inputs.context, products=PoolHessian(pool),
+                                                  curvature=config.curvature)
+                    plane = build_plane(plan.config, context)
+                    journal.append("directions", plan.name, "", kind.to_store(plane))
+            plane = dataclasses.replace(plane, meta={**plane.meta, **inputs.context.meta})
+            plan = dataclasses.replace(plan, plane=plane)
+        plans.append(plan)
+    return dataclasses.replace(inputs, slices=tuple(plans))
 
 
 # ---------------------------------------------------------------- one slice
@@ -299,6 +369,7 @@ class SliceSweep:
         non_trainable = plane.non_trainable if plane.non_trainable is not None else self.non_trainable
         pool.set_plane(plane.centre, plane.directions, non_trainable, plane.non_trainable_directions,
                        plane.recompute)
+        pool.use(plan.config.quantities)
         self.slice_writer = self.writer.add_slice(name, plan.xs, plan.ys, pool.names, plane,
                                                   non_trainable)
         tiles = plan.tiles
@@ -330,6 +401,13 @@ class SliceSweep:
         if n_points <= _NUMBERS_MAX_POINTS:
             info["numbers"] = self.slice_writer.write_numbers(surface_numbers(
                 plan.xs, plan.ys, self.slice_writer.read(self.loss_name)))
+        for quantity in plan.config.quantities:
+            if quantity.startswith("hessian_"):
+                values = self.slice_writer.read(quantity)
+                info[f"{quantity}_range"] = ([float(np.nanmin(values)), float(np.nanmax(values))]
+                                             if np.isfinite(values).any() else None)
+        if plan.config.quantities != ("loss",):
+            pool.use(("loss",))  # the path's true loss; eigenvalues along it are not asked for
         if trajectory is not None:
             info["path_off_plane_fraction"] = self._write_path(pool, trajectory)
             for i, run in enumerate(runs, start=1):
@@ -386,13 +464,22 @@ def seed_groups(plans, infos: dict) -> dict:
     return out
 
 
-def _make_pool(config: Config, inputs: SweepInputs, in_process: bool):
+def slice_quantities(config: Config) -> tuple[str, ...]:
+    """Every quantity some slice asks for, 'loss' first."""
+    return tuple(dict.fromkeys(q for s in config.slices for q in s.quantities))
+
+
+def make_pool(config: Config, inputs, in_process: bool):
+    """The pool ``config.cluster`` describes (in this process with ``in_process``), its workers
+    built for every quantity of every slice."""
     from .execution.local import InProcessPool
     from .execution.ray_pool import RayPool
 
+    quantities = slice_quantities(config)
     if in_process:
-        return InProcessPool(inputs.model_spec, inputs.data_spec, config.evaluation)
-    return RayPool(inputs.model_spec, inputs.data_spec, config.evaluation, config.cluster)
+        return InProcessPool(inputs.model_spec, inputs.data_spec, config.evaluation, quantities)
+    return RayPool(inputs.model_spec, inputs.data_spec, config.evaluation, config.cluster,
+                   quantities=quantities)
 
 
 def _callbacks(config: Config, inputs: SweepInputs, out: Path, callbacks, progress: bool, names):
@@ -432,9 +519,10 @@ def sweep(config: Config, out: str | Path, *, pool=None, callbacks: list[SweepCa
         partial, target = out / "surface.h5.partial", out / "surface.h5"
         try:
             if own_pool:
-                pool = _make_pool(config, inputs, in_process)
+                pool = make_pool(config, inputs, in_process)
             check_writable(out)
             journal = TileJournal.open(journal_path, fingerprint_, resume=not overwrite, checked=checked)
+            inputs = build_deferred(inputs, config, pool, journal)
             hooks = _callbacks(config, inputs, out, callbacks, progress, pool.names)
             summary = {"slices": {}, "centre": str(inputs.centre_file) if inputs.centre_file else
                        "source weights"}

@@ -2,10 +2,10 @@
 
 from .loading import apply_overrides, build, config_from_dict, load_config
 from .schema import (AxisConfig, ClusterConfig, Config, ConfigError, DataConfig, DirectionConfig,
-                     EvaluationConfig, GridConfig, ModelConfig, PlotConfig, SettingError, SliceConfig,
+                     CurvatureConfig, EvaluationConfig, GridConfig, ModelConfig, PlotConfig, SettingError, SliceConfig,
                      TrainConfig)
 
 __all__ = ["AxisConfig", "ClusterConfig", "Config", "ConfigError", "DataConfig", "DirectionConfig",
-           "EvaluationConfig", "GridConfig", "ModelConfig", "PlotConfig", "SettingError",
+           "CurvatureConfig", "EvaluationConfig", "GridConfig", "ModelConfig", "PlotConfig", "SettingError",
            "SliceConfig", "TrainConfig", "apply_overrides", "build", "config_from_dict",
            "load_config"]

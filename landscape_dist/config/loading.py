@@ -21,7 +21,7 @@ from .schema import (DEFAULT_ORDER, DEFAULT_TILE, AxisConfig, Config, ConfigErro
 
 GRID_KEYS = ("x", "y", "tile", "order")
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
-SLICE_KEYS = ("name", "directions", "grid")
+SLICE_KEYS = ("name", "directions", "grid", "quantities")
 
 
 def unknown_setting(key, known, where: str = "") -> ConfigError:
@@ -221,7 +221,8 @@ def _build_slice(raw: dict, grid: dict, name: str, own_grid: dict) -> SliceConfi
     for key in raw:
         if key not in SLICE_KEYS:
             raise unknown_setting(key, SLICE_KEYS, name)
-    kwargs = {k: _coerce(str, v, f"{name}.{k}") for k, v in raw.items()}
+    hints = typing.get_type_hints(SliceConfig)
+    kwargs = {k: _coerce(hints[k], v, f"{name}.{k}") for k, v in raw.items()}
     return construct(SliceConfig, {"directions": directions, "grid": grid_cfg, **kwargs}, name)
 
 

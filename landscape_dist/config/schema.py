@@ -150,6 +150,41 @@ class GridConfig:
 
 
 @dataclass(frozen=True)
+class CurvatureConfig:
+    """The Hessian at the centre (``landscape-dist curvature``, and in ``run`` when the section
+    is given): top eigenvalues and the most negative one by Lanczos, the trace by Hutchinson's
+    estimator, the spectral density by stochastic Lanczos quadrature, each layer's top
+    eigenvalue."""
+
+    top_k: int = 5
+    steps: int = 150  # Lanczos steps at most for the eigenvalues (each one product)
+    tol: float = 1e-6  # relative residual at which a Ritz value counts as converged
+    trace_vectors: int = 100
+    density_vectors: int = 8
+    density_steps: int = 80
+    density_width: float = 0.01  # Gaussian width of each node, relative to the spectrum's span
+    per_layer: bool = True
+    seed: int = 0
+
+    def __post_init__(self):
+        check_finite(self)
+        for key, low in (("top_k", 1), ("steps", 2), ("trace_vectors", 2), ("density_vectors", 1),
+                         ("density_steps", 2)):
+            value = getattr(self, key)
+            if not _is_int(value) or value < low:
+                raise must(key, f"an integer >= {low}", value)
+        if self.steps <= self.top_k:
+            raise must("steps", f"greater than {{at}}top_k={self.top_k}", self.steps)
+        if not 0 < self.tol < 1:
+            raise must("tol", "a number between 0 and 1 (a relative tolerance)", self.tol)
+        if not 0 < self.density_width < 1:
+            raise must("density_width", "a number between 0 and 1 (a fraction of the spectrum's "
+                       "span)", self.density_width)
+        if not _is_int(self.seed):
+            raise must("seed", "an integer", self.seed)
+
+
+@dataclass(frozen=True)
 class DirectionConfig:
     """How the slice's directions are made: the settings every plane kind shares.
 
@@ -172,17 +207,31 @@ class DirectionConfig:
             raise must("ignore", f"one of {IGNORES}", self.ignore)
 
 
+def quantity_names() -> tuple[str, ...]:
+    from ..model.quantities import QUANTITIES
+
+    return QUANTITIES.names()
+
+
 @dataclass(frozen=True)
 class SliceConfig:
-    """One surface: a name, its directions and its grid."""
+    """One surface: a name, its directions, its grid and the quantities evaluated at its points
+    (``loss``, the loss and every compiled metric; ``hessian_max``, ``hessian_min``...)."""
 
     name: str = "random"
     directions: DirectionConfig = DirectionConfig()
     grid: GridConfig = GridConfig()
+    quantities: tuple[str, ...] = ("loss",)
 
     def __post_init__(self):
         if not self.name or not self.name.replace("_", "").replace("-", "").isalnum():
             raise must("name", "a non-empty name of letters, digits, '-' or '_'", self.name)
+        known = quantity_names()
+        quantities = list(self.quantities)
+        if ("loss" not in quantities or len(set(quantities)) != len(quantities)
+                or any(q not in known for q in quantities)):
+            raise must("quantities", f"a list of distinct names from {known}, 'loss' among them",
+                       quantities)
         from ..planes import PLANE_KINDS
 
         kind = PLANE_KINDS[self.directions.kind]
@@ -322,14 +371,25 @@ class ClusterConfig:
 
 @dataclass(frozen=True)
 class EvaluationConfig:
-    """How each worker evaluates: examples per data batch, memory for points per call, method."""
+    """How each worker evaluates: examples per data batch, memory for points per call, method;
+    and for Hessian eigenvalues at grid points, the Lanczos runs' length, tolerance and start."""
 
     batch_size: int | None = None
     memory_budget_mb: float = 256.0
     mode: str = "auto"
+    lanczos_steps: int = 80  # Hessian eigenvalues at grid points: at most this many products each
+    lanczos_tol: float = 1e-5  # ... until the extreme Ritz values' residuals are this relative
+    lanczos_seed: int = 0  # the start vector of every point's Lanczos run
 
     def __post_init__(self):
         check_finite(self)
+        if not _is_int(self.lanczos_steps) or self.lanczos_steps < 2:
+            raise must("lanczos_steps", "an integer >= 2", self.lanczos_steps)
+        if not 0 < self.lanczos_tol < 1:
+            raise must("lanczos_tol", "a number between 0 and 1 (a relative tolerance)",
+                       self.lanczos_tol)
+        if not _is_int(self.lanczos_seed):
+            raise must("lanczos_seed", "an integer", self.lanczos_seed)
         if self.batch_size is not None and (isinstance(self.batch_size, bool) or self.batch_size < 1):
             raise must("batch_size", "an integer >= 1 or null (whole dataset)", self.batch_size)
         if not self.memory_budget_mb > 0:
@@ -376,6 +436,7 @@ class Config:
     cluster: ClusterConfig = ClusterConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     plot: PlotConfig = PlotConfig()
+    curvature: CurvatureConfig | None = None  # None: 'run' computes no curvature at the centre
 
     def __post_init__(self):
         if not self.slices:

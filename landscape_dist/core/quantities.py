@@ -14,8 +14,9 @@ import numpy as np
 
 from .shards import REDUCTIONS, combine_parts
 
-# What a batch of items handed to a worker is: plane coordinates (P, k) or flat weights (P, size).
-POINTS, WEIGHTS = "coords", "weights"
+# What a batch of items handed to a worker is: plane coordinates (P, k) or flat weights (P, size),
+# or vectors (m, size) to multiply by the Hessian at the plane's centre.
+POINTS, WEIGHTS, HVP = "coords", "weights", "hvp"
 
 
 def main_loss(names) -> str:
@@ -105,3 +106,8 @@ class QuantitySet:
             reductions = {p.name: p.reduce for p in self.parts if p.dataset == dataset}
             combined.update(combine_parts(shard_parts, sizes[dataset], reductions))
         return self.finish(combined)
+
+
+# What an HVP job returns: the product of the Hessian of the shard's loss (its mean data loss plus
+# the regularisation) with each vector; the size-weighted mean over shards is the whole product.
+PRODUCTS = QuantitySet((Part("hvp", "mean"),))

@@ -29,8 +29,21 @@ class InProcessPool:
         for worker in self.workers:
             worker.set_plane(centre, directions, non_trainable, non_trainable_directions, recompute)
 
-    def run(self, jobs: Iterable[Job], on_result: Callable) -> None:
-        gather = ShardGather(self.quantities, self.sizes)
+    def use(self, quantities: tuple[str, ...]) -> None:
+        """Compute only ``quantities`` (names the workers were built for) in the jobs to come."""
+        for worker in self.workers:
+            worker.use(quantities)
+        self.quantities = self.workers[0].quantities
+        self.names = self.quantities.names
+
+    @property
+    def num_workers(self) -> int:
+        return len(self.workers)
+
+    def run(self, jobs: Iterable[Job], on_result: Callable, quantities=None) -> None:
+        """Evaluate ``jobs``; ``quantities``: how to combine their shards' parts (default: those
+        in use; :data:`PRODUCTS` for HVP jobs)."""
+        gather = ShardGather(quantities or self.quantities, self.sizes)
         for job in jobs:
             for shard, worker in enumerate(self.workers):
                 result = gather.add(job.key, shard, worker.evaluate(job.kind, job.items))

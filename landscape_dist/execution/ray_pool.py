@@ -22,7 +22,7 @@ from ..model.quantities import DEFAULT_QUANTITIES
 from ..model.sources import DataSpec, ModelSpec
 from .cluster import actor_resources, check_resources, connect_ray
 from .jobs import Job, JobQueue, ShardGather, shard_sizes
-from .worker import LandscapeWorker
+from .worker import LandscapeWorker, active_quantities
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,8 @@ class RayPool:
             raise refused
         self.quantities = infos[0]["quantities"]
         self.names = self.quantities.names
+        self._described = infos[0]["described"]
+        self._use = None
         self.info = dict(zip(self.actors, infos))  # actor -> its ready() description
         self.sizes = shard_sizes([infos[s]["sizes"] for s in range(self.num_shards)])
         self._starting: dict = {}  # replacement actor -> (ready ref, start time)
@@ -118,16 +120,29 @@ class RayPool:
         for actor in self.actors:
             actor.set_plane.remote(*self._plane)
 
+    def use(self, quantities: tuple[str, ...]) -> None:
+        """Compute only ``quantities`` (names the workers were built for) in the jobs to come."""
+        self.quantities = active_quantities(self._described, quantities)
+        self.names = self.quantities.names
+        self._use = tuple(quantities)
+        for actor in self.actors:
+            actor.use.remote(self._use)
+
+    @property
+    def num_workers(self) -> int:
+        return len(self.actors)
+
     # ------------------------------------------------------------------ the loop
 
-    def run(self, jobs: Iterable[Job], on_result: Callable) -> None:
+    def run(self, jobs: Iterable[Job], on_result: Callable, quantities=None) -> None:
         """Hand jobs to actors until all are done; results go to ``on_result(key, result)``.
 
-        ``jobs`` is consumed lazily. Raises :class:`TileError` when a job fails in user code,
+        ``jobs`` is consumed lazily; ``quantities``: how to combine their shards' parts (default:
+        those in use; :data:`PRODUCTS` for HVP jobs). Raises :class:`TileError` when a job fails in user code,
         loses its worker more than ``cluster.max_tile_retries`` times, or no worker is left.
         """
         queue = JobQueue(jobs, self.num_shards)
-        gather = ShardGather(self.quantities, self.sizes)
+        gather = ShardGather(quantities or self.quantities, self.sizes)
         self._load = {a: 0 for a in self.actors if a not in self._starting}
         self._in_flight = {}
         self._retries.clear()
@@ -206,6 +221,8 @@ class RayPool:
         self.replacements += 1
         if self._plane is not None:
             actor.set_plane.remote(*self._plane)
+        if self._use is not None:
+            actor.use.remote(self._use)
         self._starting[actor] = (actor.ready.remote(), time.monotonic())
 
     def _started(self, actor, ref) -> None:

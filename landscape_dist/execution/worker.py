@@ -10,8 +10,34 @@ import os
 import shutil
 import tempfile
 
+from ..core.quantities import HVP, QuantitySet
 from ..errors import in_terms
 from ..model.quantities import DEFAULT_QUANTITIES
+
+
+def _kinds(evaluator, names, evaluation) -> list:
+    """One instance of each quantity kind asked for, told which of its names are wanted."""
+    from ..model.quantities import QUANTITIES
+
+    by_class: dict = {}
+    for name in names:
+        by_class.setdefault(QUANTITIES[name], []).append(name)
+    return [cls(evaluator, tuple(group), evaluation) for cls, group in by_class.items()]
+
+
+def _only(described: QuantitySet, name: str) -> QuantitySet:
+    """The part of a kind's description that one of its names stands for."""
+    return QuantitySet(tuple(p for p in described.parts if p.name == name))
+
+
+def active_quantities(described: dict, names) -> QuantitySet:
+    """What a worker returns when it computes ``names``: their descriptions merged."""
+    missing = [n for n in names if n not in described]
+    if missing:
+        raise ValueError(f"The workers were not built for the quantities {missing}; they have "
+                         f"{sorted(described)}.")
+    sets = [described[n] for n in names]
+    return sum(sets[1:], sets[0])
 
 
 def configure_tensorflow(threads: int | None, use_gpu: bool) -> None:
@@ -48,30 +74,35 @@ class LandscapeWorker:
             tempfile.tempdir = self.tmp
         configure_tensorflow(threads, use_gpu)
         from ..model.evaluator import LandscapeEvaluator
-        from ..model.quantities import QUANTITIES
 
         self.error = None
+        self.evaluation = evaluation
+        self._products = None
         try:
             model = model_spec.build()
             specs = data_spec if isinstance(data_spec, dict) else {"": data_spec}
-            self.evaluators, self.kinds, described = {}, [], []
+            self.evaluators, self.kinds, self.described = {}, [], {}
             for dataset, spec in specs.items():
                 with in_terms({"data": f"dataset {dataset!r}"} if dataset else {}):
                     x, y = spec.load(shard)
                     evaluator = LandscapeEvaluator(model, x, y, batch_size=evaluation.batch_size,
                                                    memory_budget_mb=evaluation.memory_budget_mb,
                                                    mode=evaluation.mode)
-                    kinds = [QUANTITIES[name](evaluator) for name in quantities]
+                    kinds = _kinds(evaluator, quantities, evaluation)
                     if spec.num_shards > 1:
                         for kind in kinds:
                             kind.check_shardable()
                 self.evaluators[dataset] = evaluator
                 for kind in kinds:
                     self.kinds.append((dataset, kind))
-                    described.append(kind.describe().for_dataset(dataset) if dataset
-                                     else kind.describe())
+                    described = kind.describe()
+                    for name in kind.names:
+                        one = _only(described, name) if len(kind.names) > 1 else described
+                        one = one.for_dataset(dataset) if dataset else one
+                        self.described[name] = self.described[name] + one if name in self.described else one
             self.evaluator = next(iter(self.evaluators.values()))  # the first dataset's
-            self.quantities = sum(described[1:], described[0])
+            self.active = tuple(quantities)
+            self.quantities = active_quantities(self.described, self.active)
         except ValueError as err:  # bad input (model, data): reported by ready(), not retried
             if not remote:
                 raise
@@ -90,7 +121,7 @@ class LandscapeWorker:
 
         node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
         return {"pid": os.getpid(), "node": node, "tmp": self.tmp, "quantities": self.quantities,
-                "sizes": self.sizes,
+                "described": self.described, "sizes": self.sizes,
                 "points_per_call": self.evaluator.points_per_call,
                 "batch_size": self.evaluator.batch_size}
 
@@ -106,13 +137,30 @@ class LandscapeWorker:
                                 recompute)
         return True
 
+    def use(self, quantities: tuple[str, ...]) -> bool:
+        """Compute only ``quantities`` (configuration names this worker was built for) from now."""
+        self.quantities = active_quantities(self.described, quantities)
+        self.active = tuple(quantities)
+        return True
+
     def evaluate(self, kind: str, items) -> dict:
-        """The parts of every quantity kind at ``items`` (POINTS: plane coordinates, WEIGHTS: flat
-        weight vectors) on this worker's data; combined across shards by the pool."""
+        """The parts of every quantity in use at ``items`` (POINTS: plane coordinates, WEIGHTS:
+        flat weight vectors) on this worker's data; or for HVP, the Hessian of the first dataset's
+        loss at the plane's centre times each row of ``items``. Shards are combined by the pool."""
+        if kind == HVP:
+            if self._products is None:
+                from ..model.hessian import HessianProducts
+
+                self._products = HessianProducts(self.evaluator, self.evaluation.mode)
+            return {"hvp": self._products.at_centre(items)}
         parts = {}
+        wanted = {p.name for p in self.quantities.parts}
         for dataset, quantity in self.kinds:
+            if not set(quantity.names) & set(self.active):
+                continue
             computed = quantity.compute(kind, items)
-            parts.update({f"{dataset}/{k}": v for k, v in computed.items()} if dataset else computed)
+            named = {f"{dataset}/{k}": v for k, v in computed.items()} if dataset else computed
+            parts.update({k: v for k, v in named.items() if k in wanted})
         return parts
 
     def close(self) -> bool:

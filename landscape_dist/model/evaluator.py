@@ -211,11 +211,7 @@ class LandscapeEvaluator:
     def _point_values(self, flat_weights, coords=None):
         """The parts (see :attr:`quantities`) at one flat weight vector, as one tensor.
         With ``coords`` (the point's plane coordinates) the first-layer shortcut is used."""
-        non_trainable = self._non_trainable
-        if coords is not None and self._nt_dirs is not None:
-            non_trainable = [nt + tf.add_n([tf.cast(coords[j], nt.dtype) * d[i]
-                                            for j, d in enumerate(self._nt_dirs)])
-                             for i, nt in enumerate(non_trainable)]
+        non_trainable = self.non_trainable_at(coords)
         if coords is None or self.shortcut is None:
             parts = tf.split(flat_weights, self.layout.sizes)
             weights = [tf.reshape(p, s) for p, s in zip(parts, self.layout.shapes)]
@@ -255,6 +251,38 @@ class LandscapeEvaluator:
             result = self._metrics.stateless_result(metric_vars)
             values += [tf.cast(result[name], acc) for name in self.metric_names]
         return tf.stack(values)
+
+    def non_trainable_at(self, coords=None) -> list:
+        """The non-trainable values (batch-norm statistics) at plane coordinates ``coords`` (k,):
+        the centre's, moved along their directions where the plane carries them."""
+        if coords is None or self._nt_dirs is None:
+            return self._non_trainable
+        return [nt + tf.add_n([tf.cast(coords[j], nt.dtype) * d[i]
+                               for j, d in enumerate(self._nt_dirs)])
+                for i, nt in enumerate(self._non_trainable)]
+
+    def objective(self, flat_weights, non_trainable) -> tf.Tensor:
+        """The loss the grid shows, as a differentiable function of the flat weights (size,): the
+        data loss over every batch (each output's loss weighted as compiled) plus the
+        regularisation; in inference mode with the given non-trainable values. For tracing."""
+        parts = tf.split(flat_weights, self.layout.sizes)
+        weights = [tf.reshape(p, s) for p, s in zip(parts, self.layout.shapes)]
+        total = tf.constant(0.0, self.dtype)
+        for xb, yb in self._batches:
+            y_pred, _, losses = self.model.stateless_call(
+                weights, non_trainable, xb, training=False, return_losses=True)
+            share = float(xb.shape[0]) / float(self.n_examples)
+            if self._terms is None:
+                batch = tf.cast(self._loss(yb, y_pred), self.dtype)
+            else:
+                preds, labels = predictions(y_pred, self.output_names), label_arrays(yb)
+                batch = tf.add_n([term.weight * tf.cast(term.fn(labels[term.output],
+                                                                preds[term.output]), self.dtype)
+                                  for term in self._terms])
+            if losses:
+                batch += tf.add_n([tf.cast(v, self.dtype) for v in losses])
+            total += share * batch
+        return total
 
     def _function(self, which: str):
         """The compiled function for POINTS or WEIGHTS input, built once per plane shape."""

@@ -7,6 +7,7 @@ adding its own). A new kind is one module here, imported at the bottom of this f
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
@@ -38,6 +39,9 @@ class PlaneContext:
     non_trainable: list | None = None  # the centre's non-trainable values (batch-norm statistics)
     resolve_model: Callable | None = None  # reference -> (flat weights, non-trainable or None)
     more_paths: tuple = ()  # the further recorded training runs (T_r, size), when several
+    products: Callable | None = None  # Hessian products at the centre, (m, size) -> (m, size)
+    curvature: object = None  # the curvature settings (CurvatureConfig; None: its defaults)
+    meta: dict = dataclasses.field(default_factory=dict)  # added to every plane's metadata
 
 
 class PlaneKind:
@@ -47,6 +51,16 @@ class PlaneKind:
     needs_path: bool = False  # builds from the recorded training path
     fits_path: bool = False  # an axis range may be fitted to the projected path ('min: null')
     dims: tuple[int, ...] = (1, 2)  # the grid dimensions the kind can draw
+    needs_products: bool = False  # built from Hessian products, once the pool runs
+
+    def to_store(self, plane: Plane) -> dict:
+        """What an interrupted sweep keeps of a plane built from products (arrays and plain
+        values), so that resuming it need not compute the plane again."""
+        raise NotImplementedError
+
+    def from_stored(self, cfg: DirectionConfig, context: PlaneContext, stored: dict) -> Plane:
+        """The plane :meth:`to_store` kept."""
+        raise NotImplementedError
 
     def uses_path(self, cfg: DirectionConfig) -> bool:
         """Whether building from ``cfg`` needs the recorded training path."""
@@ -98,5 +112,6 @@ from . import random  # noqa: E402,F401
 from . import pca  # noqa: E402,F401
 from . import between  # noqa: E402,F401
 from . import file  # noqa: E402,F401
+from . import hessian  # noqa: E402,F401
 
 __all__ = ["PLANE_KINDS", "PlaneContext", "PlaneKind", "build_plane", "resolve_axes"]

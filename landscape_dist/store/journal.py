@@ -152,11 +152,17 @@ class TileJournal:
             self.path.unlink(missing_ok=True)
 
 
+_ARRAY_KINDS = ("tile", "directions")  # records whose payload is a dict holding arrays
+
+
 def _encode(kind: str, slice_name: str, key, payload) -> bytes:
     buf = io.BytesIO()
-    header = json.dumps({"kind": kind, "slice": slice_name, "key": key,
-                         "json": None if kind == "tile" else payload})
-    arrays = {f"v_{name}": np.asarray(value) for name, value in payload.items()} if kind == "tile" else {}
+    arrays, plain = {}, payload
+    if kind in _ARRAY_KINDS:
+        arrays = {f"v_{name}": np.asarray(value) for name, value in payload.items()
+                  if kind == "tile" or isinstance(value, np.ndarray)}
+        plain = {name: value for name, value in payload.items() if f"v_{name}" not in arrays}
+    header = json.dumps({"kind": kind, "slice": slice_name, "key": key, "json": plain})
     np.savez(buf, header=np.array(header), **arrays)
     body = buf.getvalue()
     return _HEAD.pack(_MAGIC, len(body), zlib.crc32(body)) + body
@@ -165,8 +171,9 @@ def _encode(kind: str, slice_name: str, key, payload) -> bytes:
 def _decode(body: bytes):
     with np.load(io.BytesIO(body), allow_pickle=False) as npz:
         header = json.loads(str(npz["header"]))
-        if header["kind"] == "tile":
-            payload = {name[2:]: npz[name] for name in npz.files if name.startswith("v_")}
+        if header["kind"] in _ARRAY_KINDS:
+            payload = {**(header["json"] or {}),
+                       **{name[2:]: npz[name] for name in npz.files if name.startswith("v_")}}
         else:
             payload = header["json"]
     key = header["key"]

@@ -1,0 +1,271 @@
+"""``curvature``: the Hessian of the grid's loss at the centre, from products the workers compute.
+
+The driver runs Lanczos (:mod:`landscape_dist.core.lanczos`); every product is a job for the
+pool (:data:`~landscape_dist.core.quantities.HVP`), the vectors of one step split across the
+workers, the shards of the data combined exactly. What it yields: the top-k eigenvalues and
+eigenvectors and the most negative eigenvalue, each layer's top eigenvalue (the Hessian block of
+the layer's tensors), Hutchinson's trace estimate with its standard error, and the spectral
+density by stochastic Lanczos quadrature. Written to ``OUT/curvature.h5`` and the ``curvature``
+entry of ``OUT/summary.json``, with the settings, seeds, iterations and product counts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .config.schema import Config, CurvatureConfig
+from .core.lanczos import (LanczosResult, hutchinson, lanczos, quadrature, rademacher, ritz_pairs,
+                           spectral_density)
+from .core.layout import WeightLayout
+from .core.quantities import HVP, PRODUCTS
+from .errors import in_terms
+from .execution.jobs import Job
+
+log = logging.getLogger("landscape_dist")
+
+_DENSITY_POINTS = 400  # where the spectral density is tabulated
+
+
+class PoolHessian:
+    """The Hessian at the pool's plane centre as a Lanczos operator: ``self(vectors, rows)``
+    returns H v for each row of ``vectors`` (m, size), the rows split into one job per worker
+    (of each shard), so the products of one step run side by side."""
+
+    def __init__(self, pool):
+        self.pool = pool
+        self.products = 0
+        self.calls = 0
+
+    def __call__(self, vectors, rows=None) -> np.ndarray:
+        vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float64))
+        per_shard = max(1, self.pool.num_workers // max(1, getattr(self.pool, "num_shards", 1)))
+        size = max(1, math.ceil(len(vectors) / per_shard))
+        chunks = {}
+        jobs = [Job(i, HVP, vectors[i:i + size].astype(np.float32))
+                for i in range(0, len(vectors), size)]
+        self.pool.run(jobs, chunks.__setitem__, quantities=PRODUCTS)
+        self.products += len(vectors)
+        self.calls += 1
+        return np.concatenate([chunks[k]["hvp"] for k in sorted(chunks)])
+
+
+def layer_groups(layout: WeightLayout) -> dict[str, np.ndarray]:
+    """Each layer's entries of the flat weight vector (boolean (size,) masks), by layer name (the
+    tensor paths up to their last '/'), in layout order."""
+    groups: dict[str, np.ndarray] = {}
+    offsets = layout.offsets
+    for i, name in enumerate(layout.names):
+        layer = name.rsplit("/", 1)[0] if "/" in name else name
+        mask = groups.setdefault(layer, np.zeros(layout.size, dtype=bool))
+        mask[offsets[i]:offsets[i + 1]] = True
+    return groups
+
+
+@dataclass
+class Eigen:
+    """Top eigenpairs and the smallest eigenpair, with their residual norms and the run's length."""
+
+    top_values: np.ndarray
+    top_vectors: np.ndarray
+    top_residuals: np.ndarray
+    min_value: float
+    min_vector: np.ndarray
+    min_residual: float
+    steps: int
+    converged: bool
+
+
+def _residual(matvec, value, vector) -> float:
+    return float(np.linalg.norm(matvec(vector[None])[0] - value * vector))
+
+
+def centre_eigen(matvec, size: int, cfg: CurvatureConfig, rng: np.random.Generator,
+                 residuals: bool = True) -> Eigen:
+    """The ``cfg.top_k`` largest eigenvalues (descending) and eigenvectors of the operator, and its
+    smallest eigenpair, by one Lanczos run with full re-orthogonalisation (until the wanted Ritz
+    values converge to ``cfg.tol``, at most ``cfg.steps`` products). ``residuals``: check each
+    reported pair with one more product, ||H v - lambda v||."""
+    k = min(cfg.top_k, size)
+    result = lanczos(matvec, rng.standard_normal((1, size)), cfg.steps, tol=cfg.tol,
+                     want=("both", k), keep_basis=True)
+    values, vectors = ritz_pairs(result, k)
+    low_values, low_vectors = ritz_pairs(result, 1, largest=False)
+    min_value, min_vector = float(low_values[0]), low_vectors[0]
+    top_res = np.array([_residual(matvec, v, x) for v, x in zip(values, vectors)]) if residuals \
+        else np.full(k, np.nan)
+    min_res = _residual(matvec, min_value, min_vector) if residuals else float("nan")
+    scale = max(abs(values[0]), abs(min_value), np.finfo(float).tiny)
+    converged = bool(np.all(top_res <= 10 * cfg.tol * scale) and min_res <= 10 * cfg.tol * scale) \
+        if residuals else False
+    return Eigen(values, vectors, top_res, min_value, min_vector, min_res, int(result.steps[0]),
+                 converged)
+
+
+def layer_top(matvec, layout: WeightLayout, cfg: CurvatureConfig, rng: np.random.Generator):
+    """The top eigenvalue of each layer's Hessian block (rows and columns of its tensors), all
+    layers' Lanczos runs advancing together; returns (names, values (L,), steps (L,))."""
+    groups = layer_groups(layout)
+    names = list(groups)
+    masks = np.stack([groups[n] for n in names]).astype(np.float64)
+    start = rng.standard_normal((len(names), layout.size)) * masks
+
+    def block(vectors, rows):
+        return matvec(vectors * masks[rows], rows) * masks[rows]
+
+    result = _lanczos_in_blocks(block, start, masks, cfg)
+    values = np.array([result.ritz(b)[0][-1] for b in range(len(names))])
+    return names, values, result.steps
+
+
+def _lanczos_in_blocks(block, start, masks, cfg) -> LanczosResult:
+    """Lanczos on each block; a block has as many steps at most as it has entries."""
+    steps = int(min(cfg.steps, masks.sum(axis=1).max()))
+    return lanczos(block, start, steps, tol=cfg.tol, want=("top", 1))
+
+
+def trace_estimate(matvec, size: int, cfg: CurvatureConfig, rng: np.random.Generator):
+    """Hutchinson's estimate of the trace from ``cfg.trace_vectors`` Rademacher vectors:
+    (estimate, standard error, the quadratic forms v^T H v)."""
+    vectors = rademacher(rng, (cfg.trace_vectors, size))
+    forms = np.einsum("bn,bn->b", vectors, matvec(vectors, np.arange(len(vectors))))
+    estimate, stderr = hutchinson(forms)
+    return estimate, stderr, forms
+
+
+def density(matvec, size: int, cfg: CurvatureConfig, rng: np.random.Generator):
+    """Stochastic Lanczos quadrature: nodes and weights (V, m) from ``cfg.density_vectors``
+    Rademacher starts of ``cfg.density_steps`` steps, and the density on a grid spanning the
+    nodes: (nodes, weights, grid, density, sigma)."""
+    result = lanczos(matvec, rademacher(rng, (cfg.density_vectors, size)), cfg.density_steps)
+    nodes, weights = quadrature(result)
+    used = nodes[weights > 0]
+    lo, hi = float(used.min()), float(used.max())
+    span = hi - lo if hi > lo else max(abs(hi), 1.0)
+    sigma = cfg.density_width * span
+    grid = np.linspace(lo - 5 * sigma, hi + 5 * sigma, _DENSITY_POINTS)
+    return nodes, weights, grid, spectral_density(nodes, weights, grid, sigma), sigma
+
+
+def analyse(matvec, layout: WeightLayout, cfg: CurvatureConfig) -> dict:
+    """Everything the curvature command computes, from an operator ``matvec(vectors, rows)``;
+    seeded by ``cfg.seed`` (one stream per part, so each part is reproducible alone)."""
+    seeds = np.random.SeedSequence(cfg.seed).spawn(4)
+    t0 = time.perf_counter()
+    out = {"eigen": centre_eigen(matvec, layout.size, cfg, np.random.default_rng(seeds[0]))}
+    out["trace"] = trace_estimate(matvec, layout.size, cfg, np.random.default_rng(seeds[1]))
+    out["density"] = density(matvec, layout.size, cfg, np.random.default_rng(seeds[2]))
+    if cfg.per_layer:
+        out["layers"] = layer_top(matvec, layout, cfg, np.random.default_rng(seeds[3]))
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
+def summarise(result: dict, cfg: CurvatureConfig, products: int) -> dict:
+    """The plain numbers of an analysis, for summary.json."""
+    eigen = result["eigen"]
+    estimate, stderr, _ = result["trace"]
+    summary = {
+        "top_eigenvalues": [float(v) for v in eigen.top_values],
+        "min_eigenvalue": float(eigen.min_value),
+        "ratio_min_max": abs(float(eigen.min_value) / float(eigen.top_values[0]))
+        if eigen.top_values[0] != 0 else None,
+        "residuals": {"top": [float(r) for r in eigen.top_residuals], "min": eigen.min_residual},
+        "lanczos_steps": eigen.steps, "converged": eigen.converged,
+        "trace": {"estimate": estimate, "stderr": stderr, "vectors": cfg.trace_vectors},
+        "density": {"vectors": cfg.density_vectors, "steps": cfg.density_steps,
+                    "sigma": float(result["density"][4])},
+        "products": products, "seconds": round(result["seconds"], 3),
+        "settings": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
+    }
+    if "layers" in result:
+        names, values, steps = result["layers"]
+        summary["layers"] = {n: float(v) for n, v in zip(names, values)}
+    return summary
+
+
+def write_curvature(path: Path, result: dict, summary: dict, meta: dict) -> None:
+    """``curvature.h5``: eigen/, trace/, density/ and layers/ groups, settings and versions as
+    attributes; written whole (a temporary file renamed into place)."""
+    import h5py
+
+    tmp = path.with_name(path.name + ".partial")
+    eigen = result["eigen"]
+    with h5py.File(tmp, "w") as f:
+        for key, value in meta.items():
+            f.attrs[key] = value if isinstance(value, (int, float, str)) else json.dumps(value)
+        f.attrs["summary"] = json.dumps(summary)
+        g = f.create_group("eigen")
+        g["top_values"], g["top_vectors"] = eigen.top_values, eigen.top_vectors
+        g["top_residuals"] = eigen.top_residuals
+        g["min_value"], g["min_vector"], g["min_residual"] = (eigen.min_value, eigen.min_vector,
+                                                               eigen.min_residual)
+        g.attrs["lanczos_steps"], g.attrs["converged"] = eigen.steps, eigen.converged
+        estimate, stderr, forms = result["trace"]
+        g = f.create_group("trace")
+        g["estimate"], g["stderr"], g["quadratic_forms"] = estimate, stderr, forms
+        nodes, weights, grid, dens, sigma = result["density"]
+        g = f.create_group("density")
+        g["nodes"], g["weights"], g["grid"], g["density"] = nodes, weights, grid, dens
+        g.attrs["sigma"] = sigma
+        if "layers" in result:
+            names, values, steps = result["layers"]
+            g = f.create_group("layers")
+            g["names"] = np.array(names, dtype=h5py.string_dtype())
+            g["top_values"], g["lanczos_steps"] = values, steps
+    os.replace(tmp, path)
+
+
+def curvature(config: Config, out: str | Path, *, pool=None, in_process: bool = False,
+              overwrite: bool = False) -> dict:
+    """Compute the Hessian's spectrum at the centre (see the module docstring) on ``pool`` (built
+    from ``config.cluster`` when not given); write ``out/curvature.h5`` and the density figure,
+    and return the summary. The centre is found as :func:`~landscape_dist.sweep.sweep` finds it.
+    Refuses to replace an existing ``curvature.h5`` unless ``overwrite``."""
+    from .figures.curvature import plot_density
+    from .store.outdir import check_writable
+    from .sweep import SETTINGS, centre_inputs, make_pool, package_versions
+
+    out = Path(out)
+    cfg = config.curvature or CurvatureConfig()
+    target = out / "curvature.h5"
+    with in_terms(SETTINGS):
+        check_writable(out, create=False)
+        if target.exists() and not overwrite:
+            from .errors import OutputError
+
+            raise OutputError(f"The curvature file '{target}' exists. Pass {{overwrite}} to "
+                              f"replace it, or give another {{out}}.",
+                              overwrite="overwrite=True", out="output directory")
+        inputs = centre_inputs(config, out)
+        own_pool = pool is None
+        try:
+            if own_pool:
+                pool = make_pool(config, inputs, in_process)
+            check_writable(out)
+            pool.set_plane(inputs.centre, np.zeros((1, inputs.layout.size), np.float32),
+                           inputs.non_trainable)
+            operator = PoolHessian(pool)
+            result = analyse(operator, inputs.layout, cfg)
+        finally:
+            if own_pool and pool is not None:
+                pool.close()
+    summary = summarise(result, cfg, operator.products)
+    meta = {"centre": str(inputs.centre_file) if inputs.centre_file else "source weights",
+            "size": inputs.layout.size, "versions": package_versions(),
+            "config": config.to_dict()}
+    write_curvature(target, result, summary, meta)
+    summary["file"] = str(target)
+    summary["figure"] = str(plot_density(result, out / "curvature_density.png"))
+    log.info("curvature: top eigenvalue %.6g, most negative %.6g, trace %.6g +- %.2g (%d products, "
+             "%.1f s)", summary["top_eigenvalues"][0], summary["min_eigenvalue"],
+             summary["trace"]["estimate"], summary["trace"]["stderr"], operator.products,
+             result["seconds"])
+    return summary
