@@ -21,7 +21,7 @@ _PUBLIC = {
     "InProcessPool": "execution", "RayPool": "execution", "SweepCallback": "callbacks",
     "read_trajectory": "model.trajectory", "plot": "pipeline", "run": "pipeline",
     "sweep": "pipeline", "train": "pipeline", "Surface": "store.surface",
-    "read_surface": "store.surface",
+    "read_surface": "store.surface", "curvature": "pipeline",
 }
 
 __all__ = sorted(_PUBLIC)

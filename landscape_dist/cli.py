@@ -42,6 +42,14 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--allow-unsafe-model-code", action="store_true",
                        help="let a .keras model file run the code it holds (Lambda layers); "
                             "only for files you trust")
+    p = with_config("curvature", "the Hessian at the centre: top and smallest eigenvalues, "
+                    "trace, spectral density, per-layer top eigenvalues (OUT/curvature.h5)")
+    p.add_argument("--address", help="join an existing Ray cluster (e.g. 'auto' or host:port)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT/curvature.h5")
+    p.add_argument("--in-process", action="store_true", help="compute in this process, no Ray")
+    p.add_argument("--allow-unsafe-model-code", action="store_true",
+                   help="let a .keras model file run the code it holds (Lambda layers); "
+                        "only for files you trust")
     p = sub.add_parser("plot", help="draw the figures of a surface file")
     p.add_argument("surface", help="a surface file written by 'sweep'")
     p.add_argument("--out", help="directory for the images (default: next to the surface file)")
@@ -104,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "train":
             result = pipeline.train(_config(args), args.out, overwrite=args.overwrite)
+        elif args.command == "curvature":
+            result = pipeline.curvature(_config(args), args.out, overwrite=args.overwrite,
+                                        in_process=args.in_process)
         elif args.command in ("sweep", "run"):
             fn = pipeline.sweep if args.command == "sweep" else pipeline.run
             result = fn(_config(args), args.out, overwrite=args.overwrite,

@@ -59,10 +59,14 @@ class PoolHessian:
 
 def layer_groups(layout: WeightLayout) -> dict[str, np.ndarray]:
     """Each layer's entries of the flat weight vector (boolean (size,) masks), by layer name (the
-    tensor paths up to their last '/'), in layout order."""
+    tensor paths up to their last '/', without the model's name), in layout order."""
     groups: dict[str, np.ndarray] = {}
     offsets = layout.offsets
-    for i, name in enumerate(layout.names):
+    names = list(layout.names)
+    firsts = {n.split("/", 1)[0] for n in names}
+    if len(firsts) == 1 and all(n.count("/") >= 2 for n in names):
+        names = [n.split("/", 1)[1] for n in names]  # the model's own name, the same everywhere
+    for i, name in enumerate(names):
         layer = name.rsplit("/", 1)[0] if "/" in name else name
         mask = groups.setdefault(layer, np.zeros(layout.size, dtype=bool))
         mask[offsets[i]:offsets[i + 1]] = True
@@ -224,11 +228,12 @@ def write_curvature(path: Path, result: dict, summary: dict, meta: dict) -> None
 
 
 def curvature(config: Config, out: str | Path, *, pool=None, in_process: bool = False,
-              overwrite: bool = False) -> dict:
+              overwrite: bool = False, write_summary: bool = True) -> dict:
     """Compute the Hessian's spectrum at the centre (see the module docstring) on ``pool`` (built
-    from ``config.cluster`` when not given); write ``out/curvature.h5`` and the density figure,
-    and return the summary. The centre is found as :func:`~landscape_dist.sweep.sweep` finds it.
-    Refuses to replace an existing ``curvature.h5`` unless ``overwrite``."""
+    from ``config.cluster`` when not given); write ``out/curvature.h5``, the density figure and
+    (``write_summary``) the ``curvature`` entry of ``out/summary.json``; return the summary. The
+    centre is found as :func:`~landscape_dist.sweep.sweep` finds it. Refuses to replace an
+    existing ``curvature.h5`` unless ``overwrite``."""
     from .figures.curvature import plot_density
     from .store.outdir import check_writable
     from .sweep import SETTINGS, centre_inputs, make_pool, package_versions
@@ -264,8 +269,27 @@ def curvature(config: Config, out: str | Path, *, pool=None, in_process: bool = 
     write_curvature(target, result, summary, meta)
     summary["file"] = str(target)
     summary["figure"] = str(plot_density(result, out / "curvature_density.png"))
+    if write_summary:
+        _merge_summary(out / "summary.json", summary)
     log.info("curvature: top eigenvalue %.6g, most negative %.6g, trace %.6g +- %.2g (%d products, "
              "%.1f s)", summary["top_eigenvalues"][0], summary["min_eigenvalue"],
              summary["trace"]["estimate"], summary["trace"]["stderr"], operator.products,
              result["seconds"])
     return summary
+
+
+def _merge_summary(path: Path, summary: dict) -> None:
+    """Put ``summary`` under 'curvature' in the JSON summary at ``path`` (kept otherwise)."""
+    from .pipeline import json_safe
+
+    whole = {}
+    if path.is_file():
+        try:
+            whole = json.loads(path.read_text())
+        except (ValueError, OSError):
+            whole = {}
+    whole = whole if isinstance(whole, dict) else {}
+    whole["curvature"] = summary
+    tmp = path.with_name(path.name + ".new")
+    tmp.write_text(json.dumps(json_safe(whole), indent=2, allow_nan=False))
+    os.replace(tmp, path)

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from .config.schema import Config
+from .curvature import curvature
 from .errors import in_terms
 from .figures.formats import write_outputs
 from .model import training
@@ -16,7 +17,7 @@ from .store.surface import check_surface
 from .store.outdir import check_writable, refuse_existing_surface, refuse_retraining
 from .sweep import SETTINGS, package_versions, sweep
 
-__all__ = ["train", "sweep", "plot", "run", "package_versions"]
+__all__ = ["train", "sweep", "plot", "run", "curvature", "package_versions"]
 
 log = logging.getLogger("landscape_dist")
 
@@ -64,6 +65,9 @@ def run(config: Config, out: str | Path, *, overwrite: bool = False, progress: b
         summary = {"train": train(config, out, overwrite=overwrite)}
         summary["train"]["seconds"] = round(time.perf_counter() - t0, 2)
     summary["sweep"] = sweep(config, out, overwrite=overwrite, progress=progress, in_process=in_process)
+    if config.curvature is not None:  # the Hessian at the centre, when the section is given
+        summary["curvature"] = curvature(config, out, in_process=in_process, overwrite=True,
+                                         write_summary=False)
     summary["images"] = plot(out / "surface.h5", out, config)
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     (out / "summary.json").write_text(to_json(summary))

@@ -154,3 +154,51 @@ def failing_model():
     """A model source that fails while it builds."""
     raise ValueError("units must be positive")
 
+
+
+def least_squares_model():
+    """Linear least squares: Dense(1) on 4 inputs with mean squared error. Its Hessian is
+    2/N [X 1]^T [X 1], the same at every weight vector."""
+    import keras
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, name="linear")])
+    model.compile(optimizer="sgd", loss="mse")
+    return model
+
+
+def least_squares_data():
+    """64 examples whose 4 input columns are orthogonal, zero-mean and of distinct norms: the
+    Hessian of least squares is then diagonal, with eigenvalues 2 |x_j|^2 / N and 2 (the bias)."""
+    rng = np.random.default_rng(5)
+    q, _ = np.linalg.qr(rng.standard_normal((64, 5)))
+    q = q - q.mean(axis=0)  # zero-mean columns, orthogonal to the bias's column of ones ...
+    q, _ = np.linalg.qr(np.column_stack([np.ones(64), q]))  # ... re-orthogonalised
+    x = q[:, 1:5] * np.array([12.0, 9.0, 5.0, 2.5])
+    y = x @ np.array([0.5, -1.0, 0.25, 2.0]) + rng.normal(0.0, 0.1, 64)
+    return x.astype(np.float32), y[:, None].astype(np.float32)
+
+
+def small_tanh_model():
+    """3-12-12-1 tanh MLP, 217 weights, mean squared error plus an L2 penalty on one kernel."""
+    import keras
+
+    init = lambda i: keras.initializers.GlorotUniform(seed=20 + i)  # noqa: E731
+    model = keras.Sequential([
+        keras.Input((3,)),
+        keras.layers.Dense(12, activation="tanh", name="hidden_0", kernel_initializer=init(0)),
+        keras.layers.Dense(12, activation="tanh", name="hidden_1", kernel_initializer=init(1),
+                           kernel_regularizer=keras.regularizers.L2(1e-3)),
+        keras.layers.Dense(1, name="out", kernel_initializer=init(2)),
+    ])
+    model.compile(optimizer="adam", loss="mse")
+    return model
+
+
+def small_tanh_data(shard=None, num_shards=None):
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((90, 3)).astype(np.float32)
+    y = (np.sin(2 * x[:, :1]) + x[:, 1:2] * x[:, 2:3]).astype(np.float32)
+    if shard is None:
+        return x, y
+    lo, hi = shard * 90 // num_shards, (shard + 1) * 90 // num_shards
+    return x[lo:hi], y[lo:hi]
