@@ -396,6 +396,7 @@ class SliceSweep:
                 "points_per_s": round(computed / seconds, 1) if seconds > 0 and computed else None,
                 "nonfinite_points": self.nonfinite,
                 **{k: plan.plane.meta[k] for k in ("kind", "cosine", "explained_variance_ratio",
+                                                   "which", "eigenvalues", "converged",
                                                    "dtype_policies")
                    if k in plan.plane.meta}}
         if n_points <= _NUMBERS_MAX_POINTS:

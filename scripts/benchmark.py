@@ -1,13 +1,14 @@
 """Throughput of the evaluation methods, in one run on one machine.
 
-    python scripts/benchmark.py [--grid 101] [--cnn-grid 21] [--large-grid 1001] [--json FILE]
+    python scripts/benchmark.py [--grid 101] [--cnn-grid 21] [--large-grid 1001] [--only curvature] [--json FILE]
 
 For the parabola MLP and the digits CNN: grid points per second of (i) the per-point Keras method
 (``set_weights`` then ``test_on_batch`` on the whole dataset), (ii) the in-process compiled
 evaluator (with and without the first-layer shortcut), (iii) the Ray driver with 1 and 2 workers
 (actor start-up excluded, tile evaluation, journal and file writes included), with the achieved
 GFLOP/s against a float32 matmul ceiling measured in the same run; a scaling table over 1 and 2
-workers and 1 and 2 simulated nodes; and the driver's memory over a ``--large-grid`` sweep.
+workers and 1 and 2 simulated nodes; the driver's memory over a ``--large-grid`` sweep; and
+eigenvalue-map points per second (batched Lanczos against one ``eigsh`` per point).
 Prints tables; ``--json`` also writes the numbers.
 """
 
@@ -174,6 +175,64 @@ def _ray_init(nodes: int):
     return cluster
 
 
+def bench_curvature(source, grid, per_point_points):
+    """Eigenvalue-map points per second (largest and smallest Hessian eigenvalue at each point):
+    the tile's Lanczos runs advancing together (one compiled product call per step), against one
+    ARPACK ``eigsh`` per point on the same products; and the products per second of each."""
+    from scipy.sparse.linalg import LinearOperator, eigsh
+
+    from landscape_dist.config import EvaluationConfig
+    from landscape_dist.model.evaluator import LandscapeEvaluator
+    from landscape_dist.model.quantities import HessianExtremes
+
+    model, x, y, layout, centre, directions = _setup(source)
+    ev = LandscapeEvaluator(model, x, y).set_plane(centre, directions)
+    settings = EvaluationConfig()
+    kind = HessianExtremes(ev, ("hessian_max", "hessian_min"), settings)
+    coords = _grid(grid).astype(np.float64) * 0.5
+    kind.compute("coords", coords[:2])  # compile, and the timed choice of the product method
+    products = kind.products
+    done = products.products_done
+    t0 = time.perf_counter()
+    batched = kind.compute("coords", coords)
+    seconds = time.perf_counter() - t0
+    batched_products = products.products_done - done
+    weights = ev.weights_at(coords[:per_point_points])
+    done = products.products_done
+    t0 = time.perf_counter()
+    worst = 0.0
+    for i, w in enumerate(weights):
+        op = LinearOperator((layout.size, layout.size), dtype=np.float64,
+                            matvec=lambda v, w=w: products.products(w[None], v[None])[0])
+        ends = eigsh(op, k=2, which="BE", tol=settings.lanczos_tol, return_eigenvectors=False,
+                     v0=np.random.default_rng(settings.lanczos_seed).standard_normal(layout.size))
+        worst = max(worst, abs(ends.max() - batched["hessian_max"][i]) / abs(ends.max()),
+                    abs(ends.min() - batched["hessian_min"][i]) / abs(ends.max()))
+    single = time.perf_counter() - t0
+    single_products = products.products_done - done
+    return {"model": source, "points": len(coords), "batched_points_per_s": len(coords) / seconds,
+            "batched_products_per_s": batched_products / seconds,
+            "batched_products_per_point": batched_products / len(coords),
+            "eigsh_points": len(weights), "eigsh_points_per_s": len(weights) / single,
+            "eigsh_products_per_s": single_products / single,
+            "eigsh_products_per_point": single_products / len(weights),
+            "speedup": (len(coords) / seconds) / (len(weights) / single),
+            "largest_relative_difference": worst, "method": products.method}
+
+
+def _print_curvature(c):
+    print(f"
+eigenvalue map ({c['model']} MLP, hessian_max and hessian_min, one worker in process, "
+          f"product method {c['method']}):")
+    print(f"{'method':<28} {'points':>6} {'points/s':>9} {'products/s':>11} {'products/pt':>12}")
+    print(f"{'batched Lanczos (per tile)':<28} {c['points']:>6} {c['batched_points_per_s']:>9.2f} "
+          f"{c['batched_products_per_s']:>11.0f} {c['batched_products_per_point']:>12.1f}")
+    print(f"{'eigsh per point (ARPACK)':<28} {c['eigsh_points']:>6} {c['eigsh_points_per_s']:>9.2f} "
+          f"{c['eigsh_products_per_s']:>11.0f} {c['eigsh_products_per_point']:>12.1f}")
+    print(f"batched / per point: {c['speedup']:.1f}x; largest difference of the eigenvalues, "
+          f"relative to the largest: {c['largest_relative_difference']:.1e}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grid", type=int, default=101, help="MLP grid points per side")
@@ -181,8 +240,26 @@ def main(argv=None):
     parser.add_argument("--per-point", type=int, default=60, help="points for the per-point method")
     parser.add_argument("--large-grid", type=int, default=1001,
                         help="MLP grid per side for the driver-memory check (0: skip)")
+    parser.add_argument("--curvature-grid", type=int, default=7,
+                        help="eigenvalue-map grid per side for the batched Lanczos row (0: skip)")
+    parser.add_argument("--curvature-per-point", type=int, default=12,
+                        help="points for the one-eigsh-per-point row")
+    parser.add_argument("--only", choices=("all", "curvature"), default="all",
+                        help="run every row, or only the eigenvalue-map row")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
+    if args.only == "curvature":
+        import tensorflow as tf
+
+        ceiling = matmul_ceiling()
+        c = bench_curvature("parabola", args.curvature_grid, args.curvature_per_point)
+        print(f"machine: {platform.machine()}, {os.cpu_count()} cores, tensorflow {tf.__version__}; "
+              f"float32 matmul ceiling {ceiling:.1f} GFLOP/s (best of 3)")
+        _print_curvature(c)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"ceiling_gflops": ceiling, "curvature": c}, f, indent=2)
+        return 0
 
     import ray
     import tensorflow as tf
@@ -204,6 +281,9 @@ def main(argv=None):
                      "points_per_call": ppc, "speedup_vs_per_point": fast / per_point,
                      "gflops_in_process": fast * flop / 1e9,
                      "ceiling_fraction": fast * flop / 1e9 / ceiling})
+
+    curvature = (bench_curvature("parabola", args.curvature_grid, args.curvature_per_point)
+                 if args.curvature_grid else None)
 
     _ray_init(1)
     for row, (source, grid, tile) in zip(rows, models):
@@ -258,10 +338,12 @@ def main(argv=None):
               f"{memory['rss_first_tile_mb']:.0f} MiB after the first tile, peak {memory['rss_peak_mb']:.0f} "
               f"MiB; growth {memory['growth_mb']:.1f} MiB (the grid arrays themselves: "
               f"{memory['grid_arrays_mb']:.1f} MiB)")
+    if curvature:
+        _print_curvature(curvature)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"ceiling_gflops": ceiling, "driver_peak_rss_mb": peak_mb, "rows": rows,
-                       "scaling": scaling, "memory": memory}, f, indent=2)
+                       "scaling": scaling, "memory": memory, "curvature": curvature}, f, indent=2)
     return 0
 
 

@@ -70,9 +70,10 @@ def test_a_registered_plane_kind_is_configured_and_swept(tmp_path, axes_kind):
 
 def test_unknown_plane_kind_lists_the_registered_ones():
     with pytest.raises(ConfigError) as err:
-        config_from_dict({"slices": [{"directions": {"kind": "hessian"}}]})
+        config_from_dict({"slices": [{"directions": {"kind": "fisher"}}]})
     assert str(err.value) == ("The 'slices.0.directions.kind' setting must be one of "
-                              "('random', 'pca', 'interpolate', 'models', 'file'). Got 'hessian' instead.")
+                              "('random', 'pca', 'interpolate', 'models', 'file', 'hessian'). "
+                              "Got 'fisher' instead.")
 
 
 class SquaredNorm(QuantityKind):

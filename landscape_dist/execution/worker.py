@@ -94,12 +94,7 @@ class LandscapeWorker:
                             kind.check_shardable()
                 self.evaluators[dataset] = evaluator
                 for kind in kinds:
-                    self.kinds.append((dataset, kind))
-                    described = kind.describe()
-                    for name in kind.names:
-                        one = _only(described, name) if len(kind.names) > 1 else described
-                        one = one.for_dataset(dataset) if dataset else one
-                        self.described[name] = self.described[name] + one if name in self.described else one
+                    self._add_kind(dataset, kind)
             self.evaluator = next(iter(self.evaluators.values()))  # the first dataset's
             self.active = tuple(quantities)
             self.quantities = active_quantities(self.described, self.active)
@@ -107,6 +102,16 @@ class LandscapeWorker:
             if not remote:
                 raise
             self.error = err
+
+    def _add_kind(self, dataset: str, kind) -> None:
+        """Keep a quantity kind, and what each of its names yields (``<dataset>/...`` names for
+        one of several datasets)."""
+        self.kinds.append((dataset, kind))
+        described = kind.describe()
+        for name in kind.names:
+            one = _only(described, name) if len(kind.names) > 1 else described
+            one = one.for_dataset(dataset) if dataset else one
+            self.described[name] = self.described[name] + one if name in self.described else one
 
     def ready(self) -> dict:
         """Describes the worker once it is built: pid, Ray node id, the quantities it returns,

@@ -120,6 +120,12 @@ def _axis_labels(ax, surface: Surface):
         ax.set_xlabel(f"PC 1 ({100 * evr[0]:.1f}%)")
         if surface.ndim == 2:
             ax.set_ylabel(f"PC 2 ({100 * evr[1]:.1f}%)")
+    elif surface.meta.get("kind") == "hessian":
+        which, values = surface.meta.get("which", []), surface.meta.get("eigenvalues", [])
+        labels = [f"Hessian eigenvector {w} (eigenvalue {v:.4g})" for w, v in zip(which, values)]
+        ax.set_xlabel(labels[0] if labels else "direction 0")
+        if surface.ndim == 2:
+            ax.set_ylabel(labels[1] if len(labels) > 1 else "direction 1")
     else:
         ax.set_xlabel("direction 0")
         if surface.ndim == 2:
