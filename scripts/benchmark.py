@@ -221,8 +221,7 @@ def bench_curvature(source, grid, per_point_points):
 
 
 def _print_curvature(c):
-    print(f"
-eigenvalue map ({c['model']} MLP, hessian_max and hessian_min, one worker in process, "
+    print(f"\neigenvalue map ({c['model']} MLP, hessian_max and hessian_min, one worker in process, "
           f"product method {c['method']}):")
     print(f"{'method':<28} {'points':>6} {'points/s':>9} {'products/s':>11} {'products/pt':>12}")
     print(f"{'batched Lanczos (per tile)':<28} {c['points']:>6} {c['batched_points_per_s']:>9.2f} "

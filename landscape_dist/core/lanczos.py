@@ -59,42 +59,61 @@ def _converged(theta: np.ndarray, residual: np.ndarray, tol: float, want: tuple[
     return bool(np.all(residual[index] <= tol * scale))
 
 
+def _reorthogonalise(w: np.ndarray, basis: np.ndarray) -> None:
+    """Remove from each row of ``w`` (b, n), in place, its components along that problem's
+    orthonormal ``basis`` (b, k, n); a second pass where the first removed most of the vector
+    ("twice is enough": Giraud et al. 2005). The passes read the whole basis, which is what a
+    step costs beyond its product."""
+    before = np.linalg.norm(w, axis=1)
+    for rows in (slice(None), None):
+        if rows is None:
+            rows = np.flatnonzero(np.linalg.norm(w, axis=1) < 0.7 * before)
+            if not len(rows):
+                return
+        part = w[rows].astype(basis.dtype)
+        coef = np.matmul(basis[rows], part[:, :, None])  # (b, k, 1)
+        w[rows] -= np.matmul(coef.transpose(0, 2, 1), basis[rows])[:, 0]
+
+
 def lanczos(matvec: Matvec, start: np.ndarray, max_steps: int, *, tol: float | None = None,
             want: tuple[str, int] = ("both", 1), keep_basis: bool = False,
-            check_every: int = 4) -> LanczosResult:
+            check_every: int = 4, basis_dtype=np.float64) -> LanczosResult:
     """Run Lanczos on B problems from the start vectors ``start`` (B, n).
 
     Each problem stops at ``max_steps`` (at most n), when its Krylov space is exhausted (an
     invariant subspace: the Ritz values are then exact), or, with ``tol``, once its wanted
     extreme Ritz values (``want``, see :func:`_converged`) have converged. Problems that stopped
-    are no longer passed to ``matvec``.
+    are no longer passed to ``matvec``. ``basis_dtype``: the Lanczos vectors' storage; a step
+    reads all of them, so float32 halves that cost where the products are float32 anyway.
     """
     start = np.atleast_2d(np.asarray(start, dtype=np.float64))
     n_problems, n = start.shape
     m = int(min(max_steps, n))
-    basis = np.zeros((n_problems, m, n))
     alpha = np.zeros((n_problems, m))
     beta = np.zeros((n_problems, m))  # beta[b, j]: the norm after step j (the coupling to j + 1)
     steps = np.zeros(n_problems, dtype=int)
     norms = np.linalg.norm(start, axis=1)
     if np.any(norms == 0) or not np.all(np.isfinite(norms)):
         raise ValueError("Every Lanczos start vector must be finite and non-zero.")
+    kept = np.zeros((n_problems, m, n), dtype=basis_dtype) if keep_basis else None
+    # the bases of the problems still running, contiguous (compacted when some stop)
+    basis = np.zeros((n_problems, m, n), dtype=basis_dtype)
     basis[:, 0] = start / norms[:, None]
     active = np.arange(n_problems)
     for j in range(m):
-        q = basis[active, j]
+        q = basis[:, j].astype(np.float64)
         w = np.asarray(matvec(q, active), dtype=np.float64).reshape(len(active), n)
         bad = ~np.all(np.isfinite(w), axis=1)
         w[bad] = 0.0  # a non-finite product ends that problem (its values become NaN below)
         alpha[active, j] = np.einsum("bn,bn->b", w, q)
-        for _ in range(2):  # full re-orthogonalisation, twice ("twice is enough")
-            coef = np.einsum("bkn,bn->bk", basis[active, :j + 1], w)
-            w -= np.einsum("bk,bkn->bn", coef, basis[active, :j + 1])
+        w -= alpha[active, j][:, None] * q  # the three-term recurrence ...
+        if j:
+            w -= beta[active, j - 1][:, None] * basis[:, j - 1].astype(np.float64)
+        _reorthogonalise(w, basis[:, :j + 1])  # ... then against every earlier vector
         beta[active, j] = np.linalg.norm(w, axis=1)
         steps[active] = j + 1
         scale = np.maximum(np.abs(alpha[active, :j + 1]).max(axis=1), np.finfo(float).tiny)
-        exhausted = beta[active, j] <= 1e-10 * scale
-        done = exhausted | bad
+        done = (beta[active, j] <= 1e-10 * scale) | bad  # exhausted Krylov space, or diverged
         if bad.any():
             alpha[active[bad], 0] = np.nan
         if tol is not None and ((j + 1) % check_every == 0):
@@ -103,13 +122,15 @@ def lanczos(matvec: Matvec, start: np.ndarray, max_steps: int, *, tol: float | N
                     theta, res = _residuals(alpha[b], beta[b], j + 1)
                     done[i] = _converged(theta, res, tol, want)
         if j + 1 < m:
-            keep = ~done
-            basis[active[keep], j + 1] = w[keep] / beta[active[keep], j][:, None]
-        active = active[~done]
+            basis[:, j + 1] = w / np.where(done, 1.0, beta[active, j])[:, None]
+        if done.any() or j + 1 == m:
+            if kept is not None:
+                finished = done if j + 1 < m else np.ones_like(done)
+                kept[active[finished]] = basis[finished]
+            active, basis = active[~done], basis[~done]
         if not len(active):
             break
-    return LanczosResult(alpha, beta[:, :m - 1] if m > 1 else beta[:, :0], steps,
-                         basis if keep_basis else None)
+    return LanczosResult(alpha, beta[:, :m - 1] if m > 1 else beta[:, :0], steps, kept)
 
 
 def extreme_eigenvalues(result: LanczosResult) -> tuple[np.ndarray, np.ndarray]:

@@ -59,6 +59,10 @@ def describe(surface: Surface) -> str:
                 f"{m.get('batchnorm')}")
     elif m.get("kind") == "file":
         text = f"directions from {Path(str(m.get('file'))).name}"
+    elif m.get("kind") == "hessian":
+        text = (f"Hessian eigenvectors {', '.join(m.get('which', []))} at the centre, "
+                f"{m.get('normalization')} normalisation"
+                + ("" if m.get("converged", True) else " (Lanczos not converged)"))
     else:
         text = f"random directions, {m.get('normalization')} normalisation, seed {m.get('seed')}"
         if "cosine" in m:

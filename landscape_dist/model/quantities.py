@@ -95,7 +95,8 @@ class HessianExtremes(QuantityKind):
         # the same seeded start at every point: a point's value does not depend on its job
         start = np.random.default_rng(self.seed).standard_normal(size)
         steps = min(self.steps, size)
-        group = max(1, int(ev._budget // (8 * (steps + 2) * size)))  # Lanczos bases in memory
+        basis = np.float32 if ev.dtype.size <= 4 else np.float64  # as precise as the products
+        group = max(1, int(ev._budget // (np.dtype(basis).itemsize * (steps + 2) * size)))
         top, bottom = np.empty(len(weights)), np.empty(len(weights))
         for lo in range(0, len(weights), group):
             w = weights[lo:lo + group]
@@ -104,7 +105,8 @@ class HessianExtremes(QuantityKind):
             def matvec(vectors, rows, w=w, c=c):
                 return self.products.products(w[rows], vectors, None if c is None else c[rows])
 
-            result = lanczos(matvec, np.broadcast_to(start, w.shape), steps, tol=self.tol)
+            result = lanczos(matvec, np.broadcast_to(start, w.shape), steps, tol=self.tol,
+                             basis_dtype=basis)
             top[lo:lo + group], bottom[lo:lo + group] = extreme_eigenvalues(result)
         values = {"hessian_max": top, "hessian_min": bottom}
         return {name: values[name] for name in self.names}
