@@ -19,6 +19,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="landscape-dist",
         description="Loss-landscape slices of Keras models, evaluated on a pool of Ray actors.")
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"landscape-dist {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def with_config(name, help_text):
@@ -27,6 +30,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                        help="override any setting, e.g. grid.x.points=21 cluster.num_workers=1")
         p.add_argument("--out", required=True, help="output directory")
+        p.add_argument("--json", action="store_true",
+                       help="print the JSON summary on stdout (else a short summary on stderr)")
         return p
 
     p = with_config("train", "train the model, recording its path (OUT/trajectory.h5, OUT/model.keras)")
@@ -54,8 +59,26 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("surface", help="a surface file written by 'sweep'")
     p.add_argument("--out", help="directory for the images (default: next to the surface file)")
     p.add_argument("--config", help="YAML configuration whose 'plot' section to use")
-    p.add_argument("--format", choices=OUTPUT_FORMATS.names(), help="output format (default png)")
+    p.add_argument("--format", type=_formats, metavar="FORMAT[,FORMAT...]",
+                   help=f"output formats, comma-separated, from {', '.join(OUTPUT_FORMATS.names())} "
+                        f"(default: the config's plot.formats, else png)")
+    p.add_argument("--json", action="store_true", help="print the written paths as JSON")
+    p = sub.add_parser("info", help="what a surface file holds: slices, grids, quantities, "
+                                    "progress, settings, versions")
+    p.add_argument("surface", help="a surface file (finished or not)")
+    p.add_argument("--json", action="store_true", help="print it as JSON")
     return parser
+
+
+def _formats(text: str) -> tuple[str, ...]:
+    """``png,html``: known output formats, each once."""
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    unknown = [n for n in names if n not in OUTPUT_FORMATS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} must be output formats separated by commas, from "
+            f"{', '.join(OUTPUT_FORMATS.names())}")
+    return names
 
 
 def _config(args):
@@ -107,10 +130,18 @@ def main(argv: list[str] | None = None) -> int:
     logger = logging.getLogger("landscape_dist")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    if args.command in ("train", "sweep", "run", "curvature"):
+        from .report import import_tensorflow_quietly
+
+        import_tensorflow_quietly()
     from . import pipeline
 
     try:
-        if args.command == "train":
+        if args.command == "info":
+            from .report import describe_surface
+
+            result = describe_surface(args.surface)
+        elif args.command == "train":
             result = pipeline.train(_config(args), args.out, overwrite=args.overwrite)
         elif args.command == "curvature":
             result = pipeline.curvature(_config(args), args.out, overwrite=args.overwrite,
@@ -122,8 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from .config import load_config
 
-            config = load_config(args.config, [f"plot.format={args.format}"] if args.format else [])
-            result = pipeline.plot(args.surface, args.out, config)
+            config = load_config(args.config)
+            result = pipeline.plot(args.surface, args.out, config, formats=args.format)
     except KeyboardInterrupt:
         print(f"landscape-dist: interrupted; {_kept(args)}", file=sys.stderr)
         return 130
@@ -137,7 +168,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         logger.removeHandler(handler)  # a library caller's logging stays as it was
-    print(pipeline.to_json(result))
+    if args.json:
+        print(pipeline.to_json(result))
+    else:
+        from .report import info_lines, summary_lines
+
+        lines = info_lines(result) if args.command == "info" else summary_lines(
+            args.command, result, getattr(args, "out", None))
+        print("\n".join(lines), file=sys.stdout if args.command == "info" else sys.stderr)
     return 0
 
 

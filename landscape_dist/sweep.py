@@ -28,8 +28,6 @@ from .core.plane import Plane
 from .core.projection import off_plane_fraction, project_path
 from .errors import OutputError, SourceError, in_terms
 from .execution.jobs import POINTS, WEIGHTS, Job
-from .model.checks import dtype_policies
-from .model.filters import filter_rules
 from .model.sources import DataSpec, ModelSpec, load_centre
 from .model.training import run_files
 from .model.trajectory import Trajectory, read_trajectory
@@ -212,6 +210,9 @@ def prepare(config: Config, out: Path) -> SweepInputs:
 
     Bad input fails here, before a pool starts or a file is written.
     """
+    from .model.checks import dtype_policies  # Keras: only where a sweep is prepared
+    from .model.filters import filter_rules
+
     check_sizes(config, out)
     model_spec = ModelSpec.from_source(config.model.source, config.model.unsafe_deserialization)
     model = model_spec.build()

@@ -122,13 +122,14 @@ def test_cli_run_end_to_end_on_ray(tmp_path):
     out = tmp_path / "out"
     env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
     proc = subprocess.run([sys.executable, "-m", "landscape_dist.cli", "run", str(cfg), "--out", str(out),
-                           "--no-progress", "cluster.num_workers=1"],
+                           "--no-progress", "--json", "cluster.num_workers=1"],
                           capture_output=True, text=True, timeout=400, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout)
     images = sorted(Path(p).name for p in summary["images"])
-    assert images == ["line_1d.png", "pca_contour.png", "pca_filled.png", "pca_path.png",
-                      "random_contour.png", "random_filled.png"]
+    assert images == ["line_1d.png", "pca_3d.png", "pca_contour.png", "pca_filled.png",
+                      "pca_heatmap.png", "pca_path.png", "random_3d.png", "random_contour.png",
+                      "random_filled.png", "random_heatmap.png"]
     for name in images:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     surfaces = read_surface(out / "surface.h5")

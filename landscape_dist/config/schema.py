@@ -400,14 +400,21 @@ class EvaluationConfig:
 
 @dataclass(frozen=True)
 class PlotConfig:
-    """Figures: number of contour levels, log spacing, file format, path overlay."""
+    """Figures and files: contour levels, log spacing, the output formats, path overlay, the
+    3-D views' clipping and height scale, the animation's length."""
 
     levels: int = 25
     log_levels: bool = True
     format: str = "png"
+    formats: tuple[str, ...] = ()  # several output formats; empty: just ``format``
     show_path: str = "auto"
     dpi: int = 120
     preview_every_s: float | None = None  # redraw OUT/<slice>_preview.png while sweeping
+    zmin: float | None = None  # 3-D views and meshes: values below are clipped (Li et al.'s vmin)
+    zmax: float | None = None  # ... and above (Li et al.'s zmax); null: no clipping
+    log_z: bool = False  # 3-D views and meshes: heights on a log10 scale
+    animation_frames: int = 60
+    animation_seconds: float = 6.0
 
     def __post_init__(self):
         check_finite(self)
@@ -418,11 +425,25 @@ class PlotConfig:
         formats = output_formats()
         if self.format not in formats:
             raise must("format", f"one of {formats}", self.format)
+        for i, name in enumerate(self.formats):
+            if name not in formats:
+                raise must(f"formats.{i}", f"one of {formats}", name)
+        if self.zmin is not None and self.zmax is not None and not self.zmin < self.zmax:
+            raise must("zmax", f"greater than {{at}}zmin={self.zmin}", self.zmax)
+        if not _is_int(self.animation_frames) or self.animation_frames < 2:
+            raise must("animation_frames", "an integer >= 2", self.animation_frames)
+        if not self.animation_seconds > 0:
+            raise must("animation_seconds", "a number of seconds > 0", self.animation_seconds)
         if self.preview_every_s is not None and not self.preview_every_s > 0:
             raise must("preview_every_s", "a number of seconds > 0 or null (no preview)",
                        self.preview_every_s)
         if self.show_path not in SHOW_PATH:
             raise must("show_path", f"one of {SHOW_PATH}", self.show_path)
+
+    @property
+    def all_formats(self) -> tuple[str, ...]:
+        """The output formats to write: ``formats``, or ``format`` alone."""
+        return tuple(dict.fromkeys(self.formats)) or (self.format,)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Output formats (``plot.format``): each a writer registered under its configuration name.
+"""Output formats (``plot.format``, ``plot.formats``): each a writer registered under its configuration name.
 
 A writer is ``writer(surface_file, out_dir, plot_config) -> list of written paths``. A new format
 is one function registered here (or in its own module imported below), and its tests. This module
@@ -30,9 +30,42 @@ for _name in ("png", "pdf", "svg"):
     OUTPUT_FORMATS.register(_name)(_static(f".{_name}"))
 
 
+@OUTPUT_FORMATS.register("vtp")
+def write_vtp(surface_file: Path, out: Path, cfg) -> list[str]:
+    """ParaView meshes, one per 2-D slice and quantity, with the path as a polyline."""
+    from .vtk import write_surface_vtp
+
+    return write_surface_vtp(Path(surface_file), Path(out), cfg)
+
+
+@OUTPUT_FORMATS.register("html")
+def write_html(surface_file: Path, out: Path, cfg) -> list[str]:
+    """One self-contained interactive page of every slice (``landscape.html``)."""
+    from .html import write_page
+
+    return [str(write_page(Path(surface_file), Path(out) / "landscape.html", cfg))]
+
+
+@OUTPUT_FORMATS.register("gif")
+def write_gif(surface_file: Path, out: Path, cfg) -> list[str]:
+    """The training path travelling over each slice that draws it (Pillow)."""
+    from .animation import write_animations
+
+    return write_animations(Path(surface_file), Path(out), cfg, ".gif")
+
+
+@OUTPUT_FORMATS.register("mp4")
+def write_mp4(surface_file: Path, out: Path, cfg) -> list[str]:
+    """The same animation as an MP4 video (needs ffmpeg)."""
+    from .animation import write_animations
+
+    return write_animations(Path(surface_file), Path(out), cfg, ".mp4")
+
+
 def write_outputs(surface_file, out, cfg, formats: tuple[str, ...] | None = None) -> list[str]:
-    """Write every format in ``formats`` (default: ``cfg.format``); returns the written paths."""
+    """Write every format in ``formats`` (default: ``cfg.all_formats``); returns the written
+    paths."""
     written = []
-    for name in formats or (cfg.format,):
+    for name in formats or cfg.all_formats:
         written += OUTPUT_FORMATS[name](Path(surface_file), Path(out), cfg)
     return written

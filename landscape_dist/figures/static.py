@@ -137,11 +137,13 @@ def _axis_labels(ax, surface: Surface):
 
 
 def plot_contour(surface: Surface, file: Path, cfg: PlotConfig, quantity: str | None = None,
-                 filled: bool = False) -> Path:
-    """Contour lines with labelled log-spaced levels, or filled contours with a colour bar."""
+                 filled: bool = False, levels: np.ndarray | None = None) -> Path:
+    """Contour lines with labelled log-spaced levels, or filled contours with a colour bar;
+    ``levels`` shared with comparable quantities (default: from this one's values)."""
     quantity = quantity or surface.loss_name
     z = np.ma.masked_invalid(surface.values[quantity])
-    levels = contour_levels(surface.values[quantity], cfg.levels, cfg.log_levels)
+    if levels is None:
+        levels = contour_levels(surface.values[quantity], cfg.levels, cfg.log_levels)
     use_log = cfg.log_levels and levels[0] > 0
     X, Y = np.meshgrid(surface.xcoordinates, surface.ycoordinates)
     fig, ax = plt.subplots(figsize=(6.4, 5.2))
@@ -339,6 +341,7 @@ def plot_surface_file(path: Path, out: Path, cfg: PlotConfig, suffix: str | None
         if surface.ndim == 2:
             written.append(plot_contour(surface, out / f"{name}_contour{suffix}", cfg))
             written.append(plot_contour(surface, out / f"{name}_filled{suffix}", cfg, filled=True))
+            written += _per_quantity(surface, out, cfg, suffix)
         else:
             written.append(plot_curve(surface, out / f"{name}_1d{suffix}", cfg))
         if len(surface.datasets) > 1:
@@ -350,3 +353,36 @@ def plot_surface_file(path: Path, out: Path, cfg: PlotConfig, suffix: str | None
         if surface.path is not None and surface.loss_name in surface.path.values and _show_path(surface, cfg):
             written.append(plot_path_loss(surface, out / f"{name}_path{suffix}", cfg))
     return [str(p) for p in written]
+
+
+def _shared_levels(surface: Surface, cfg: PlotConfig) -> dict:
+    """Contour levels per quantity, shared by the same quantity on several datasets
+    (``train/accuracy`` and ``test/accuracy``), which are comparable."""
+    groups: dict = {}
+    for name in surface.values:
+        groups.setdefault(name.rsplit("/", 1)[-1], []).append(name)
+    levels = {}
+    for members in groups.values():
+        values = np.concatenate([surface.values[m].ravel() for m in members])
+        shared = contour_levels(values, cfg.levels, cfg.log_levels)
+        levels.update({m: shared for m in members})
+    return levels
+
+
+def _per_quantity(surface: Surface, out: Path, cfg: PlotConfig, suffix: str) -> list[Path]:
+    """For every quantity of a 2-D slice: a 3-D view and a heat map; and filled contours of
+    those besides the main loss (the Hessian's pair has a figure of its own)."""
+    from .common import HESSIAN_PAIR, file_stem, quantities
+    from .surface3d import plot_heatmap, plot_surface3d
+
+    main, written = surface.loss_name, []
+    levels = _shared_levels(surface, cfg)
+    for quantity in quantities(surface):
+        stem = file_stem(surface.name, quantity, main)
+        written.append(plot_surface3d(surface, out / f"{stem}_3d{suffix}", cfg, quantity,
+                                      _show_path(surface, cfg)))
+        written.append(plot_heatmap(surface, out / f"{stem}_heatmap{suffix}", cfg, quantity))
+        if quantity != main and quantity not in HESSIAN_PAIR:
+            written.append(plot_contour(surface, out / f"{stem}_filled{suffix}", cfg, quantity,
+                                        filled=True, levels=levels[quantity]))
+    return written

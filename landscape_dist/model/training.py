@@ -11,7 +11,6 @@ import numpy as np
 from ..config.schema import Config
 from ..errors import OutputError
 from .sources import DataSpec, ModelSpec
-from .trajectory import TrajectoryRecorder
 
 
 def run_files(index: int) -> tuple[str, str]:
@@ -45,6 +44,8 @@ def _train_run(config: Config, settings, index: int, x, y, out: Path, verbose: i
     _check_trajectory_size(settings, model, len(x), out)
     out.mkdir(parents=True, exist_ok=True)
     trajectory, saved = (out / name for name in run_files(index))
+    from .recorder import TrajectoryRecorder
+
     recorder = TrajectoryRecorder(trajectory, settings.record_every, settings.record_unit)
     history = model.fit(x, y, epochs=settings.epochs, batch_size=settings.batch_size,
                         shuffle=True, verbose=verbose, callbacks=[recorder])
