@@ -321,7 +321,7 @@ def test_curvature_command_writes_a_readable_file_and_refuses_to_replace_it(tmp_
         "model": {"source": LSQ[0]}, "data": {"source": LSQ[1]},
         "curvature": {"top_k": 2, "trace_vectors": 8, "density_vectors": 2, "density_steps": 4}}))
     out = tmp_path / "out"
-    assert main(["curvature", str(cfg), "--out", str(out), "--in-process"]) == 0
+    assert main(["curvature", str(cfg), "--out", str(out), "--in-process", "--json"]) == 0
     printed = json.loads(capsys.readouterr().out)
     exact = np.linalg.eigvalsh(_least_squares_hessian())
     with h5py.File(out / "curvature.h5") as f:

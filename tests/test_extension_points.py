@@ -153,14 +153,14 @@ def test_a_registered_output_format_is_written(tmp_path, npz_format):
     stored = read_surface(tmp_path / "surface.h5")["random"].values["loss"]
     np.testing.assert_array_equal(np.load(written[0])["loss"], stored)
     both = plot(tmp_path / "surface.h5", tmp_path / "figs2", config, formats=("npz", "svg"))
-    assert sorted(p.rsplit(".", 1)[1] for p in both) == ["npz", "svg", "svg"]
+    assert sorted(p.rsplit(".", 1)[1] for p in both) == ["npz"] + ["svg"] * 4  # contours, 3-D, heat map
 
 
 def test_plot_format_choices_come_from_the_registry():
     with pytest.raises(ConfigError) as err:
-        config_from_dict({"plot": {"format": "gif"}})
-    assert str(err.value) == ("The 'plot.format' setting must be one of ('png', 'pdf', 'svg'). "
-                              "Got 'gif' instead.")
+        config_from_dict({"plot": {"format": "ply"}})
+    assert str(err.value) == ("The 'plot.format' setting must be one of ('png', 'pdf', 'svg', "
+                              "'vtp', 'html', 'gif', 'mp4'). Got 'ply' instead.")
 
 
 def test_errors_name_their_own_parameters_until_a_layer_rewords_them():

@@ -237,7 +237,7 @@ def test_sweep_says_a_short_summary_on_stderr_and_json_only_when_asked(tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == ""
     assert proc.stderr.splitlines()[0].startswith(
-        f"swept 1 slice, 42 points in ") and f"surface: {tmp_path / 'a' / 'surface.h5'}" in proc.stderr
+        "swept 1 slice, 42 points in ") and f"surface: {tmp_path / 'a' / 'surface.h5'}" in proc.stderr
     for banner in ("absl::InitializeLog", "cuda drivers", "oneDNN"):
         assert banner not in proc.stderr
     proc = _cli("sweep", str(config), "--out", str(tmp_path / "b"), "--in-process", "--no-progress",

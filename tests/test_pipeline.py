@@ -167,7 +167,8 @@ def test_diverged_points_are_stored_counted_and_masked(tmp_path):
     from landscape_dist.config import PlotConfig
 
     images = plot_surface_file(tmp_path / "surface.h5", tmp_path, PlotConfig())
-    assert [os.path.basename(p) for p in images] == ["random_contour.png", "random_filled.png"]
+    assert [os.path.basename(p) for p in images] == ["random_contour.png", "random_filled.png",
+                                                     "random_3d.png", "random_heatmap.png"]
 
 
 def test_live_preview_is_drawn_during_the_sweep(tmp_path, monkeypatch):

@@ -23,7 +23,7 @@ def animate_path(surface, file: Path, cfg, writer: str = "pillow") -> Path:
     """``cfg.animation_frames`` frames over ``cfg.animation_seconds``: the filled contours of the
     slice's main loss, the path drawn up to the frame's point (between checkpoints, linearly),
     the title giving its epoch and true loss."""
-    from .static import contour_levels
+    from .static import _axis_labels, _format_colorbar, contour_levels
 
     if writer == "ffmpeg" and not animation.writers.is_available("ffmpeg"):
         raise OutputError("The output format 'mp4' needs ffmpeg, which is not installed here. "
@@ -40,7 +40,8 @@ def animate_path(surface, file: Path, cfg, writer: str = "pillow") -> Path:
     z = np.ma.masked_invalid(surface.values[name])
     if z.count():
         cs = ax.contourf(X, Y, z, levels=levels, norm=norm, cmap="viridis")
-        fig.colorbar(cs, ax=ax, label=name)
+        _format_colorbar(fig.colorbar(cs, ax=ax, label=name), norm)
+    _axis_labels(ax, surface)
     ax.plot(coords[:, 0], coords[:, 1], color="white", alpha=0.3, linewidth=1)
     (trail,) = ax.plot([], [], color="tab:red", linewidth=1.8)
     (head,) = ax.plot([], [], marker="o", color="tab:red", markeredgecolor="white", markersize=8)
