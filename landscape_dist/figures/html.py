@@ -55,6 +55,16 @@ def _nan_to_none(values: np.ndarray) -> list:
     return np.where(np.isfinite(arr), arr, None).tolist()
 
 
+def _colours(values: np.ndarray, cfg) -> tuple[np.ndarray, str]:
+    """The values as coloured: log10 where they are all positive and ``plot.log_levels`` is on
+    (as the contour figures), else as they are; and the colour bar's prefix."""
+    values = np.asarray(values, dtype=np.float64)
+    finite = values[np.isfinite(values)]
+    if cfg.log_levels and finite.size and finite.min() > 0:
+        return np.log10(values), "log10 "
+    return values, ""
+
+
 def _path_traces(surface, quantity: str, cfg, three_d: bool) -> list:
     """The path's trace (3-D or on the contour), hover text with step, epoch, slice and true
     values of ``quantity``."""
@@ -103,25 +113,32 @@ def slice_figure(surface, cfg):
     pca = surface.meta.get("kind") == "pca"
     for q in names:
         z, scale = heights(surface.values[q], cfg)
-        data = {"z": [_nan_to_none(z), _nan_to_none(surface.values[q])],
-                "colorbar.title.text": [f"{scale}{q}", q]}
+        colour, prefix = _colours(surface.values[q], cfg)
+        data = {"z": [_nan_to_none(z), _nan_to_none(colour)],
+                "surfacecolor": [_nan_to_none(colour), None],
+                "colorbar.title.text": [f"{prefix}{q}", f"{prefix}{q}"]}
         traces = [0, 1]
         if show_path:  # the path follows: its heights, and what its hover says
             three_d, flat = _path_traces(surface, q, cfg, True)[0], _path_traces(surface, q, cfg, False)[0]
             data["z"] += [three_d.z, three_d.z]
             data["customdata"] = [None, None, three_d.customdata, flat.customdata]
+            data["surfacecolor"] += [None, None]
             data["hovertemplate"] = [None, None, three_d.hovertemplate, flat.hovertemplate]
             data["colorbar.title.text"] += [None, None]
             traces += [2, 3]
         buttons.append(dict(label=q, method="update",
                             args=[data, {"title.text": f"slice '{surface.name}': {q}"}, traces]))
     z, scale = heights(surface.values[first], cfg)
+    colour, prefix = _colours(surface.values[first], cfg)
     fig.add_trace(go.Surface(x=surface.xcoordinates, y=surface.ycoordinates, z=_nan_to_none(z),
-                             colorscale="Viridis", colorbar=dict(title=f"{scale}{first}", x=0.44),
-                             name=first), row=1, col=1)
+                             surfacecolor=_nan_to_none(colour), colorscale="Viridis",
+                             colorbar=dict(title=f"{prefix}{first}", x=0.44), name=first),
+                  row=1, col=1)
     fig.add_trace(go.Contour(x=surface.xcoordinates, y=surface.ycoordinates,
-                             z=_nan_to_none(surface.values[first]), colorscale="Viridis",
-                             ncontours=cfg.levels, colorbar=dict(title=first), name=first),
+                             z=_nan_to_none(colour), colorscale="Viridis", ncontours=cfg.levels,
+                             colorbar=dict(title=f"{prefix}{first}"), name=first,
+                             hovertemplate=f"x %{{x:.4g}}, y %{{y:.4g}}<br>{prefix}{first} "
+                                           f"%{{z:.5g}}<extra></extra>"),
                   row=1, col=2)
     if show_path:
         for trace in _path_traces(surface, first, cfg, True):
