@@ -389,6 +389,9 @@ class SliceSweep:
                  lambda key, result: self._accept(by_index[key], result, resumed=False))
         seconds = time.perf_counter() - t0
         n_points = sum(t.size for t in tiles)
+        choices = pool.choices() if hasattr(pool, "choices") else []
+        if choices:  # how each worker evaluated (and, where it timed them, the alternatives)
+            self.slice_writer.write_attr("evaluation_strategies", choices)
         if self.nonfinite:
             log.warning("slice '%s': %d of %d points have a NaN or infinite loss (kept in the file, "
                         "masked in the figures)", name, self.nonfinite, n_points)
@@ -396,6 +399,7 @@ class SliceSweep:
                 "tiles_computed": len(todo), "seconds": round(seconds, 3),
                 "points_per_s": round(computed / seconds, 1) if seconds > 0 and computed else None,
                 "nonfinite_points": self.nonfinite,
+                "evaluation_strategies": choices,
                 **{k: plan.plane.meta[k] for k in ("kind", "cosine", "explained_variance_ratio",
                                                    "which", "eigenvalues", "converged",
                                                    "dtype_policies")

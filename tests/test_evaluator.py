@@ -104,3 +104,41 @@ def test_first_layer_shortcut_equals_the_full_forward_pass(source, data, applies
     np.testing.assert_allclose(ev.evaluate(coords)["loss"], full.evaluate(coords)["loss"], rtol=1e-6)
     tiny = LandscapeEvaluator(model, x, y, memory_budget_mb=1e-3).set_plane(centre, directions)
     assert tiny.shortcut is None  # the pre-activations must fit in the memory budget
+
+
+@pytest.mark.parametrize("source, candidates", [
+    ("parabola", {"vectorized", "loop"}),  # the shortcut does not apply (one input)
+    ("digits", {"loop + shortcut", "loop"}),  # convolutions do not vectorise; the shortcut applies
+])
+def test_tuned_strategy_is_timed_recorded_and_changes_no_value(source, candidates):
+    model, x, y, ev, centre, directions, coords = _setup(source)
+    grid = np.stack(np.meshgrid(np.linspace(-1, 1, 9), np.linspace(-1, 1, 9)), -1).reshape(-1, 2)
+    tuned = LandscapeEvaluator(model, x, y, tune=True).set_plane(centre, directions)
+    got = tuned.evaluate(grid)
+    choice = tuned.choice
+    assert choice["tuned"] and set(choice["us_per_point"]) == candidates
+    assert choice["points_per_call"] == tuned.points_per_call
+    assert str(choice["points_per_call"]) in choice["us_per_point_by_points_per_call"]
+    assert f"{choice['method']}{' + shortcut' if choice['shortcut'] else ''}" in candidates
+    ref = ev.evaluate(grid)  # the untuned default strategy
+    for name in ref:
+        np.testing.assert_allclose(got[name], ref[name], rtol=1e-5, atol=1e-7)
+    small = LandscapeEvaluator(model, x, y, tune=True).set_plane(centre, directions)
+    small.evaluate(grid[:10])  # a first job too small to time is evaluated as it comes
+    assert small.choice["tuned"] is False
+
+
+def test_a_sweep_stores_each_workers_strategy(tmp_path):
+    from landscape_dist.config import config_from_dict
+    from landscape_dist.pipeline import sweep
+    from landscape_dist.store.surface import read_surface
+
+    config = config_from_dict({"grid": {"x": {"points": 9}, "y": {"points": 9}, "tile": [9, 9]}})
+    summary = sweep(config, tmp_path, in_process=True, progress=False)
+    stored = read_surface(tmp_path / "surface.h5")["random"].meta["evaluation_strategies"]
+    assert stored == summary["slices"]["random"]["evaluation_strategies"]
+    assert stored[0][""]["tuned"] is True and set(stored[0][""]["us_per_point"]) == {"vectorized", "loop"}
+    off = config_from_dict({"grid": {"x": {"points": 9}, "y": {"points": 9}, "tile": [9, 9]},
+                            "evaluation": {"tune": False}})
+    untuned = sweep(off, tmp_path / "off", in_process=True, progress=False)
+    assert untuned["slices"]["random"]["evaluation_strategies"][0][""]["tuned"] is False

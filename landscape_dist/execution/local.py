@@ -36,6 +36,10 @@ class InProcessPool:
         self.quantities = self.workers[0].quantities
         self.names = self.quantities.names
 
+    def choices(self) -> list[dict]:
+        """Each worker's evaluation strategy, by dataset."""
+        return [worker.choices() for worker in self.workers]
+
     @property
     def num_workers(self) -> int:
         return len(self.workers)

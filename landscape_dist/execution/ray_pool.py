@@ -128,6 +128,18 @@ class RayPool:
         for actor in self.actors:
             actor.use.remote(self._use)
 
+    def choices(self) -> list[dict]:
+        """Each live worker's evaluation strategy, by dataset (an empty dict for one that did not
+        answer within a few seconds)."""
+        refs = [actor.choices.remote() for actor in self.actors if actor not in self._starting]
+        out = []
+        for ref in refs:
+            try:
+                out.append(self._ray.get(ref, timeout=10.0))
+            except Exception:  # noqa: BLE001 - a worker lost meanwhile reports nothing
+                out.append({})
+        return out
+
     @property
     def num_workers(self) -> int:
         return len(self.actors)

@@ -87,7 +87,8 @@ class LandscapeWorker:
                     x, y = spec.load(shard)
                     evaluator = LandscapeEvaluator(model, x, y, batch_size=evaluation.batch_size,
                                                    memory_budget_mb=evaluation.memory_budget_mb,
-                                                   mode=evaluation.mode)
+                                                   mode=evaluation.mode,
+                                                   tune=getattr(evaluation, "tune", False))
                     kinds = _kinds(evaluator, quantities, evaluation)
                     if spec.num_shards > 1:
                         for kind in kinds:
@@ -141,6 +142,10 @@ class LandscapeWorker:
             evaluator.set_plane(centre, directions, non_trainable, non_trainable_directions,
                                 recompute)
         return True
+
+    def choices(self) -> dict:
+        """Each evaluator's strategy (and the timings it was chosen by), by dataset."""
+        return {dataset: ev.choice for dataset, ev in self.evaluators.items()}
 
     def use(self, quantities: tuple[str, ...]) -> bool:
         """Compute only ``quantities`` (configuration names this worker was built for) from now."""

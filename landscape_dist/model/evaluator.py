@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -78,7 +79,8 @@ class LandscapeEvaluator:
     """
 
     def __init__(self, model, x, y, *, batch_size: int | None = None,
-                 memory_budget_mb: float = 256.0, mode: str = "auto", shortcut: bool = True):
+                 memory_budget_mb: float = 256.0, mode: str = "auto", shortcut: bool = True,
+                 tune: bool = False):
         if mode not in MODES:
             raise ValueError(f"The 'mode' parameter must be 'auto', 'vectorized' or 'loop'. "
                              f"Got {mode!r} instead.")
@@ -125,6 +127,9 @@ class LandscapeEvaluator:
         self._compiled = {}
         self._allow_shortcut = bool(shortcut)
         self.shortcut = None  # a FirstLayerShortcut once a plane is set, where one applies
+        self._shortcut_on = True  # whether the shortcut (where there is one) is used
+        self._tune = bool(tune)
+        self._timed: dict | None = None  # the timings of the strategies, once measured
 
     def _describe(self) -> QuantitySet:
         """The parts this evaluator returns: the data loss (one part per output loss for a model
@@ -212,7 +217,7 @@ class LandscapeEvaluator:
         """The parts (see :attr:`quantities`) at one flat weight vector, as one tensor.
         With ``coords`` (the point's plane coordinates) the first-layer shortcut is used."""
         non_trainable = self.non_trainable_at(coords)
-        if coords is None or self.shortcut is None:
+        if coords is None or self.shortcut is None or not self._shortcut_on:
             parts = tf.split(flat_weights, self.layout.sizes)
             weights = [tf.reshape(p, s) for p, s in zip(parts, self.layout.shapes)]
             if self._recompute is not None:
@@ -286,7 +291,7 @@ class LandscapeEvaluator:
 
     def _function(self, which: str):
         """The compiled function for POINTS or WEIGHTS input, built once per plane shape."""
-        key = (which, self.method)
+        key = (which, self.method, self.shortcut is not None and self._shortcut_on)
         if key not in self._compiled:
             if which == POINTS:
                 k = int(self._directions.shape[0])
@@ -313,10 +318,67 @@ class LandscapeEvaluator:
         if which == POINTS and self._directions is None:
             raise RuntimeError("Call set_plane(centre, directions) before evaluate().")
         out = np.empty((len(items), len(self.quantities.parts)), dtype=np.float64)
+        if which == POINTS and self._tune and self._timed is None:
+            self._choose(items)
         for start in range(0, len(items), self.points_per_call):
             chunk = tf.constant(items[start:start + self.points_per_call])
             out[start:start + len(chunk)] = self._call(which, chunk)
         return {part.name: out[:, i] for i, part in enumerate(self.quantities.parts)}
+
+    _TUNE_MIN_POINTS = 64  # a first job smaller than this is evaluated as it comes, untimed
+
+    def _choose(self, items: np.ndarray) -> None:
+        """Time the strategies on the first job's points (each compiled first, then timed once on
+        the same points) and keep the fastest: vectorised or looped over points (``mode: auto``),
+        the first-layer shortcut on or off (where it applies), then the points per call. Every
+        strategy gives the same values up to float32 rounding. Recorded in :attr:`choice`."""
+        if len(items) < self._TUNE_MIN_POINTS:
+            return
+        n = min(len(items), max(self.points_per_call, self._TUNE_MIN_POINTS))
+        sample = tf.constant(items[:n])
+
+        def timed(size: int) -> float:
+            """Seconds per point of the current strategy over the sample, ``size`` per call."""
+            t0 = time.perf_counter()
+            for start in range(0, n, size):
+                self._function(POINTS)(sample[start:start + size]).numpy()
+            return (time.perf_counter() - t0) / n
+
+        methods = ("vectorized", "loop") if self.mode == "auto" else (self.method,)
+        shortcuts = (True, False) if self.shortcut is not None else (False,)
+        timings = {}
+        for method in methods:
+            for shortcut in shortcuts:
+                self.method, self._shortcut_on = method, shortcut
+                try:
+                    with _quiet_tensorflow():
+                        timed(self.points_per_call)  # compiles, and warms the shapes up
+                        timings[(method, shortcut)] = timed(self.points_per_call)
+                except (ValueError, TypeError, NotImplementedError, tf.errors.OpError):
+                    continue  # e.g. ops without a vectorised form
+        if not timings:
+            return
+        (self.method, self._shortcut_on), per_point = min(timings.items(), key=lambda kv: kv[1])
+        calls = {self.points_per_call: per_point}
+        for size in (self.points_per_call // 4, self.points_per_call // 16):
+            if size >= 8:  # the same compiled function takes any number of points
+                timed(size)  # new shapes warm up first
+                calls[size] = timed(size)
+        self.points_per_call = min(calls, key=calls.get)
+        self._timed = {
+            "us_per_point": {f"{m}{' + shortcut' if sc else ''}": round(t * 1e6, 2)
+                             for (m, sc), t in timings.items()},
+            "us_per_point_by_points_per_call": {str(k): round(v * 1e6, 2) for k, v in calls.items()},
+        }
+        log.debug("evaluation strategy: %s", self.choice)
+
+    @property
+    def choice(self) -> dict:
+        """The strategy in use (method, shortcut, points per call) and, where it was chosen by
+        timing the candidates (``tune``), their microseconds per point."""
+        return {"tuned": self._timed is not None, "method": self.method,
+                "shortcut": self.shortcut is not None and self._shortcut_on,
+                "points_per_call": self.points_per_call, **(self._timed or {})}
 
     def _call(self, which: str, chunk):
         try:

@@ -166,6 +166,10 @@ class SliceWriter:
         """The values of ``quantity`` written so far (NaN where not done)."""
         return self.group["values"][quantity][...]
 
+    def write_attr(self, name: str, value) -> None:
+        """A further attribute of the slice (JSON for structured values)."""
+        self.group.attrs[name] = value if isinstance(value, (int, float, str)) else json.dumps(value)
+
     def write_numbers(self, numbers: dict) -> dict:
         """Store numbers derived from the slice (attribute ``numbers``, JSON); returns them."""
         self.group.attrs["numbers"] = json.dumps(numbers)
