@@ -175,6 +175,113 @@ def _ray_init(nodes: int):
     return cluster
 
 
+def resnet_model(seed: int = 0):
+    """The ResNet-style workload: conv3x3(16)-BN-ReLU, three stages of one basic residual block
+    (16/32/64 channels, stride 2 in stages 2 and 3, 1x1 projection shortcuts), global average
+    pooling, Dense(10); on 32x32x3 inputs."""
+    import keras
+    from keras import layers
+
+    init = keras.initializers.HeNormal(seed=seed)
+
+    def conv(x, filters, kernel, stride=1):
+        return layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False,
+                             kernel_initializer=init)(x)
+
+    inputs = keras.Input((32, 32, 3))
+    x = layers.ReLU()(layers.BatchNormalization()(conv(inputs, 16, 3)))
+    for filters, stride in ((16, 1), (32, 2), (64, 2)):
+        h = layers.ReLU()(layers.BatchNormalization()(conv(x, filters, 3, stride)))
+        h = layers.BatchNormalization()(conv(h, filters, 3))
+        shortcut = layers.BatchNormalization()(conv(x, filters, 1, stride))
+        x = layers.ReLU()(layers.Add()([h, shortcut]))
+    x = layers.GlobalAveragePooling2D()(x)
+    outputs = layers.Dense(10, kernel_initializer=keras.initializers.GlorotUniform(seed=seed))(x)
+    model = keras.Model(inputs, outputs, name="resnet_style")
+    model.compile(optimizer="sgd", metrics=["accuracy"],
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def resnet_data(n: int = 1024, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((n, 32, 32, 3)).astype(np.float32),
+            rng.integers(0, 10, n).astype(np.int32))
+
+
+def bench_resnet(points: int, per_point_points: int, ceiling: float) -> dict:
+    """Grid points per second on the ResNet-style net: the per-point Keras method, and our
+    evaluator with its strategy chosen by timing (in process, all cores)."""
+    from landscape_dist.core.directions import random_directions
+    from landscape_dist.core.layout import WeightLayout
+    from landscape_dist.model.evaluator import LandscapeEvaluator
+    from landscape_dist.model.reference import flops_per_example, points_to_weights
+
+    model = resnet_model()
+    x, y = resnet_data()
+    model.evaluate(x[:2], y[:2], verbose=0)
+    layout = WeightLayout.from_variables(model.trainable_variables)
+    centre = layout.flatten([v.numpy() for v in model.trainable_variables])
+    directions = random_directions(centre, layout, 2, np.random.default_rng(0))
+    flop = flops_per_example(model) * len(x)
+    coords = _grid(11)[:max(points, per_point_points)]
+    weights = points_to_weights(centre, directions, coords[:per_point_points])
+    model.test_on_batch(x, y)
+    t0 = time.perf_counter()
+    for row in weights:
+        model.set_weights(layout.unflatten(row) + [v.numpy() for v in model.non_trainable_variables])
+        model.test_on_batch(x, y)
+    per_point = per_point_points / (time.perf_counter() - t0)
+    ev = LandscapeEvaluator(model, x, y, tune=True).set_plane(centre, directions)
+    ev.evaluate(coords[:points])  # times the strategies, compiles the chosen one
+    t0 = time.perf_counter()
+    ev.evaluate(coords[:points])
+    rate = points / (time.perf_counter() - t0)
+    return {"weights": layout.size, "mflop_per_example": flops_per_example(model) / 1e6,
+            "per_point_keras": per_point, "in_process": rate, "gflops": rate * flop / 1e9,
+            "ceiling_fraction": rate * flop / 1e9 / ceiling, "choice": ev.choice}
+
+
+def time_to_first_tile(config: str, out: str) -> dict:
+    """Seconds from starting ``landscape-dist sweep`` (2 local Ray workers, one random slice) to
+    its first finished tile in the journal, and to its end."""
+    import subprocess
+
+    from landscape_dist.store.journal import TileJournal
+
+    journal = os.path.join(out, "surface.h5.journal")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "landscape_dist.cli", "sweep", config, "--out", out,
+                             "--no-progress", "slices=[{name: r}]", "cluster.num_workers=2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = None
+    while proc.poll() is None:
+        if first is None and os.path.exists(journal):
+            try:
+                _, records, _ = TileJournal.read(journal)
+            except OSError:
+                records = []
+            if any(kind == "tile" for kind, *_ in records):
+                first = time.perf_counter() - t0
+        time.sleep(0.05)
+    return {"first_tile_s": first, "whole_s": time.perf_counter() - t0, "returncode": proc.returncode}
+
+
+def cli_sweep(config: str, out: str, points: int) -> dict:
+    """Wall seconds of ``landscape-dist sweep`` of one points x points slice on 2 local Ray
+    workers, the whole command."""
+    import subprocess
+
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "landscape_dist.cli", "sweep", config, "--out", out,
+                           "--no-progress", "slices=[{name: r}]", f"grid.x.points={points}",
+                           f"grid.y.points={points}", "grid.tile=[32,32]",
+                           "cluster.num_workers=2"], capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    return {"grid": f"{points}x{points}", "seconds": seconds, "points_per_s": points ** 2 / seconds,
+            "returncode": proc.returncode}
+
+
 def bench_curvature(source, grid, per_point_points):
     """Eigenvalue-map points per second (largest and smallest Hessian eigenvalue at each point):
     the tile's Lanczos runs advancing together (one compiled product call per step), against one
@@ -232,6 +339,34 @@ def _print_curvature(c):
           f"relative to the largest: {c['largest_relative_difference']:.1e}")
 
 
+def _speed(args) -> int:
+    """The ResNet-style row, the time to the first tile and the whole-command sweep."""
+    import tensorflow as tf
+
+    ceiling = matmul_ceiling()
+    resnet = bench_resnet(args.resnet_points, max(2, args.resnet_points // 4), ceiling)
+    config = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "parabola.yaml")
+    with tempfile.TemporaryDirectory() as tmp:
+        first = time_to_first_tile(config, os.path.join(tmp, "first"))
+        big = cli_sweep(config, os.path.join(tmp, "big"), args.cli_grid) if args.cli_grid else None
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, tensorflow {tf.__version__}; "
+          f"float32 matmul ceiling {ceiling:.1f} GFLOP/s (best of 3)")
+    print(f"\nResNet-style net ({resnet['weights']:,} weights, {resnet['mflop_per_example']:.1f} MFLOP "
+          f"per example, 1,024 inputs of 32x32x3): per-point Keras {resnet['per_point_keras']:.2f} "
+          f"points/s; ours {resnet['in_process']:.2f} points/s = {resnet['gflops']:.1f} GFLOP/s, "
+          f"{100 * resnet['ceiling_fraction']:.0f}% of the ceiling; strategy {resnet['choice']}")
+    print(f"time to the first tile, parabola 51x51 on 2 Ray workers (whole command): "
+          f"{first['first_tile_s']:.1f} s (command {first['whole_s']:.1f} s)")
+    if big:
+        print(f"landscape-dist sweep of a {big['grid']} slice, 2 Ray workers, whole command: "
+              f"{big['seconds']:.0f} s ({big['points_per_s']:,.0f} points/s, exit {big['returncode']})")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"ceiling_gflops": ceiling, "resnet": resnet, "first_tile": first,
+                       "cli_sweep": big}, f, indent=2)
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grid", type=int, default=101, help="MLP grid points per side")
@@ -243,10 +378,16 @@ def main(argv=None):
                         help="eigenvalue-map grid per side for the batched Lanczos row (0: skip)")
     parser.add_argument("--curvature-per-point", type=int, default=12,
                         help="points for the one-eigsh-per-point row")
-    parser.add_argument("--only", choices=("all", "curvature"), default="all",
-                        help="run every row, or only the eigenvalue-map row")
+    parser.add_argument("--only", choices=("all", "curvature", "speed"), default="all",
+                        help="run every row, only the eigenvalue-map row, or only the ResNet-style "
+                             "row, the time to the first tile and the whole-command sweep")
+    parser.add_argument("--resnet-points", type=int, default=8, help="ResNet-style grid points")
+    parser.add_argument("--cli-grid", type=int, default=1001,
+                        help="points per side of the whole-command sweep (0: skip)")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
+    if args.only == "speed":
+        return _speed(args)
     if args.only == "curvature":
         import tensorflow as tf
 
