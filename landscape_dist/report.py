@@ -19,12 +19,21 @@ _BANNERS = re.compile(
     r"TF-TRT Warning|failed call to cuInit")
 
 
-def import_tensorflow_quietly() -> None:
-    """Import TensorFlow with its start-up banners removed from stderr (anything else it prints
-    while loading is passed on). The C++ runtime writes them to file descriptor 2 directly, so
-    they are captured there."""
+def import_tensorflow_quietly(background: bool = False):
+    """Import TensorFlow with its start-up banners removed from stderr (anything else written to
+    stderr meanwhile is passed on afterwards). The C++ runtime writes them to file descriptor 2
+    directly, so they are captured there. ``background``: in a thread (returned), so that a
+    command's other start-up (Ray, its workers) overlaps the few seconds the import takes; code
+    that imports TensorFlow meanwhile waits for it."""
+    if background:
+        import threading
+
+        thread = threading.Thread(target=import_tensorflow_quietly, name="import-tensorflow",
+                                  daemon=True)
+        thread.start()
+        return thread
     if "tensorflow" in sys.modules:
-        return
+        return None
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as capture:
@@ -39,6 +48,7 @@ def import_tensorflow_quietly() -> None:
     kept = [line for line in text.splitlines() if line.strip() and not _BANNERS.search(line)]
     if kept:
         print("\n".join(kept), file=sys.stderr)
+    return None
 
 
 def _rate(value) -> str:

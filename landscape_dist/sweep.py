@@ -488,6 +488,15 @@ def make_pool(config: Config, inputs, in_process: bool):
                    quantities=quantities)
 
 
+def start_pool(config: Config):
+    """A Ray pool for ``config`` whose actors are still starting (see ``RayPool.wait_ready``)."""
+    from .execution.ray_pool import RayPool
+
+    model_spec = ModelSpec.from_source(config.model.source, config.model.unsafe_deserialization)
+    return RayPool(model_spec, _data_spec(config), config.evaluation, config.cluster,
+                   quantities=slice_quantities(config), wait=False)
+
+
 def _callbacks(config: Config, inputs: SweepInputs, out: Path, callbacks, progress: bool, names):
     """The user's callbacks, then the progress bar and the live preview where asked for."""
     hooks = CallbackList(list(callbacks or []) + ([ProgressBar()] if progress else []))
@@ -515,17 +524,23 @@ def sweep(config: Config, out: str | Path, *, pool=None, callbacks: list[SweepCa
     with in_terms(SETTINGS):
         refuse_existing_surface(out, overwrite)
         check_writable(out, create=False)  # created once the input has been checked
-        inputs = prepare(config, out)
-        journal_path = out / "surface.h5.journal"
-        fingerprint_ = inputs.fingerprint(config)
-        # refuse another configuration early, before workers start
-        checked = None if overwrite else TileJournal.check(journal_path, fingerprint_)
         own_pool = pool is None
+        # Ray actors start (TensorFlow, model, data) while this process prepares the planes
+        early = start_pool(config) if own_pool and not in_process else None
+        try:
+            inputs = prepare(config, out)
+            journal_path = out / "surface.h5.journal"
+            fingerprint_ = inputs.fingerprint(config)
+            checked = None if overwrite else TileJournal.check(journal_path, fingerprint_)
+        except BaseException:
+            if early is not None:
+                early.close()
+            raise
         writer = journal = None
         partial, target = out / "surface.h5.partial", out / "surface.h5"
         try:
             if own_pool:
-                pool = make_pool(config, inputs, in_process)
+                pool = early.wait_ready() if early is not None else make_pool(config, inputs, in_process)
             check_writable(out)
             journal = TileJournal.open(journal_path, fingerprint_, resume=not overwrite, checked=checked)
             inputs = build_deferred(inputs, config, pool, journal)

@@ -229,9 +229,12 @@ def bench_resnet(points: int, per_point_points: int, ceiling: float) -> dict:
     model.test_on_batch(x, y)
     t0 = time.perf_counter()
     for row in weights:
-        model.set_weights(layout.unflatten(row) + [v.numpy() for v in model.non_trainable_variables])
+        for var, value in zip(model.trainable_variables, layout.unflatten(row)):
+            var.assign(value)  # a functional model's weights interleave trainable and not
         model.test_on_batch(x, y)
     per_point = per_point_points / (time.perf_counter() - t0)
+    for var, value in zip(model.trainable_variables, layout.unflatten(centre)):
+        var.assign(value)
     ev = LandscapeEvaluator(model, x, y, tune=True).set_plane(centre, directions)
     ev.evaluate(coords[:points])  # times the strategies, compiles the chosen one
     t0 = time.perf_counter()

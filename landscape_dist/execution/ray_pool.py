@@ -54,7 +54,9 @@ class RayPool:
 
     def __init__(self, model_spec: ModelSpec, data_spec: DataSpec, evaluation: EvaluationConfig,
                  cluster: ClusterConfig, runtime_env: dict | None = None,
-                 quantities: tuple[str, ...] = DEFAULT_QUANTITIES):
+                 quantities: tuple[str, ...] = DEFAULT_QUANTITIES, wait: bool = True):
+        """``wait=False``: return once the actors are asked for, while they start (their
+        TensorFlow import, model and data); :meth:`wait_ready` then waits for them."""
         import ray
 
         self._ray = ray
@@ -78,8 +80,18 @@ class RayPool:
         self._plane = None
         self.shard_of: dict = {}  # actor -> the shard it holds
         self.actors = [self._new_actor(i % self.num_shards) for i in range(cluster.num_workers)]
+        self._ready_refs = [a.ready.remote() for a in self.actors]
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self) -> "RayPool":
+        """Wait until every actor has started; raise what a worker refused (bad model or data)."""
+        if self._ready_refs is None:
+            return self
+        ray = self._ray
+        refs, self._ready_refs = self._ready_refs, None
         try:
-            infos = ray.get([a.ready.remote() for a in self.actors])
+            infos = ray.get(refs)
         except ray.exceptions.RayError as err:
             self.close()
             raise TileError(f"A worker failed to start: {_last_line(err)}") from None
@@ -98,6 +110,7 @@ class RayPool:
         self._in_flight: dict = {}  # result ref -> (actor, job, shard)
         self._retries = collections.Counter()  # (job key, shard) -> times its worker died
         self.replacements = 0
+        return self
 
     def _new_actor(self, shard: int):
         actor = self._actor_class.remote(*self._args, shard=shard, quantities=self._quantities_asked)

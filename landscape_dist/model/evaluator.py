@@ -332,9 +332,12 @@ class LandscapeEvaluator:
         the same points) and keep the fastest: vectorised or looped over points (``mode: auto``),
         the first-layer shortcut on or off (where it applies), then the points per call. Every
         strategy gives the same values up to float32 rounding. Recorded in :attr:`choice`."""
-        if len(items) < self._TUNE_MIN_POINTS:
+        # a model whose memory budget fits only a few points per call is costly per point: a
+        # few points time it well enough
+        least = 8 if self.points_per_call <= 4 else self._TUNE_MIN_POINTS
+        if len(items) < least:
             return
-        n = min(len(items), max(self.points_per_call, self._TUNE_MIN_POINTS))
+        n = min(len(items), max(self.points_per_call, least))
         sample = tf.constant(items[:n])
 
         def timed(size: int) -> float:
