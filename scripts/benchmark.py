@@ -384,7 +384,7 @@ def main(argv=None):
     parser.add_argument("--only", choices=("all", "curvature", "speed"), default="all",
                         help="run every row, only the eigenvalue-map row, or only the ResNet-style "
                              "row, the time to the first tile and the whole-command sweep")
-    parser.add_argument("--resnet-points", type=int, default=8, help="ResNet-style grid points")
+    parser.add_argument("--resnet-points", type=int, default=16, help="ResNet-style grid points")
     parser.add_argument("--cli-grid", type=int, default=1001,
                         help="points per side of the whole-command sweep (0: skip)")
     parser.add_argument("--json", help="also write the results to this file")
@@ -483,6 +483,9 @@ def main(argv=None):
               f"{memory['grid_arrays_mb']:.1f} MiB)")
     if curvature:
         _print_curvature(curvature)
+    if args.resnet_points or args.cli_grid:
+        print()
+        _speed(args)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"ceiling_gflops": ceiling, "driver_peak_rss_mb": peak_mb, "rows": rows,
