@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("train", "sweep", "run", "curvature"):
         from .report import import_tensorflow_quietly
 
-        import_tensorflow_quietly(background=args.command in ("sweep", "run", "curvature"))
+        import_tensorflow_quietly()
     from . import pipeline
 
     try:

@@ -19,21 +19,14 @@ _BANNERS = re.compile(
     r"TF-TRT Warning|failed call to cuInit")
 
 
-def import_tensorflow_quietly(background: bool = False):
+def import_tensorflow_quietly() -> None:
     """Import TensorFlow with its start-up banners removed from stderr (anything else written to
     stderr meanwhile is passed on afterwards). The C++ runtime writes them to file descriptor 2
-    directly, so they are captured there. ``background``: in a thread (returned), so that a
-    command's other start-up (Ray, its workers) overlaps the few seconds the import takes; code
-    that imports TensorFlow meanwhile waits for it."""
-    if background:
-        import threading
-
-        thread = threading.Thread(target=import_tensorflow_quietly, name="import-tensorflow",
-                                  daemon=True)
-        thread.start()
-        return thread
+    directly, so they are captured there. (Importing it in a thread beside Ray's start-up was
+    tried: other imports of TensorFlow's modules from the main thread meanwhile can meet the
+    import lock's deadlock detection.)"""
     if "tensorflow" in sys.modules:
-        return None
+        return
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as capture:
@@ -48,7 +41,6 @@ def import_tensorflow_quietly(background: bool = False):
     kept = [line for line in text.splitlines() if line.strip() and not _BANNERS.search(line)]
     if kept:
         print("\n".join(kept), file=sys.stderr)
-    return None
 
 
 def _rate(value) -> str:
