@@ -116,6 +116,26 @@ def _kept(args) -> str:
     return (f"{done}{of} tiles are kept in {journal}. Run the same command again to resume.")
 
 
+def _dispatch(args, pipeline):
+    """Run the command ``args`` names; its result (a summary, or the written paths)."""
+    if args.command == "info":
+        from .report import describe_surface
+
+        return describe_surface(args.surface)
+    if args.command == "train":
+        return pipeline.train(_config(args), args.out, overwrite=args.overwrite)
+    if args.command == "curvature":
+        return pipeline.curvature(_config(args), args.out, overwrite=args.overwrite,
+                                  in_process=args.in_process)
+    if args.command in ("sweep", "run"):
+        fn = pipeline.sweep if args.command == "sweep" else pipeline.run
+        return fn(_config(args), args.out, overwrite=args.overwrite,
+                  progress=not args.no_progress, in_process=args.in_process)
+    from .config import load_config
+
+    return pipeline.plot(args.surface, args.out, load_config(args.config), formats=args.format)
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     parser = _parser()
@@ -137,24 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     from . import pipeline
 
     try:
-        if args.command == "info":
-            from .report import describe_surface
-
-            result = describe_surface(args.surface)
-        elif args.command == "train":
-            result = pipeline.train(_config(args), args.out, overwrite=args.overwrite)
-        elif args.command == "curvature":
-            result = pipeline.curvature(_config(args), args.out, overwrite=args.overwrite,
-                                        in_process=args.in_process)
-        elif args.command in ("sweep", "run"):
-            fn = pipeline.sweep if args.command == "sweep" else pipeline.run
-            result = fn(_config(args), args.out, overwrite=args.overwrite,
-                        progress=not args.no_progress, in_process=args.in_process)
-        else:
-            from .config import load_config
-
-            config = load_config(args.config)
-            result = pipeline.plot(args.surface, args.out, config, formats=args.format)
+        result = _dispatch(args, pipeline)
     except KeyboardInterrupt:
         print(f"landscape-dist: interrupted; {_kept(args)}", file=sys.stderr)
         return 130

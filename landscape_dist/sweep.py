@@ -388,18 +388,34 @@ class SliceSweep:
         pool.run((Job(t.index, POINTS, t.points(plan.xs, plan.ys)) for t in todo),
                  lambda key, result: self._accept(by_index[key], result, resumed=False))
         seconds = time.perf_counter() - t0
-        n_points = sum(t.size for t in tiles)
+        info = self._describe(pool, len(tiles), len(resumed), todo, seconds)
+        if plan.config.quantities != ("loss",):
+            pool.use(("loss",))  # the path's true loss; eigenvalues along it are not asked for
+        if trajectory is not None:
+            info["path_off_plane_fraction"] = self._write_path(pool, trajectory)
+            for i, run in enumerate(runs, start=1):
+                info.setdefault("runs_off_plane_fraction", {})[f"run{i}"] = self._write_path(
+                    pool, run, f"paths/run{i}")
+        self.callbacks.on_slice_end(name, info)
+        return info
+
+    def _describe(self, pool, n_tiles: int, n_resumed: int, todo: list, seconds: float) -> dict:
+        """The slice's summary once its tiles are in (and the attributes it adds to the file):
+        counts, speed, the workers' evaluation strategies, the plane's description, the numbers
+        derived from the loss grid, the eigenvalue ranges."""
+        plan, name = self.plan, self.plan.name
+        n_points = plan.config.grid.shape[0] * plan.config.grid.shape[1]
+        computed = sum(t.size for t in todo)
         choices = pool.choices() if hasattr(pool, "choices") else []
         if choices:  # how each worker evaluated (and, where it timed them, the alternatives)
             self.slice_writer.write_attr("evaluation_strategies", choices)
         if self.nonfinite:
             log.warning("slice '%s': %d of %d points have a NaN or infinite loss (kept in the file, "
                         "masked in the figures)", name, self.nonfinite, n_points)
-        info = {"points": n_points, "tiles": len(tiles), "tiles_resumed": len(resumed),
+        info = {"points": n_points, "tiles": n_tiles, "tiles_resumed": n_resumed,
                 "tiles_computed": len(todo), "seconds": round(seconds, 3),
                 "points_per_s": round(computed / seconds, 1) if seconds > 0 and computed else None,
-                "nonfinite_points": self.nonfinite,
-                "evaluation_strategies": choices,
+                "nonfinite_points": self.nonfinite, "evaluation_strategies": choices,
                 **{k: plan.plane.meta[k] for k in ("kind", "cosine", "explained_variance_ratio",
                                                    "which", "eigenvalues", "converged",
                                                    "dtype_policies")
@@ -412,14 +428,6 @@ class SliceSweep:
                 values = self.slice_writer.read(quantity)
                 info[f"{quantity}_range"] = ([float(np.nanmin(values)), float(np.nanmax(values))]
                                              if np.isfinite(values).any() else None)
-        if plan.config.quantities != ("loss",):
-            pool.use(("loss",))  # the path's true loss; eigenvalues along it are not asked for
-        if trajectory is not None:
-            info["path_off_plane_fraction"] = self._write_path(pool, trajectory)
-            for i, run in enumerate(runs, start=1):
-                info.setdefault("runs_off_plane_fraction", {})[f"run{i}"] = self._write_path(
-                    pool, run, f"paths/run{i}")
-        self.callbacks.on_slice_end(name, info)
         return info
 
     def _write_path(self, pool, trajectory: Trajectory, where: str = "path") -> float:

@@ -108,26 +108,9 @@ def slice_figure(surface, cfg):
     show_path = _show_path(surface, cfg) and bool(_path_traces(surface, names[0], cfg, False))
     fig = make_subplots(rows=1, cols=2, specs=[[{"type": "surface"}, {"type": "xy"}]],
                         subplot_titles=("3-D", "contours"), horizontal_spacing=0.08)
-    buttons = []
     first = names[0]
     pca = surface.meta.get("kind") == "pca"
-    for q in names:
-        z, scale = heights(surface.values[q], cfg)
-        colour, prefix = _colours(surface.values[q], cfg)
-        data = {"z": [_nan_to_none(z), _nan_to_none(colour)],
-                "surfacecolor": [_nan_to_none(colour), None],
-                "colorbar.title.text": [f"{prefix}{q}", f"{prefix}{q}"]}
-        traces = [0, 1]
-        if show_path:  # the path follows: its heights, and what its hover says
-            three_d, flat = _path_traces(surface, q, cfg, True)[0], _path_traces(surface, q, cfg, False)[0]
-            data["z"] += [three_d.z, three_d.z]
-            data["customdata"] = [None, None, three_d.customdata, flat.customdata]
-            data["surfacecolor"] += [None, None]
-            data["hovertemplate"] = [None, None, three_d.hovertemplate, flat.hovertemplate]
-            data["colorbar.title.text"] += [None, None]
-            traces += [2, 3]
-        buttons.append(dict(label=q, method="update",
-                            args=[data, {"title.text": f"slice '{surface.name}': {q}"}, traces]))
+    buttons = [_quantity_button(surface, q, cfg, show_path) for q in names]
     z, scale = heights(surface.values[first], cfg)
     colour, prefix = _colours(surface.values[first], cfg)
     fig.add_trace(go.Surface(x=surface.xcoordinates, y=surface.ycoordinates, z=_nan_to_none(z),
@@ -156,6 +139,27 @@ def slice_figure(surface, cfg):
     fig.update_xaxes(title_text="PC 1" if pca else "direction 0", row=1, col=2)
     fig.update_yaxes(title_text="PC 2" if pca else "direction 1", row=1, col=2)
     return fig
+
+
+def _quantity_button(surface, q: str, cfg, show_path: bool) -> dict:
+    """A menu entry that shows quantity ``q``: the surface's heights and colours, the contour's
+    values, and (with the path) the path's heights and hover."""
+    z, _ = heights(surface.values[q], cfg)
+    colour, prefix = _colours(surface.values[q], cfg)
+    data = {"z": [_nan_to_none(z), _nan_to_none(colour)],
+            "surfacecolor": [_nan_to_none(colour), None],
+            "colorbar.title.text": [f"{prefix}{q}", f"{prefix}{q}"]}
+    traces = [0, 1]
+    if show_path:
+        three_d, flat = _path_traces(surface, q, cfg, True)[0], _path_traces(surface, q, cfg, False)[0]
+        data["z"] += [three_d.z, three_d.z]
+        data["customdata"] = [None, None, three_d.customdata, flat.customdata]
+        data["hovertemplate"] = [None, None, three_d.hovertemplate, flat.hovertemplate]
+        data["surfacecolor"] += [None, None]
+        data["colorbar.title.text"] += [None, None]
+        traces += [2, 3]
+    return dict(label=q, method="update",
+                args=[data, {"title.text": f"slice '{surface.name}': {q}"}, traces])
 
 
 def _caption(surface) -> str:
