@@ -423,8 +423,8 @@ class SliceSweep:
         if n_points <= _NUMBERS_MAX_POINTS:
             info["numbers"] = self.slice_writer.write_numbers(surface_numbers(
                 plan.xs, plan.ys, self.slice_writer.read(self.loss_name)))
-        for quantity in plan.config.quantities:
-            if quantity.startswith("hessian_"):
+        for quantity in pool.names:  # per dataset ('train/hessian_max') when there are several
+            if quantity.rsplit("/", 1)[-1].startswith("hessian_"):
                 values = self.slice_writer.read(quantity)
                 info[f"{quantity}_range"] = ([float(np.nanmin(values)), float(np.nanmax(values))]
                                              if np.isfinite(values).any() else None)

@@ -338,3 +338,19 @@ def test_curvature_command_writes_a_readable_file_and_refuses_to_replace_it(tmp_
     assert capsys.readouterr().err.strip().endswith(
         f"The curvature file '{out / 'curvature.h5'}' exists. Pass --overwrite to replace it, or "
         f"give another --out.")
+
+
+def test_eigenvalue_maps_on_several_datasets_are_kept_and_drawn_per_dataset(tmp_path):
+    from landscape_dist.pipeline import plot
+
+    exact = np.linalg.eigvalsh(_least_squares_hessian())
+    config = config_from_dict({
+        "model": {"source": LSQ[0]}, "data": {"source": {"a": LSQ[1], "b": LSQ[1]}},
+        "grid": {"x": {"points": 3}, "y": {"points": 3}, "tile": [3, 3]},
+        "slices": [{"name": "m", "quantities": ["loss", "hessian_max", "hessian_min"]}]})
+    summary = sweep(config, tmp_path, in_process=True, progress=False)["slices"]["m"]
+    for dataset in ("a", "b"):
+        assert summary[f"{dataset}/hessian_max_range"] == pytest.approx([exact[-1]] * 2, rel=1e-5)
+        assert summary[f"{dataset}/hessian_min_range"] == pytest.approx([exact[0]] * 2, rel=1e-5)
+    names = {os.path.basename(p) for p in plot(tmp_path / "surface.h5")}
+    assert {"m_a_hessian.png", "m_b_hessian.png"} <= names

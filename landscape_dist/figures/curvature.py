@@ -47,9 +47,10 @@ def eigen_ratio(top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
         return np.where(top > 0, np.abs(bottom / top), np.nan)
 
 
-def plot_eigen_map(surface, file: Path, cfg: PlotConfig) -> Path:
-    """The largest and the smallest Hessian eigenvalue over a slice, and the ratio |min/max|."""
-    top, bottom = surface.values["hessian_max"], surface.values["hessian_min"]
+def plot_eigen_map(surface, file: Path, cfg: PlotConfig, prefix: str = "") -> Path:
+    """The largest and the smallest Hessian eigenvalue over a slice, and the ratio |min/max|;
+    ``prefix``: ``<dataset>/`` for one of several datasets."""
+    top, bottom = surface.values[f"{prefix}hessian_max"], surface.values[f"{prefix}hessian_min"]
     ratio = eigen_ratio(top, bottom)
     panels = (("largest eigenvalue", top, "magma"), ("smallest eigenvalue", bottom, "RdBu_r"),
               ("|min / max|", ratio, "viridis"))
@@ -76,7 +77,8 @@ def plot_eigen_map(surface, file: Path, cfg: PlotConfig) -> Path:
             ax.set_title(title, fontsize=9)
             ax.set_xlabel("direction 0")
             ax.set_ylabel("direction 1")
-    fig.suptitle(f"Hessian eigenvalues on slice '{surface.name}' (Lanczos at every point)",
+    on = f" on {prefix[:-1]}" if prefix else ""
+    fig.suptitle(f"Hessian eigenvalues{on} on slice '{surface.name}' (Lanczos at every point)",
                  fontsize=10)
     fig.savefig(file, dpi=cfg.dpi)
     plt.close(fig)

@@ -346,10 +346,13 @@ def plot_surface_file(path: Path, out: Path, cfg: PlotConfig, suffix: str | None
             written.append(plot_curve(surface, out / f"{name}_1d{suffix}", cfg))
         if len(surface.datasets) > 1:
             written.append(plot_datasets(surface, out / f"{name}_datasets{suffix}", cfg))
-        if "hessian_max" in surface.values and "hessian_min" in surface.values:
-            from .curvature import plot_eigen_map
+        for dataset in surface.datasets:  # '' for one dataset, else each dataset's maps
+            prefix = f"{dataset}/" if dataset else ""
+            if f"{prefix}hessian_max" in surface.values and f"{prefix}hessian_min" in surface.values:
+                from .curvature import plot_eigen_map
 
-            written.append(plot_eigen_map(surface, out / f"{name}_hessian{suffix}", cfg))
+                stem = f"{name}_{dataset}" if dataset else name
+                written.append(plot_eigen_map(surface, out / f"{stem}_hessian{suffix}", cfg, prefix))
         if surface.path is not None and surface.loss_name in surface.path.values and _show_path(surface, cfg):
             written.append(plot_path_loss(surface, out / f"{name}_path{suffix}", cfg))
     return [str(p) for p in written]
