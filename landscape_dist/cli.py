@@ -44,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--overwrite", action="store_true", help="replace an existing OUT/surface.h5")
         p.add_argument("--in-process", action="store_true", help="evaluate in this process, no Ray")
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
+        p.add_argument("--dry-run", action="store_true",
+                       help="estimate the sweep's cost (points, FLOPs, a probe tile's speed, "
+                            "wall time) and write nothing")
         p.add_argument("--allow-unsafe-model-code", action="store_true",
                        help="let a .keras model file run the code it holds (Lambda layers); "
                             "only for files you trust")
@@ -127,6 +130,10 @@ def _dispatch(args, pipeline):
     if args.command == "curvature":
         return pipeline.curvature(_config(args), args.out, overwrite=args.overwrite,
                                   in_process=args.in_process)
+    if args.command in ("sweep", "run") and args.dry_run:
+        from .estimate import estimate
+
+        return estimate(_config(args), in_process=args.in_process)
     if args.command in ("sweep", "run"):
         fn = pipeline.sweep if args.command == "sweep" else pipeline.run
         return fn(_config(args), args.out, overwrite=args.overwrite,
@@ -174,10 +181,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(pipeline.to_json(result))
     else:
+        from .estimate import estimate_lines
         from .report import info_lines, summary_lines
 
-        lines = info_lines(result) if args.command == "info" else summary_lines(
-            args.command, result, getattr(args, "out", None))
+        if args.command == "info":
+            lines = info_lines(result)
+        elif getattr(args, "dry_run", False):
+            lines = estimate_lines(result)
+        else:
+            lines = summary_lines(args.command, result, getattr(args, "out", None))
         print("\n".join(lines), file=sys.stdout if args.command == "info" else sys.stderr)
     return 0
 

@@ -243,3 +243,29 @@ def test_sweep_says_a_short_summary_on_stderr_and_json_only_when_asked(tmp_path)
     proc = _cli("sweep", str(config), "--out", str(tmp_path / "b"), "--in-process", "--no-progress",
                 "--json")
     assert json.loads(proc.stdout)["slices"]["random"]["points"] == 42
+
+
+def test_dry_run_estimates_and_writes_nothing(tmp_path):
+    from landscape_dist.model.examples import parabola_data, parabola_model
+    from landscape_dist.model.reference import flops_per_example
+
+    config = tmp_path / "c.yaml"
+    config.write_text(json.dumps(TINY))
+    out = tmp_path / "never"
+    proc = _cli("run", str(config), "--out", str(out), "--dry-run", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert not out.exists()
+    result = json.loads(proc.stdout)
+    model = parabola_model()
+    model.build((None, 1))
+    flop = flops_per_example(model) * len(parabola_data()[0]) / 1e9
+    assert set(result["slices"]) == {"random", "pca"} and result["workers"] >= 1
+    for s in result["slices"].values():
+        assert (s["points"], s["tiles"]) == (42, 2)
+        assert s["gflop_per_point"] == pytest.approx(flop, rel=1e-9)
+        assert s["probe_points_per_s"] > 0 and s["estimated_s"] >= 0
+    assert result["slices"]["random"]["estimated_s"] > 0  # the first slice compiles
+    assert result["estimated_s"] == pytest.approx(sum(s["estimated_s"] for s in result["slices"].values()), abs=0.11)
+    text = _cli("sweep", str(config), "--out", str(out), "--dry-run", "--in-process")
+    assert text.returncode == 0 and not out.exists()
+    assert text.stderr.splitlines()[0] == "dry run: nothing written; 1 worker (--in-process)"

@@ -1,0 +1,136 @@
+"""A cost estimate before the work (``sweep --dry-run``, ``run --dry-run``): nothing is written.
+
+Per slice: its points and tiles; the forward FLOPs per point (the Dense/Conv layers over the
+whole dataset); the points per second one worker reaches on one probe tile of the slice, measured
+here in this process (compiled, the strategy timed as a worker would, the slice's quantities);
+the workers the cluster would give; and the estimated wall time of the sweep, each worker at the
+probe's rate. Refinement (evaluating only where the surface is not yet resolved) is not
+available, so the estimate is that of the full grid.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from .config.schema import Config
+
+
+def _workers(config: Config) -> tuple[int, str]:
+    """The workers the pool would have, and where that number comes from (a local Ray is not
+    started for this: its CPUs are this machine's)."""
+    import os
+
+    cluster = config.cluster
+    if cluster.address:
+        from .execution.cluster import check_resources, connect_ray
+
+        connect_ray(cluster.address)
+        resolved = check_resources(cluster)
+        return resolved.num_workers, f"the cluster at {cluster.address}"
+    if cluster.num_workers is not None:
+        return cluster.num_workers, "cluster.num_workers"
+    return max(1, int((os.cpu_count() or 1) // cluster.cpus_per_worker)), "this machine's CPUs"
+
+
+def _probe(config: Config, slice_cfg, model_spec, data_spec, threads: int | None,
+           seconds_budget: float = 20.0) -> dict:
+    """Points per second of one worker on the slice's first tile (at most as many points as fit
+    in ``seconds_budget`` after compiling), with random directions: the cost of a point does not
+    depend on the plane."""
+    from .core.directions import random_directions
+    from .core.grid import axis_coordinates, split_tiles
+    from .core.layout import WeightLayout
+    from .execution.worker import LandscapeWorker
+    from .model.reference import flops_per_example
+
+    try:
+        worker = LandscapeWorker(model_spec, data_spec, config.evaluation, threads=threads,
+                                 quantities=tuple(slice_cfg.quantities))
+    except RuntimeError:  # TensorFlow already running in this process: its threads stay
+        worker = LandscapeWorker(model_spec, data_spec, config.evaluation,
+                                 quantities=tuple(slice_cfg.quantities))
+    ev = worker.evaluator
+    layout = WeightLayout.from_variables(ev.model.trainable_variables)
+    centre = layout.flatten([v.numpy() for v in ev.model.trainable_variables])
+    k = slice_cfg.grid.ndim
+    worker.set_plane(centre, random_directions(centre, layout, k, np.random.default_rng(0)),
+                     [v.numpy() for v in ev.model.non_trainable_variables])
+    grid = slice_cfg.grid
+    tile = split_tiles(grid.shape, grid.tile, grid.order)[0]
+    axis = lambda a: axis_coordinates(-1.0, 1.0, a.points, a.spacing)  # noqa: E731
+    points = tile.points(axis(grid.x), None if grid.y is None else axis(grid.y))
+    t0 = time.perf_counter()
+    worker.evaluate("coords", points[:2])  # compiles
+    warm = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    worker.evaluate("coords", points[:2])
+    per_point = max((time.perf_counter() - t0) / 2, 1e-6)
+    n = int(min(len(points), max(2, seconds_budget / per_point)))
+    t0 = time.perf_counter()
+    worker.evaluate("coords", points[:n])  # a worker's first job: strategies timed on it
+    warm += time.perf_counter() - t0
+    t0 = time.perf_counter()
+    worker.evaluate("coords", points[:n])
+    rate = n / (time.perf_counter() - t0)
+    return {"probe_points": n, "points_per_s": rate, "compile_s": warm,
+            "flop_per_point": flops_per_example(ev.model) * ev.n_examples,
+            "examples": ev.n_examples, "strategy": ev.choice}
+
+
+def estimate(config: Config, in_process: bool = False) -> dict:
+    """The estimate of sweeping every slice of ``config`` (see the module docstring); with
+    ``in_process`` one worker with this process's threads, else the pool's workers, each probed
+    with the threads a worker gets (``cluster.cpus_per_worker``)."""
+    from .model.sources import ModelSpec
+    from .sweep import _data_spec
+
+    model_spec = ModelSpec.from_source(config.model.source, config.model.unsafe_deserialization)
+    data_spec = _data_spec(config)
+    if isinstance(data_spec, dict):
+        data_spec = next(iter(data_spec.values()))  # the first dataset's cost stands for each
+        several = len(config.data.datasets)
+    else:
+        several = 1
+    workers, source = (1, "--in-process") if in_process else _workers(config)
+    threads = None if in_process else config.cluster.threads_per_worker
+    groups = max(1, workers // max(1, config.data.shards))  # each job goes to every shard
+    out, total = {"workers": workers, "workers_from": source, "slices": {}}, 0.0
+    probes: dict = {}
+    from .core.grid import split_tiles
+
+    for slice_cfg in config.slices:
+        key = (tuple(slice_cfg.quantities), slice_cfg.grid.ndim, slice_cfg.grid.tile)
+        first = key not in probes  # workers compile (and time strategies) once per kind of slice
+        if first:
+            probes[key] = _probe(config, slice_cfg, model_spec, data_spec, threads)
+        probe = probes[key]
+        n_points = slice_cfg.grid.shape[0] * slice_cfg.grid.shape[1]
+        seconds = (n_points * several / (probe["points_per_s"] * groups)
+                   + (probe["compile_s"] if first else 0.0))
+        total += seconds
+        out["slices"][slice_cfg.name] = {
+            "points": n_points,
+            "tiles": len(split_tiles(slice_cfg.grid.shape, slice_cfg.grid.tile, slice_cfg.grid.order)),
+            "quantities": list(slice_cfg.quantities),
+            "gflop_per_point": probe["flop_per_point"] * several / 1e9,
+            "probe_points_per_s": round(probe["points_per_s"], 1),
+            "probe_points": probe["probe_points"], "estimated_s": round(seconds, 1)}
+    out["estimated_s"] = round(total, 1)
+    out["refined_estimated_s"] = None  # refinement is not available: every point is evaluated
+    return out
+
+
+def estimate_lines(result: dict) -> list[str]:
+    workers = result["workers"]
+    lines = [f"dry run: nothing written; {workers} worker{'s' * (workers != 1)} "
+             f"({result['workers_from']})"]
+    for name, s in result["slices"].items():
+        lines.append(f"  slice '{name}': {s['points']:,} points in {s['tiles']} tiles, "
+                     f"{s['gflop_per_point']:.3g} GFLOP per point (forward), "
+                     f"{s['probe_points_per_s']:,.1f} points/s on one worker (probe of "
+                     f"{s['probe_points']} points), about {s['estimated_s']:.0f} s")
+    lines.append(f"estimated sweep: about {result['estimated_s']:.0f} s (the full grid; "
+                 f"refinement is not available), plus the pool's start-up")
+    return lines
