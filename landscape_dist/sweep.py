@@ -214,13 +214,8 @@ def prepare(config: Config, out: Path) -> SweepInputs:
     from .model.filters import filter_rules
 
     check_sizes(config, out)
-    model_spec = ModelSpec.from_source(config.model.source, config.model.unsafe_deserialization)
-    model = model_spec.build()
-    centre_file = _centre_file(config, out)
-    if centre_file is not None:
-        load_centre(model, centre_file)
-    layout = WeightLayout.from_variables(model.trainable_variables)
-    centre = layout.flatten([v.numpy() for v in model.trainable_variables])
+    loaded = centre_inputs(config, out)
+    model, layout, centre = loaded.model, loaded.layout, loaded.centre
     needed_by = next((s.directions.kind for s in config.slices
                       if PLANE_KINDS[s.directions.kind]().uses_path(s.directions)), None)
     traj = _trajectory(out, layout, needed_by)
@@ -229,7 +224,7 @@ def prepare(config: Config, out: Path) -> SweepInputs:
     every = None if traj is None else np.concatenate([t.weights for t in (traj, *runs)])
     warn_diverged(centre, traj)
     by_filter = any(s.directions.normalization == "filter" for s in config.slices)
-    non_trainable = [v.numpy() for v in model.non_trainable_variables]
+    non_trainable = loaded.non_trainable
     context = PlaneContext(centre, layout, path, filter_rules(model, warn=by_filter), non_trainable,
                            _model_resolver(model, layout, [traj, *runs]),
                            tuple(t.weights for t in runs))
@@ -252,8 +247,8 @@ def prepare(config: Config, out: Path) -> SweepInputs:
                 _check_curvature_quantities(slice_cfg, config, i)
             plans.append(SlicePlan(slice_cfg, plane, *resolve_axes(slice_cfg.grid, plane, every)))
     files = [out / run_files(i)[0] for i in range(1 + len(runs))] if traj is not None else None
-    return SweepInputs(model_spec, _data_spec(config), centre_file, layout, non_trainable, traj,
-                       files, tuple(plans), runs, dataclasses.replace(
+    return SweepInputs(loaded.model_spec, loaded.data_spec, loaded.centre_file, layout,
+                       non_trainable, traj, files, tuple(plans), runs, dataclasses.replace(
                            context, meta={"dtype_policies": policies}))
 
 
@@ -272,8 +267,9 @@ def _check_curvature_quantities(slice_cfg: SliceConfig, config: Config, i: int) 
 
 
 def centre_inputs(config: Config, out: Path):
-    """The model, data and centre alone (what the curvature at the centre needs): an object with
-    ``model_spec``, ``data_spec``, ``centre_file``, ``layout``, ``centre`` and ``non_trainable``."""
+    """The model at its centre and the data: an object with ``model_spec``, ``model`` (built, the
+    centre's weights loaded), ``data_spec``, ``centre_file``, ``layout``, ``centre`` and
+    ``non_trainable`` (what the curvature at the centre needs, and where a sweep starts)."""
     import types
 
     model_spec = ModelSpec.from_source(config.model.source, config.model.unsafe_deserialization)
@@ -283,7 +279,7 @@ def centre_inputs(config: Config, out: Path):
         load_centre(model, centre_file)
     layout = WeightLayout.from_variables(model.trainable_variables)
     return types.SimpleNamespace(
-        model_spec=model_spec, data_spec=_data_spec(config), centre_file=centre_file,
+        model_spec=model_spec, model=model, data_spec=_data_spec(config), centre_file=centre_file,
         layout=layout, centre=layout.flatten([v.numpy() for v in model.trainable_variables]),
         non_trainable=[v.numpy() for v in model.non_trainable_variables])
 
