@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .config.schema import Config, CurvatureConfig
-from .core.lanczos import (LanczosResult, hutchinson, lanczos, quadrature, rademacher, ritz_pairs,
+from .core.lanczos import (hutchinson, lanczos, quadrature, rademacher, ritz_pairs,
                            spectral_density)
 from .core.layout import WeightLayout
 from .core.quantities import HVP, PRODUCTS
@@ -42,7 +42,6 @@ class PoolHessian:
     def __init__(self, pool):
         self.pool = pool
         self.products = 0
-        self.calls = 0
 
     def __call__(self, vectors, rows=None) -> np.ndarray:
         vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float64))
@@ -53,7 +52,6 @@ class PoolHessian:
                 for i in range(0, len(vectors), size)]
         self.pool.run(jobs, chunks.__setitem__, quantities=PRODUCTS)
         self.products += len(vectors)
-        self.calls += 1
         return np.concatenate([chunks[k]["hvp"] for k in sorted(chunks)])
 
 
@@ -124,15 +122,10 @@ def layer_top(matvec, layout: WeightLayout, cfg: CurvatureConfig, rng: np.random
     def block(vectors, rows):
         return matvec(vectors * masks[rows], rows) * masks[rows]
 
-    result = _lanczos_in_blocks(block, start, masks, cfg)
+    steps = int(min(cfg.steps, masks.sum(axis=1).max()))  # a block has at most its entries' steps
+    result = lanczos(block, start, steps, tol=cfg.tol, want=("top", 1))
     values = np.array([result.ritz(b)[0][-1] for b in range(len(names))])
     return names, values, result.steps
-
-
-def _lanczos_in_blocks(block, start, masks, cfg) -> LanczosResult:
-    """Lanczos on each block; a block has as many steps at most as it has entries."""
-    steps = int(min(cfg.steps, masks.sum(axis=1).max()))
-    return lanczos(block, start, steps, tol=cfg.tol, want=("top", 1))
 
 
 def trace_estimate(matvec, size: int, cfg: CurvatureConfig, rng: np.random.Generator):

@@ -38,7 +38,6 @@ class HessianProducts:
         self.method = None if mode == "auto" else ("loop" if mode == "loop" else "vectorized")
         self.timings: dict[str, float] = {}
         self._compiled: dict = {}
-        self.calls = 0
         self.products_done = 0
 
     @property
@@ -118,7 +117,6 @@ class HessianProducts:
                 out[rows] = self._choose(*args)
             else:
                 out[rows] = self._call(self.method, *args)
-            self.calls += 1
         self.products_done += len(vectors)
         return out
 
