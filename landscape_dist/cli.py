@@ -157,7 +157,10 @@ def main(argv: list[str] | None = None) -> int:
     logger = logging.getLogger("landscape_dist")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
-    if args.command in ("train", "sweep", "run", "curvature"):
+    # a sweep or run on Ray imports TensorFlow once its actors are starting (pipeline.run,
+    # sweep.sweep), so that Ray's start and theirs overlap the import here
+    if args.command in ("train", "curvature") or (
+            args.command in ("sweep", "run") and (args.in_process or args.dry_run)):
         from .report import import_tensorflow_quietly
 
         import_tensorflow_quietly()

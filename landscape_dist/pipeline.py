@@ -13,9 +13,10 @@ from .curvature import curvature
 from .errors import in_terms
 from .figures.formats import write_outputs
 from .model import training
+from .report import import_tensorflow_quietly
 from .store.surface import check_surface
 from .store.outdir import check_writable, refuse_existing_surface, refuse_retraining
-from .sweep import SETTINGS, package_versions, sweep
+from .sweep import SETTINGS, package_versions, start_pool, sweep
 
 __all__ = ["train", "sweep", "plot", "run", "curvature", "package_versions"]
 
@@ -61,10 +62,20 @@ def run(config: Config, out: str | Path, *, overwrite: bool = False, progress: b
         # An interrupted run: keep the trained model and path the unfinished sweep was made from.
         log.info("resuming the unfinished run in %s (training skipped)", out)
         summary = {"train": {"resumed": True}}
+        started = None
     else:
-        summary = {"train": train(config, out, overwrite=overwrite)}
+        # the sweep's Ray actors start (TensorFlow, model, data) while the model trains
+        started = None if in_process else start_pool(config)
+        try:
+            import_tensorflow_quietly()  # after Ray's start, beside the actors' start
+            summary = {"train": train(config, out, overwrite=overwrite)}
+        except BaseException:
+            if started is not None:
+                started.close()
+            raise
         summary["train"]["seconds"] = round(time.perf_counter() - t0, 2)
-    summary["sweep"] = sweep(config, out, overwrite=overwrite, progress=progress, in_process=in_process)
+    summary["sweep"] = sweep(config, out, overwrite=overwrite, progress=progress,
+                             in_process=in_process, started=started)
     if config.curvature is not None:  # the Hessian at the centre, when the section is given
         summary["curvature"] = curvature(config, out, in_process=in_process, overwrite=True,
                                          write_summary=False)

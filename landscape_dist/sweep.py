@@ -34,6 +34,7 @@ from .model.trajectory import Trajectory, read_trajectory
 from .planes import PLANE_KINDS, PlaneContext, build_plane, resolve_axes
 from .planes.between import CHECKPOINT
 from .preflight import check_sizes, warn_diverged
+from .report import import_tensorflow_quietly
 from .store.fingerprint import fingerprint, plane_digest
 from .store.journal import TileJournal
 from .store.outdir import check_writable, refuse_existing_surface
@@ -511,7 +512,8 @@ def _callbacks(config: Config, inputs: SweepInputs, out: Path, callbacks, progre
 
 
 def sweep(config: Config, out: str | Path, *, pool=None, callbacks: list[SweepCallback] | None = None,
-          overwrite: bool = False, progress: bool = True, in_process: bool = False) -> dict:
+          overwrite: bool = False, progress: bool = True, in_process: bool = False,
+          started=None) -> dict:
     """Evaluate every slice of ``config`` and write ``out/surface.h5``.
 
     The centre is ``model.centre`` if set, else ``out/model.keras`` from ``train`` if present, else
@@ -523,6 +525,9 @@ def sweep(config: Config, out: str | Path, *, pool=None, callbacks: list[SweepCa
     after an interruption (even SIGKILL) computes only the tiles the journal lacks. A journal
     from a different configuration is refused unless ``overwrite``. ``surface.h5`` appears, whole,
     only when every slice is done.
+
+    ``started``: a pool from :func:`start_pool` whose actors are still starting (``run`` starts
+    it before training); the sweep takes it over and closes it.
     """
     out = Path(out)
     with in_terms(SETTINGS):
@@ -530,8 +535,9 @@ def sweep(config: Config, out: str | Path, *, pool=None, callbacks: list[SweepCa
         check_writable(out, create=False)  # created once the input has been checked
         own_pool = pool is None
         # Ray actors start (TensorFlow, model, data) while this process prepares the planes
-        early = start_pool(config) if own_pool and not in_process else None
+        early = started or (start_pool(config) if own_pool and not in_process else None)
         try:
+            import_tensorflow_quietly()  # meanwhile: after Ray, before the planes need it
             inputs = prepare(config, out)
             journal_path = out / "surface.h5.journal"
             fingerprint_ = inputs.fingerprint(config)
