@@ -12,7 +12,7 @@ import numpy as np
 class SweepCallback:
     """Override any of these; all run on the driver, in the order events happen."""
 
-    def on_slice_begin(self, name: str, n_points: int) -> None:
+    def on_slice_begin(self, name: str, n_points: int | None) -> None:
         pass
 
     def on_tile_end(self, name: str, tile, result: dict) -> None:
@@ -103,7 +103,7 @@ class LivePreview(SweepCallback):
         self._last = time.monotonic()
 
     def _store(self, tile, result):
-        self._values[tile.rows, tile.cols] = np.asarray(result[self.quantity]).reshape(tile.shape)
+        tile.place(self._values, result[self.quantity])
 
     def on_tile_resumed(self, name, tile, result):
         self._store(tile, result)

@@ -4,8 +4,9 @@ Per slice: its points and tiles; the forward FLOPs per point (the Dense/Conv lay
 whole dataset); the points per second one worker reaches on one probe tile of the slice, measured
 here in this process (compiled, the strategy timed as a worker would, the slice's quantities);
 the workers the cluster would give; and the estimated wall time of the sweep, each worker at the
-probe's rate. Refinement (evaluating only where the surface is not yet resolved) is not
-available, so the estimate is that of the full grid.
+probe's rate. With adaptive refinement (``grid.refine``) the points evaluated depend on the
+surface itself, so a refined sweep's time is given as bounds: at least the two coarse lattices
+every refinement evaluates whole, at most every point.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ def estimate(config: Config, in_process: bool = False) -> dict:
     workers, source = (1, "--in-process") if in_process else _workers(config)
     threads = None if in_process else config.cluster.threads_per_worker
     groups = max(1, workers // max(1, config.data.shards))  # each job goes to every shard
-    out, total = {"workers": workers, "workers_from": source, "slices": {}}, 0.0
+    out, total, low = {"workers": workers, "workers_from": source, "slices": {}}, 0.0, 0.0
     probes: dict = {}
     from .core.grid import split_tiles
 
@@ -107,19 +108,33 @@ def estimate(config: Config, in_process: bool = False) -> dict:
             probes[key] = _probe(config, slice_cfg, model_spec, data_spec, threads)
         probe = probes[key]
         n_points = slice_cfg.grid.shape[0] * slice_cfg.grid.shape[1]
-        seconds = (n_points * several / (probe["points_per_s"] * groups)
-                   + (probe["compile_s"] if first else 0.0))
+        compile_s = probe["compile_s"] if first else 0.0
+        rate = probe["points_per_s"] * groups / several
+        seconds = n_points / rate + compile_s
+        least = _coarse_points(slice_cfg.grid.shape) if slice_cfg.grid.ndim == 2 else n_points
+        refined = (least / rate + compile_s, seconds)
         total += seconds
+        low += refined[0] if slice_cfg.grid.refine is not None else seconds
         out["slices"][slice_cfg.name] = {
             "points": n_points,
             "tiles": len(split_tiles(slice_cfg.grid.shape, slice_cfg.grid.tile, slice_cfg.grid.order)),
             "quantities": list(slice_cfg.quantities),
             "gflop_per_point": probe["flop_per_point"] * several / 1e9,
             "probe_points_per_s": round(probe["points_per_s"], 1),
-            "probe_points": probe["probe_points"], "estimated_s": round(seconds, 1)}
-    out["estimated_s"] = round(total, 1)
-    out["refined_estimated_s"] = None  # refinement is not available: every point is evaluated
+            "probe_points": probe["probe_points"], "estimated_s": round(seconds, 1),
+            "refined": slice_cfg.grid.refine is not None, "refined_points_at_least": least,
+            "refined_estimated_s": [round(refined[0], 1), round(refined[1], 1)]}
+    out["estimated_s"] = round(total, 1)  # every point of every slice
+    out["as_configured_s"] = [round(low, 1), round(total, 1)]  # refined slices: their bounds
     return out
+
+
+def _coarse_points(shape: tuple[int, int]) -> int:
+    """The points every refinement evaluates: the lattice of the second-coarsest stride."""
+    from .core.refine import lattice, strides
+
+    s = strides(shape)[min(1, len(strides(shape)) - 1)]
+    return len(lattice(shape[0], s)) * len(lattice(shape[1], s))
 
 
 def estimate_lines(result: dict) -> list[str]:
@@ -130,7 +145,11 @@ def estimate_lines(result: dict) -> list[str]:
         lines.append(f"  slice '{name}': {s['points']:,} points in {s['tiles']} tiles, "
                      f"{s['gflop_per_point']:.3g} GFLOP per point (forward), "
                      f"{s['probe_points_per_s']:,.1f} points/s on one worker (probe of "
-                     f"{s['probe_points']} points), about {s['estimated_s']:.0f} s")
-    lines.append(f"estimated sweep: about {result['estimated_s']:.0f} s (the full grid; "
-                 f"refinement is not available), plus the pool's start-up")
+                     f"{s['probe_points']} points), about {s['estimated_s']:.0f} s for every "
+                     f"point; refined (grid.refine{'' if s['refined'] else ', not set'}): "
+                     f"{s['refined_estimated_s'][0]:.0f} to {s['refined_estimated_s'][1]:.0f} s "
+                     f"(at least {s['refined_points_at_least']:,} points)")
+    low, high = result["as_configured_s"]
+    span = f"about {high:.0f} s" if low == high else f"{low:.0f} to {high:.0f} s (refined slices)"
+    lines.append(f"estimated sweep as configured: {span}, plus the pool's start-up")
     return lines

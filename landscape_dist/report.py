@@ -55,7 +55,10 @@ def sweep_lines(summary: dict) -> list[str]:
         seconds += info.get("seconds") or 0.0
         extra = f", {info['nonfinite_points']} non-finite" if info.get("nonfinite_points") else ""
         resumed = f", {info['tiles_resumed']} tiles resumed" if info.get("tiles_resumed") else ""
-        lines.append(f"  slice '{name}': {info['points']:,} points, "
+        refined = info.get("refinement")
+        count = (f"{refined['evaluated']:,} of {info['points']:,} points evaluated (refined; the "
+                 f"rest interpolated)" if refined else f"{info['points']:,} points")
+        lines.append(f"  slice '{name}': {count}, "
                      f"{_rate(info.get('points_per_s'))} points/s{resumed}{extra}")
     head = (f"swept {len(lines)} slice{'s' * (len(lines) != 1)}, {points:,} points in "
             f"{seconds:.1f} s of evaluation; surface: {summary.get('surface')}")

@@ -19,12 +19,13 @@ from pathlib import Path
 import numpy as np
 
 from .callbacks import CallbackList, LivePreview, ProgressBar, SweepCallback
-from .config.schema import Config, SliceConfig
-from .core.grid import Tile, split_tiles
+from .config.schema import Config, PlotConfig, SliceConfig
+from .core.grid import Tile, point_tiles, split_tiles
 from .core.layout import WeightLayout
 from .core.numbers import surface_numbers
 from .core.quantities import main_loss
 from .core.plane import Plane
+from .core.refine import Refiner, fill
 from .core.projection import off_plane_fraction, project_path
 from .errors import OutputError, SourceError, in_terms
 from .execution.jobs import POINTS, WEIGHTS, Job
@@ -322,8 +323,11 @@ class SliceSweep:
     diverged points and notifies the callbacks; then evaluates and stores the path."""
 
     def __init__(self, plan: SlicePlan, writer: SurfaceWriter, journal: TileJournal,
-                 callbacks: SweepCallback, non_trainable: list):
+                 callbacks: SweepCallback, non_trainable: list, plot: PlotConfig | None = None):
         self.plan = plan
+        self.plot = plot or PlotConfig()  # the contour levels a refinement resolves by default
+        self._refined = None  # (main loss values, done) while a refined slice is swept
+        self._refinement = None  # how it was refined, once done
         self.journal = journal
         self.callbacks = callbacks
         self.non_trainable = non_trainable
@@ -352,6 +356,10 @@ class SliceSweep:
             self.journal.append("tile", self.plan.name, tile.index, result)  # on disk first
         self.slice_writer.write_tile(tile, result)
         self.nonfinite += int(np.sum(~np.isfinite(result[self.loss_name])))
+        if self._refined is not None:
+            values, done = self._refined
+            tile.place(values, result[self.loss_name])
+            tile.place(done, np.ones(tile.size, bool))
         if resumed:
             self.callbacks.on_tile_resumed(self.plan.name, tile, result)
         else:
@@ -370,22 +378,16 @@ class SliceSweep:
         pool.use(plan.config.quantities)
         self.slice_writer = self.writer.add_slice(name, plan.xs, plan.ys, pool.names, plane,
                                                   non_trainable)
-        tiles = plan.tiles
-        by_index = {t.index: t for t in tiles}
-        resumed = {k: v for k, v in self.journal.resumed("tile", name).items() if k in by_index}
-        todo = [t for t in tiles if t.index not in resumed]
-        computed = sum(t.size for t in todo)
-        self.callbacks.on_slice_begin(name, computed)
-        for key, result in resumed.items():
-            self._accept(by_index[key], result, resumed=True)
-        if resumed:
-            log.info("slice '%s': %d of %d tiles already done (resumed from %s); computing %d",
-                     name, len(resumed), len(tiles), self.journal.path.name, len(todo))
+        resumed = self.journal.resumed("tile", name)
         t0 = time.perf_counter()
-        pool.run((Job(t.index, POINTS, t.points(plan.xs, plan.ys)) for t in todo),
-                 lambda key, result: self._accept(by_index[key], result, resumed=False))
+        if plan.config.grid.refine is None:
+            counts = self._run_tiles(pool, plan.tiles, resumed, announce=True)
+        else:
+            counts = self._refine(pool, resumed)
         seconds = time.perf_counter() - t0
-        info = self._describe(pool, len(tiles), len(resumed), todo, seconds)
+        info = self._describe(pool, *counts, seconds)
+        if plan.config.grid.refine is not None:
+            info["refinement"] = {k: v for k, v in self._refinement.items() if k != "steps"}
         if plan.config.quantities != ("loss",):
             pool.use(("loss",))  # the path's true loss; eigenvalues along it are not asked for
         if trajectory is not None:
@@ -396,13 +398,66 @@ class SliceSweep:
         self.callbacks.on_slice_end(name, info)
         return info
 
-    def _describe(self, pool, n_tiles: int, n_resumed: int, todo: list, seconds: float) -> dict:
+    def _run_tiles(self, pool, tiles: list, resumed: dict, announce: bool) -> tuple[int, int, int]:
+        """Accept the ``tiles`` the journal holds, compute the others on ``pool``; returns the
+        tiles, the tiles resumed and the points computed."""
+        name = self.plan.name
+        by_index = {t.index: t for t in tiles}
+        old = [t for t in tiles if t.index in resumed]
+        todo = [t for t in tiles if t.index not in resumed]
+        computed = sum(t.size for t in todo)
+        if announce:
+            self.callbacks.on_slice_begin(name, computed)
+        for tile in old:
+            self._accept(tile, resumed[tile.index], resumed=True)
+        if old and announce:
+            log.info("slice '%s': %d of %d tiles already done (resumed from %s); computing %d",
+                     name, len(old), len(tiles), self.journal.path.name, len(todo))
+        pool.run((Job(t.index, POINTS, t.points(self.plan.xs, self.plan.ys)) for t in todo),
+                 lambda key, result: self._accept(by_index[key], result, resumed=False))
+        return len(tiles), len(old), computed
+
+    def _refine(self, pool, resumed: dict) -> tuple[int, int, int]:
+        """Sweep the slice by adaptive refinement (``grid.refine``): step by step, the points
+        the values so far call for, as tiles of listed points numbered on from the previous
+        step's (so a resumed sweep, recomputing each step's points from the journalled values,
+        meets the same tiles); then store the interpolated picture beside the values."""
+        plan, grid, settings = self.plan, self.plan.config.grid, self.plan.config.grid.refine
+        refiner = Refiner(grid.shape, settings.tol,
+                          settings.levels or self.plot.levels,
+                          self.plot.log_levels if settings.log_levels is None else settings.log_levels,
+                          settings.shift)
+        self._refined = values, done = np.full(grid.shape, np.nan), np.zeros(grid.shape, bool)
+        self.callbacks.on_slice_begin(plan.name, None)  # how many points is not known ahead
+        size, first, totals, steps = grid.tile[0] * grid.tile[1], 0, np.zeros(3, int), []
+        for step in refiner.steps():
+            rows, cols = refiner.points(step, values, done)
+            tiles = point_tiles(rows, cols, size, first)
+            first += len(tiles)
+            totals += self._run_tiles(pool, tiles, resumed, announce=False)
+            steps.append({"step": step[0], "stride": step[1], "points": int(len(rows))})
+        self._refined = None
+        if totals[1]:
+            log.info("slice '%s': %d tiles already done (resumed from %s)", plan.name, totals[1],
+                     self.journal.path.name)
+        evaluated, n_points = int(done.sum()), done.size
+        meta = {"evaluated": evaluated, "points": n_points,
+                "fraction": round(evaluated / n_points, 4), "steps": steps,
+                "tol": refiner.tol, "shift": refiner.shift, "levels": refiner.levels,
+                "log_levels": refiner.log}
+        pictures = {q: fill(self.slice_writer.read(q), done) for q in pool.names}
+        self.slice_writer.write_filled(pictures, ~done, meta)
+        self._refinement = meta
+        log.info("slice '%s': refined, %d of %d points evaluated (%.1f%%), the rest interpolated",
+                 plan.name, evaluated, n_points, 100 * evaluated / n_points)
+        return int(totals[0]), int(totals[1]), int(totals[2])
+
+    def _describe(self, pool, n_tiles: int, n_resumed: int, computed: int, seconds: float) -> dict:
         """The slice's summary once its tiles are in (and the attributes it adds to the file):
         counts, speed, the workers' evaluation strategies, the plane's description, the numbers
         derived from the loss grid, the eigenvalue ranges."""
         plan, name = self.plan, self.plan.name
         n_points = plan.config.grid.shape[0] * plan.config.grid.shape[1]
-        computed = sum(t.size for t in todo)
         choices = pool.choices() if hasattr(pool, "choices") else []
         if choices:  # how each worker evaluated (and, where it timed them, the alternatives)
             self.slice_writer.write_attr("evaluation_strategies", choices)
@@ -410,7 +465,7 @@ class SliceSweep:
             log.warning("slice '%s': %d of %d points have a NaN or infinite loss (kept in the file, "
                         "masked in the figures)", name, self.nonfinite, n_points)
         info = {"points": n_points, "tiles": n_tiles, "tiles_resumed": n_resumed,
-                "tiles_computed": len(todo), "seconds": round(seconds, 3),
+                "tiles_computed": n_tiles - n_resumed, "seconds": round(seconds, 3),
                 "points_per_s": round(computed / seconds, 1) if seconds > 0 and computed else None,
                 "nonfinite_points": self.nonfinite, "evaluation_strategies": choices,
                 **{k: plan.plane.meta[k] for k in ("kind", "cosine", "explained_variance_ratio",
@@ -560,7 +615,7 @@ def sweep(config: Config, out: str | Path, *, pool=None, callbacks: list[SweepCa
             writer = SurfaceWriter(partial, config.to_dict(), package_versions())
             for plan in inputs.slices:
                 summary["slices"][plan.name] = SliceSweep(
-                    plan, writer, journal, hooks, inputs.non_trainable).run(
+                    plan, writer, journal, hooks, inputs.non_trainable, config.plot).run(
                         pool, inputs.trajectory, inputs.runs)
             writer.finish()
             os.replace(partial, target)

@@ -17,9 +17,9 @@ from pathlib import Path
 import yaml
 
 from .schema import (DEFAULT_ORDER, DEFAULT_TILE, AxisConfig, Config, ConfigError, GridConfig,
-                     SettingError, SliceConfig, must)
+                     RefineConfig, SettingError, SliceConfig, must)
 
-GRID_KEYS = ("x", "y", "tile", "order")
+GRID_KEYS = ("x", "y", "tile", "order", "refine")
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 SLICE_KEYS = ("name", "directions", "grid", "quantities")
 
@@ -160,7 +160,12 @@ def _build_grid(grid, name: str = "grid") -> GridConfig:
     elif y is None:
         tile = (1, tile[1])
     order = _coerce(str, grid.get("order", DEFAULT_ORDER), f"{name}.order")
-    return construct(GridConfig, {"x": x, "y": y, "tile": tile, "order": order}, name)
+    refine = grid.get("refine")
+    if refine is True:  # 'refine: true': the default settings
+        refine = {}
+    refine = None if refine in (None, False) else build(RefineConfig, refine, f"{name}.refine")
+    return construct(GridConfig, {"x": x, "y": y, "tile": tile, "order": order, "refine": refine},
+                     name)
 
 
 def _build_directions(data, name: str):

@@ -109,6 +109,27 @@ class AxisConfig:
 
 
 @dataclass(frozen=True)
+class RefineConfig:
+    """Adaptive refinement of a 2-D grid (``grid.refine``): after the two coarsest lattices, only
+    the points of cells not yet resolved are evaluated (see ``core/refine.py``)."""
+
+    tol: float = 0.01  # surplus over the coarser interpolation, as a fraction of the values' span
+    shift: float = 0.25  # estimated contour-line misplacement (grid cells) that splits a cell
+    levels: int | None = None  # contour levels to resolve; null: plot.levels
+    log_levels: bool | None = None  # on log values; null: plot.log_levels
+
+    def __post_init__(self):
+        check_finite(self)
+        if not 0 < self.tol < 1:
+            raise must("tol", "a number between 0 and 1 (a fraction of the values' span)", self.tol)
+        if not self.shift > 0:
+            raise must("shift", "a number > 0 (grid cells)", self.shift)
+        if self.levels is not None and (not _is_int(self.levels) or not 2 <= self.levels <= MAX_LEVELS):
+            raise must("levels", f"an integer from 2 to {MAX_LEVELS}, or null (plot.levels)",
+                       self.levels)
+
+
+@dataclass(frozen=True)
 class GridConfig:
     """The grid of a slice: axis ``x`` (direction 0), optional ``y`` (direction 1), tile shape."""
 
@@ -116,10 +137,14 @@ class GridConfig:
     y: AxisConfig | None = AxisConfig()
     tile: tuple[int, int] = DEFAULT_TILE
     order: str = DEFAULT_ORDER
+    refine: RefineConfig | None = None  # null: every point is evaluated
 
     def __post_init__(self):
         if self.order not in TILE_ORDERS:
             raise must("order", f"one of {TILE_ORDERS}", self.order)
+        if self.refine is not None and self.y is None:
+            raise must("refine", "left out on a 1-D slice (refinement splits 2-D cells)", "set",
+                       "Remove grid.refine from this slice, or give it a y axis.")
         tile = self.tile
         if len(tile) != 2 or any(not _is_int(t) or t < 1 for t in tile):
             raise must("tile", "two integers >= 1 ([rows, columns])", list(tile))

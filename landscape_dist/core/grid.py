@@ -59,6 +59,47 @@ class Tile:
         return np.stack([xx.ravel(), yy.ravel()], axis=1).astype(np.float32)
 
 
+    def place(self, array: np.ndarray, values) -> None:
+        """Put the tile's values (flat, row-major) into a (rows, columns) array."""
+        array[self.rows, self.cols] = np.asarray(values).reshape(self.shape)
+
+
+@dataclass(frozen=True, eq=False)
+class PointTile:
+    """Grid points listed one by one (row indices ``r``, column indices ``c``, row-major): the
+    tiles of adaptive refinement, whose points need not form a lattice."""
+
+    index: int
+    r: np.ndarray
+    c: np.ndarray
+
+    @property
+    def size(self) -> int:
+        return len(self.r)
+
+    def points(self, xs: np.ndarray, ys: np.ndarray | None) -> np.ndarray:
+        """Plane coordinates of the tile's points, shape (size, 2)."""
+        return np.stack([xs[self.c], ys[self.r]], axis=1).astype(np.float32)
+
+    def place(self, array: np.ndarray, values) -> None:
+        """Put the tile's values into a (rows, columns) array."""
+        array[self.r, self.c] = np.asarray(values).ravel()
+
+    def row_runs(self):
+        """(row, positions in the tile, columns) per row the tile touches: for stores that take
+        one list of columns per selection (HDF5)."""
+        starts = np.flatnonzero(np.r_[True, self.r[1:] != self.r[:-1]])
+        ends = np.r_[starts[1:], len(self.r)]
+        for a, b in zip(starts, ends):
+            yield int(self.r[a]), slice(a, b), self.c[a:b]
+
+
+def point_tiles(rows: np.ndarray, cols: np.ndarray, size: int, first_index: int) -> list[PointTile]:
+    """Row-major points cut into tiles of at most ``size`` points, numbered from ``first_index``."""
+    return [PointTile(first_index + k, rows[i:i + size], cols[i:i + size])
+            for k, i in enumerate(range(0, len(rows), size))]
+
+
 def _lattice_tiles(tiles: list, rows: range, cols: range, tile_shape) -> None:
     """Append tiles of at most ``tile_shape`` points covering the lattice ``rows x cols``."""
     th, tw = tile_shape

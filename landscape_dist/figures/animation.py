@@ -33,11 +33,11 @@ def animate_path(surface, file: Path, cfg, writer: str = "pillow") -> Path:
     coords, epochs = path.coords[keep, :2], np.asarray(path.epoch, dtype=np.float64)[keep]
     true = np.asarray(path.values.get(surface.loss_name, np.full(len(path.coords), np.nan)))[keep]
     name = surface.loss_name
-    levels = contour_levels(surface.values[name], cfg.levels, cfg.log_levels)
+    levels = contour_levels(surface.shown[name], cfg.levels, cfg.log_levels)
     norm = colors.LogNorm(levels[0], levels[-1]) if cfg.log_levels and levels[0] > 0 else None
     X, Y = np.meshgrid(surface.xcoordinates, surface.ycoordinates)
     fig, ax = plt.subplots(figsize=(6.0, 5.0))
-    z = np.ma.masked_invalid(surface.values[name])
+    z = np.ma.masked_invalid(surface.shown[name])
     if z.count():
         cs = ax.contourf(X, Y, z, levels=levels, norm=norm, cmap="viridis")
         _format_colorbar(fig.colorbar(cs, ax=ax, label=name), norm)

@@ -41,7 +41,7 @@ def on_slice(surface, quantity: str, coords: np.ndarray) -> np.ndarray:
     points (NaN outside the grid): what the slice says the path's value is."""
     from scipy.interpolate import RegularGridInterpolator
 
-    values = surface.values[quantity]
+    values = surface.shown[quantity]
     if surface.ndim == 1:
         return np.interp(coords[:, 0], surface.xcoordinates, values, left=np.nan, right=np.nan)
     interp = RegularGridInterpolator((surface.ycoordinates, surface.xcoordinates), values,

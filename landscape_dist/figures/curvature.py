@@ -50,7 +50,7 @@ def eigen_ratio(top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
 def plot_eigen_map(surface, file: Path, cfg: PlotConfig, prefix: str = "") -> Path:
     """The largest and the smallest Hessian eigenvalue over a slice, and the ratio |min/max|;
     ``prefix``: ``<dataset>/`` for one of several datasets."""
-    top, bottom = surface.values[f"{prefix}hessian_max"], surface.values[f"{prefix}hessian_min"]
+    top, bottom = surface.shown[f"{prefix}hessian_max"], surface.shown[f"{prefix}hessian_min"]
     ratio = eigen_ratio(top, bottom)
     panels = (("largest eigenvalue", top, "magma"), ("smallest eigenvalue", bottom, "RdBu_r"),
               ("|min / max|", ratio, "viridis"))

@@ -99,7 +99,7 @@ def slice_figure(surface, cfg):
 
     names = quantities(surface)
     if surface.ndim == 1:
-        fig = go.Figure([go.Scatter(x=surface.xcoordinates, y=_nan_to_none(surface.values[q]),
+        fig = go.Figure([go.Scatter(x=surface.xcoordinates, y=_nan_to_none(surface.shown[q]),
                                     name=q, mode="lines") for q in names])
         fig.update_layout(height=420, title=f"slice '{surface.name}'", xaxis_title="direction 0")
         return fig
@@ -111,8 +111,8 @@ def slice_figure(surface, cfg):
     first = names[0]
     pca = surface.meta.get("kind") == "pca"
     buttons = [_quantity_button(surface, q, cfg, show_path) for q in names]
-    z, scale = heights(surface.values[first], cfg)
-    colour, prefix = _colours(surface.values[first], cfg)
+    z, scale = heights(surface.shown[first], cfg)
+    colour, prefix = _colours(surface.shown[first], cfg)
     fig.add_trace(go.Surface(x=surface.xcoordinates, y=surface.ycoordinates, z=_nan_to_none(z),
                              surfacecolor=_nan_to_none(colour), colorscale="Viridis",
                              colorbar=dict(title=f"{prefix}{first}", x=0.44), name=first),
@@ -144,8 +144,8 @@ def slice_figure(surface, cfg):
 def _quantity_button(surface, q: str, cfg, show_path: bool) -> dict:
     """A menu entry that shows quantity ``q``: the surface's heights and colours, the contour's
     values, and (with the path) the path's heights and hover."""
-    z, _ = heights(surface.values[q], cfg)
-    colour, prefix = _colours(surface.values[q], cfg)
+    z, _ = heights(surface.shown[q], cfg)
+    colour, prefix = _colours(surface.shown[q], cfg)
     data = {"z": [_nan_to_none(z), _nan_to_none(colour)],
             "surfacecolor": [_nan_to_none(colour), None],
             "colorbar.title.text": [f"{prefix}{q}", f"{prefix}{q}"]}

@@ -67,6 +67,10 @@ def describe(surface: Surface) -> str:
         text = f"random directions, {m.get('normalization')} normalisation, seed {m.get('seed')}"
         if "cosine" in m:
             text += f", cos(d0, d1) = {m['cosine']:.3f}"
+    refined = surface.refinement
+    if refined:
+        text += (f"; refined: {refined['evaluated']:,} of {refined['points']:,} points evaluated, "
+                 f"the rest interpolated")
     return text
 
 
@@ -141,9 +145,9 @@ def plot_contour(surface: Surface, file: Path, cfg: PlotConfig, quantity: str | 
     """Contour lines with labelled log-spaced levels, or filled contours with a colour bar;
     ``levels`` shared with comparable quantities (default: from this one's values)."""
     quantity = quantity or surface.loss_name
-    z = np.ma.masked_invalid(surface.values[quantity])
+    z = np.ma.masked_invalid(surface.shown[quantity])
     if levels is None:
-        levels = contour_levels(surface.values[quantity], cfg.levels, cfg.log_levels)
+        levels = contour_levels(surface.shown[quantity], cfg.levels, cfg.log_levels)
     use_log = cfg.log_levels and levels[0] > 0
     X, Y = np.meshgrid(surface.xcoordinates, surface.ycoordinates)
     fig, ax = plt.subplots(figsize=(6.4, 5.2))
@@ -167,7 +171,7 @@ def plot_contour(surface: Surface, file: Path, cfg: PlotConfig, quantity: str | 
     ax.plot(0, 0, marker="+", color="red", markersize=10, zorder=6)
     _mark_models(ax, surface)
     _axis_labels(ax, surface)
-    masked = int(np.sum(~np.isfinite(surface.values[quantity])))
+    masked = int(np.sum(~np.isfinite(surface.shown[quantity])))
     title = f"{quantity} on slice '{surface.name}'"
     if masked:
         title += f" ({masked} non-finite points masked)"
@@ -180,9 +184,9 @@ def plot_curve(surface: Surface, file: Path, cfg: PlotConfig) -> Path:
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     x = surface.xcoordinates
     name = surface.loss_name
-    loss = np.ma.masked_invalid(surface.values[name])
+    loss = np.ma.masked_invalid(surface.shown[name])
     ax.plot(x, loss, color="tab:blue", label=name)
-    finite = surface.values[name][np.isfinite(surface.values[name])]
+    finite = surface.shown[name][np.isfinite(surface.shown[name])]
     if cfg.log_levels and finite.size and finite.min() > 0:
         ax.set_yscale("log")
     ax.set_ylabel(name, color="tab:blue")
@@ -190,7 +194,7 @@ def plot_curve(surface: Surface, file: Path, cfg: PlotConfig) -> Path:
     if others:
         ax2 = ax.twinx()
         for q in others:
-            ax2.plot(x, np.ma.masked_invalid(surface.values[q]), linestyle="--", label=q)
+            ax2.plot(x, np.ma.masked_invalid(surface.shown[q]), linestyle="--", label=q)
         ax2.set_ylabel(", ".join(others))
         ax2.legend(loc="upper right", fontsize=8)
     _mark_models(ax, surface)
@@ -210,10 +214,10 @@ def plot_path_loss(surface: Surface, file: Path, cfg: PlotConfig) -> Path:
     ax.plot(p.step, p.values[name], marker=".", label="true loss at the recorded weights")
     if surface.ndim == 2:
         grid = (surface.ycoordinates, surface.xcoordinates)
-        interp = RegularGridInterpolator(grid, surface.values[name], bounds_error=False)
+        interp = RegularGridInterpolator(grid, surface.shown[name], bounds_error=False)
         on_slice = interp(np.stack([p.coords[:, 1], p.coords[:, 0]], axis=1))
     else:
-        on_slice = np.interp(p.coords[:, 0], surface.xcoordinates, surface.values[name],
+        on_slice = np.interp(p.coords[:, 0], surface.xcoordinates, surface.shown[name],
                              left=np.nan, right=np.nan)
     ax.plot(p.step, on_slice, marker=".", label="slice loss at the projected point")
     if cfg.log_levels and np.nanmin(p.values[name]) > 0:
@@ -234,7 +238,7 @@ def plot_seeds(members: list, file: Path, cfg: PlotConfig) -> Path:
     if members[0].ndim == 1:
         fig, ax = plt.subplots(figsize=(6.4, 4.2))
         x = members[0].xcoordinates
-        curves = np.array([m.values[m.loss_name] for m in members])
+        curves = np.array([m.shown[m.loss_name] for m in members])
         for seed, curve in zip(seeds, curves):
             ax.plot(x, np.ma.masked_invalid(curve), color="tab:blue", alpha=0.25, linewidth=0.8)
         with np.errstate(all="ignore"):
@@ -255,12 +259,12 @@ def plot_seeds(members: list, file: Path, cfg: PlotConfig) -> Path:
     rows = -(-len(members) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols + 1.2, 3.2 * rows), squeeze=False,
                              constrained_layout=True)
-    values = np.concatenate([m.values[m.loss_name].ravel() for m in members])
+    values = np.concatenate([m.shown[m.loss_name].ravel() for m in members])
     levels = contour_levels(values, cfg.levels, cfg.log_levels)
     norm = colors.LogNorm(levels[0], levels[-1]) if cfg.log_levels and levels[0] > 0 else None
     cs = None
     for ax, member, seed in zip(axes.ravel(), members, seeds):
-        z = np.ma.masked_invalid(member.values[member.loss_name])
+        z = np.ma.masked_invalid(member.shown[member.loss_name])
         if z.count():
             X, Y = np.meshgrid(member.xcoordinates, member.ycoordinates)
             cs = ax.contourf(X, Y, z, levels=levels, norm=norm, cmap="viridis")
@@ -280,7 +284,7 @@ def plot_datasets(surface: Surface, file: Path, cfg: PlotConfig) -> Path:
     """A slice evaluated on several datasets: each one's loss side by side on shared levels, and
     the generalisation gap (the second dataset's loss minus the first's)."""
     datasets = surface.datasets
-    losses = [surface.values[f"{d}/loss"] for d in datasets]
+    losses = [surface.shown[f"{d}/loss"] for d in datasets]
     gap = losses[1] - losses[0]
     gap_label = f"{datasets[1]} loss - {datasets[0]} loss"
     if surface.ndim == 1:
@@ -366,7 +370,7 @@ def _shared_levels(surface: Surface, cfg: PlotConfig) -> dict:
         groups.setdefault(name.rsplit("/", 1)[-1], []).append(name)
     levels = {}
     for members in groups.values():
-        values = np.concatenate([surface.values[m].ravel() for m in members])
+        values = np.concatenate([surface.shown[m].ravel() for m in members])
         shared = contour_levels(values, cfg.levels, cfg.log_levels)
         levels.update({m: shared for m in members})
     return levels

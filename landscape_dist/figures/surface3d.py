@@ -34,7 +34,7 @@ def plot_surface3d(surface, file: Path, cfg, quantity: str, show_path: bool) -> 
     """The slice as a 3-D surface coloured like the contours (log scale where positive), clipped
     to ``plot.zmin``/``zmax``; with the path drawn at its true value and, faintly, at the slice's
     value under it (where the path holds this quantity)."""
-    raw = surface.values[quantity]
+    raw = surface.shown[quantity]
     z, scale = heights(raw, cfg)
     X, Y = np.meshgrid(surface.xcoordinates, surface.ycoordinates)
     fig = plt.figure(figsize=(7.2, 5.6))
@@ -73,7 +73,7 @@ def plot_surface3d(surface, file: Path, cfg, quantity: str, show_path: bool) -> 
 def plot_heatmap(surface, file: Path, cfg, quantity: str) -> Path:
     """The slice's values as a heat map on the grid's own cells (log colour scale where
     positive); diverged points grey."""
-    raw = surface.values[quantity]
+    raw = surface.shown[quantity]
     fig, ax = plt.subplots(figsize=(6.4, 5.2))
     norm = _norm(raw, cfg)
     cmap = plt.get_cmap("viridis").with_extremes(bad="lightgrey")

@@ -43,7 +43,7 @@ def surface_mesh(surface, quantity: str, cfg):
     """(points (N, 3), quads (Q, 4) of point indices, point arrays by name, path polyline
     indices or None) of one slice and quantity; grid point (row j, column i) is point j*nx + i."""
     xs, ys = surface.xcoordinates, surface.ycoordinates
-    raw = np.asarray(surface.values[quantity], dtype=np.float64)
+    raw = np.asarray(surface.shown[quantity], dtype=np.float64)
     z, _ = heights(raw, cfg)
     ny, nx = raw.shape
     X, Y = np.meshgrid(xs, ys)

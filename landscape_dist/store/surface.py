@@ -11,6 +11,9 @@ Layout::
         values/<quantity>     (ny, nx), or (nx,) for 1-D;  NaN until computed; attr order
                               (<dataset>/<quantity> for several datasets)
         done                  same shape, bool
+        filled/<quantity>     refined slices only (grid.refine): the picture interpolated between
+        filled/interpolated   the evaluated points, and where it is interpolated (bool); attrs
+                              kind, refinement (JSON: points evaluated, steps, settings)
         plane/centre (size,)  plane/directions (k, size)  plane/non_trainable/<i>
                               plane/non_trainable_directions/<j>/<i> (statistics that move)
                               attrs layout_names, layout_shapes (JSON)
@@ -35,7 +38,7 @@ import h5py
 import numpy as np
 import yaml
 
-from ..core.grid import Tile
+from ..core.grid import PointTile, Tile
 from ..core.layout import WeightLayout
 from ..core.plane import Plane
 from ..core.quantities import main_loss
@@ -149,17 +152,35 @@ class SliceWriter:
             return np.s_[tile.cols], (tile.shape[1],)
         return np.s_[tile.rows, tile.cols], tile.shape
 
-    def write_tile(self, tile: Tile, result: dict) -> None:
+    def write_tile(self, tile: Tile | PointTile, result: dict) -> None:
         """Store a tile's values (flat, row-major) and mark its points done."""
-        index, shape = self._index(tile)
-        for quantity, values in result.items():
-            self.group["values"][quantity][index] = np.asarray(values).reshape(shape)
+        targets = [(self.group["values"][q], np.asarray(v)) for q, v in result.items()]
         if self.is_reference:
             for dataset, (_, acc) in _reference_names(result).items():
                 if acc:
-                    self.parent.file[f"{dataset}_acc"][index] = 100.0 * np.asarray(
-                        result[acc]).reshape(shape)
-        self.group["done"][index] = True
+                    targets.append((self.parent.file[f"{dataset}_acc"],
+                                    100.0 * np.asarray(result[acc])))
+        targets.append((self.group["done"], np.ones(tile.size, bool)))
+        for dataset, flat in targets:
+            if isinstance(tile, PointTile):  # HDF5 takes one list of columns per selection
+                for row, part, cols in tile.row_runs():
+                    dataset[row, cols] = flat[part]
+            else:
+                index, shape = self._index(tile)
+                dataset[index] = flat.reshape(shape)
+        self.parent.file.flush()
+
+    def write_filled(self, pictures: dict, interpolated: np.ndarray, meta: dict) -> None:
+        """Store the interpolated picture of a refined slice beside its evaluated values:
+        ``filled/<quantity>`` and ``filled/interpolated`` (True where a value is interpolated,
+        not evaluated), labelled as interpolations in the group's attributes."""
+        group = self.group.create_group("filled")
+        group.attrs["kind"] = ("interpolated: hierarchical bilinear interpolation of the evaluated "
+                               "points (values/ holds only evaluated values)")
+        group.attrs["refinement"] = self.group.attrs["refinement"] = json.dumps(meta)
+        for quantity, picture in pictures.items():
+            group.create_dataset(quantity, data=np.asarray(picture, np.float64))
+        group.create_dataset("interpolated", data=np.asarray(interpolated, bool))
         self.parent.file.flush()
 
     def read(self, quantity: str) -> np.ndarray:
@@ -223,6 +244,18 @@ class Surface:
     path: PathOnPlane | None
     non_trainable_directions: list | None = None  # k lists, where statistics move with the plane
     runs: dict = field(default_factory=dict)  # further training runs' paths, 'run1'...
+    filled: dict = field(default_factory=dict)  # refined slices: the interpolated picture
+    interpolated: np.ndarray | None = None  # ... and where it is interpolated
+
+    @property
+    def shown(self) -> dict:
+        """What figures draw: the interpolated picture of a refined slice, else the values."""
+        return self.filled or self.values
+
+    @property
+    def refinement(self) -> dict | None:
+        """How a refined slice was evaluated (points evaluated, of how many), else None."""
+        return self.meta.get("refinement")
 
     @property
     def ndim(self) -> int:
@@ -334,11 +367,15 @@ def read_surface(path: str | Path, unfinished: bool = False) -> dict[str, Surfac
                 group = plane["non_trainable_directions"]
                 moving = [[group[str(j)][str(i)][...] for i in range(len(nt))]
                           for j in range(len(group))]
+            values, filled, interpolated = _datasets(g["values"]), {}, None
+            if "filled" in g:
+                filled = {q: g["filled"][q][...] for q in values}
+                interpolated = g["filled"]["interpolated"][...]
             out[name] = Surface(
                 name, g["xcoordinates"][...], g["ycoordinates"][...] if "ycoordinates" in g else None,
-                _datasets(g["values"]), g["done"][...],
+                values, g["done"][...],
                 {k: _attr(v) for k, v in g.attrs.items()}, plane["centre"][...],
-                plane["directions"][...], layout, nt, p, moving, runs)
+                plane["directions"][...], layout, nt, p, moving, runs, filled, interpolated)
         return out
 
 
