@@ -143,7 +143,8 @@ class GridConfig:
         if self.order not in TILE_ORDERS:
             raise must("order", f"one of {TILE_ORDERS}", self.order)
         if self.refine is not None and self.y is None:
-            raise must("refine", "left out on a 1-D slice (refinement splits 2-D cells)", "set",
+            raise must("refine", "left out on a 1-D slice (refinement splits 2-D cells)",
+                       dataclasses.asdict(self.refine),
                        "Remove grid.refine from this slice, or give it a y axis.")
         tile = self.tile
         if len(tile) != 2 or any(not _is_int(t) or t < 1 for t in tile):

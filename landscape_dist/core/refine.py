@@ -55,14 +55,17 @@ def _weights(targets: np.ndarray, knots: np.ndarray):
 
 def _bilinear(known: np.ndarray, rows: np.ndarray, cols: np.ndarray, shape) -> np.ndarray:
     """The whole grid interpolated bilinearly from values ``known`` (len(rows), len(cols)) at
-    the lattice ``rows x cols``."""
+    the lattice ``rows x cols``. A lattice point keeps its own value exactly (a non-finite
+    neighbour does not leak into it through a zero weight)."""
+
+    def between(left, right, w):
+        with np.errstate(invalid="ignore"):
+            return np.where(w == 0, left, left * (1.0 - w) + right * w)
+
     kc, wc = _weights(np.arange(shape[1]), cols)
-    kc1 = np.minimum(kc + 1, len(cols) - 1)
+    across = between(known[:, kc], known[:, np.minimum(kc + 1, len(cols) - 1)], wc)
     kr, wr = _weights(np.arange(shape[0]), rows)
-    kr1 = np.minimum(kr + 1, len(rows) - 1)
-    with np.errstate(invalid="ignore"):
-        across = known[:, kc] * (1.0 - wc) + known[:, kc1] * wc  # (len(rows), columns)
-        return across[kr] * (1.0 - wr)[:, None] + across[kr1] * wr[:, None]
+    return between(across[kr], across[np.minimum(kr + 1, len(rows) - 1)], wr[:, None])
 
 
 def fill(values: np.ndarray, done: np.ndarray, down_to: int = 1) -> np.ndarray:
