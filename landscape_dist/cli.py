@@ -50,6 +50,10 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--allow-unsafe-model-code", action="store_true",
                        help="let a .keras model file run the code it holds (Lambda layers); "
                             "only for files you trust")
+        if name == "sweep":
+            p.add_argument("--final", action="store_true",
+                           help="sweep on every example (evaluation.examples ignored) after a "
+                                "draft: the draft's OUT/surface.h5 becomes OUT/surface_draft.h5")
     p = with_config("curvature", "the Hessian at the centre: top and smallest eigenvalues, "
                     "trace, spectral density, per-layer top eigenvalues (OUT/curvature.h5)")
     p.add_argument("--address", help="join an existing Ray cluster (e.g. 'auto' or host:port)")
@@ -92,6 +96,8 @@ def _config(args):
         overrides.append(f"cluster.address={args.address}")
     if getattr(args, "allow_unsafe_model_code", False):
         overrides.append("model.unsafe_deserialization=true")
+    if getattr(args, "final", False):
+        overrides.append("evaluation.examples=null")
     return load_config(args.config, overrides)
 
 
@@ -135,9 +141,12 @@ def _dispatch(args, pipeline):
 
         return estimate(_config(args), in_process=args.in_process)
     if args.command in ("sweep", "run"):
-        fn = pipeline.sweep if args.command == "sweep" else pipeline.run
-        return fn(_config(args), args.out, overwrite=args.overwrite,
-                  progress=not args.no_progress, in_process=args.in_process)
+        if args.command == "sweep":
+            return pipeline.sweep(_config(args), args.out, overwrite=args.overwrite,
+                                  progress=not args.no_progress, in_process=args.in_process,
+                                  final=args.final)
+        return pipeline.run(_config(args), args.out, overwrite=args.overwrite,
+                            progress=not args.no_progress, in_process=args.in_process)
     from .config import load_config
 
     return pipeline.plot(args.surface, args.out, load_config(args.config), formats=args.format)

@@ -58,8 +58,11 @@ def sweep_lines(summary: dict) -> list[str]:
         refined = info.get("refinement")
         count = (f"{refined['evaluated']:,} of {info['points']:,} points evaluated (refined; the "
                  f"rest interpolated)" if refined else f"{info['points']:,} points")
+        subset = next(iter((info.get("subset") or {}).values()), None)
+        draft = (f", draft on {subset['examples']:,} of {subset['of']:,} examples (loss_stderr "
+                 f"stored)" if subset else "")
         lines.append(f"  slice '{name}': {count}, "
-                     f"{_rate(info.get('points_per_s'))} points/s{resumed}{extra}")
+                     f"{_rate(info.get('points_per_s'))} points/s{resumed}{draft}{extra}")
     head = (f"swept {len(lines)} slice{'s' * (len(lines) != 1)}, {points:,} points in "
             f"{seconds:.1f} s of evaluation; surface: {summary.get('surface')}")
     return [head] + lines

@@ -38,7 +38,7 @@ from .preflight import check_sizes, warn_diverged
 from .report import import_tensorflow_quietly
 from .store.fingerprint import fingerprint, plane_digest
 from .store.journal import TileJournal
-from .store.outdir import check_writable, refuse_existing_surface
+from .store.outdir import check_writable, refuse_existing_surface, set_aside_draft
 from .store.surface import SliceWriter, SurfaceWriter
 
 __all__ = ["sweep", "SETTINGS", "package_versions"]
@@ -121,7 +121,9 @@ def _data_spec(config: Config):
     def spec(source: str) -> DataSpec:
         if os.path.exists(source):  # workers may run elsewhere: give them an absolute path
             source = str(Path(source).resolve())
-        return DataSpec(source, num_shards=config.data.shards)
+        return DataSpec(source, num_shards=config.data.shards,
+                        examples=config.evaluation.examples,
+                        examples_seed=config.evaluation.examples_seed)
 
     datasets = config.data.datasets
     return spec(config.data.source) if datasets is None else {k: spec(v) for k, v in datasets.items()}
@@ -461,6 +463,10 @@ class SliceSweep:
         choices = pool.choices() if hasattr(pool, "choices") else []
         if choices:  # how each worker evaluated (and, where it timed them, the alternatives)
             self.slice_writer.write_attr("evaluation_strategies", choices)
+        drafts = {e.name: {"examples": e.n, "of": e.total}
+                   for e in getattr(getattr(pool, "quantities", None), "stderrs", ())}
+        if drafts:  # evaluated on a subset of the examples (evaluation.examples)
+            self.slice_writer.write_attr("subset", drafts)
         if self.nonfinite:
             log.warning("slice '%s': %d of %d points have a NaN or infinite loss (kept in the file, "
                         "masked in the figures)", name, self.nonfinite, n_points)
@@ -468,6 +474,7 @@ class SliceSweep:
                 "tiles_computed": n_tiles - n_resumed, "seconds": round(seconds, 3),
                 "points_per_s": round(computed / seconds, 1) if seconds > 0 and computed else None,
                 "nonfinite_points": self.nonfinite, "evaluation_strategies": choices,
+                **({"subset": drafts} if drafts else {}),
                 **{k: plan.plane.meta[k] for k in ("kind", "cosine", "explained_variance_ratio",
                                                    "which", "eigenvalues", "converged",
                                                    "dtype_policies")
@@ -568,7 +575,7 @@ def _callbacks(config: Config, inputs: SweepInputs, out: Path, callbacks, progre
 
 def sweep(config: Config, out: str | Path, *, pool=None, callbacks: list[SweepCallback] | None = None,
           overwrite: bool = False, progress: bool = True, in_process: bool = False,
-          started=None) -> dict:
+          started=None, final: bool = False) -> dict:
     """Evaluate every slice of ``config`` and write ``out/surface.h5``.
 
     The centre is ``model.centre`` if set, else ``out/model.keras`` from ``train`` if present, else
@@ -582,9 +589,16 @@ def sweep(config: Config, out: str | Path, *, pool=None, callbacks: list[SweepCa
     only when every slice is done.
 
     ``started``: a pool from :func:`start_pool` whose actors are still starting (``run`` starts
-    it before training); the sweep takes it over and closes it.
+    it before training); the sweep takes it over and closes it. ``final``: the sweep on every
+    example after a draft on a subset (``evaluation.examples``): the draft's surface (or its
+    unfinished journal) is set aside as ``surface_draft.h5`` first.
     """
     out = Path(out)
+    if final:
+        config = dataclasses.replace(
+            config, evaluation=dataclasses.replace(config.evaluation, examples=None))
+        for moved in set_aside_draft(out):
+            log.info("the draft is kept as %s", moved)
     with in_terms(SETTINGS):
         refuse_existing_surface(out, overwrite)
         check_writable(out, create=False)  # created once the input has been checked

@@ -407,9 +407,16 @@ class EvaluationConfig:
     lanczos_steps: int = 80  # Hessian eigenvalues at grid points: at most this many products each
     lanczos_tol: float = 1e-5  # ... until the extreme Ritz values' residuals are this relative
     lanczos_seed: int = 0  # the start vector of every point's Lanczos run
+    examples: int | None = None  # drafts: a fixed, seeded random subset of this many examples
+    examples_seed: int = 0
 
     def __post_init__(self):
         check_finite(self)
+        if self.examples is not None and (not _is_int(self.examples) or self.examples < 2):
+            raise must("examples", "an integer >= 2 (a subset for drafts) or null (every example)",
+                       self.examples)
+        if not _is_int(self.examples_seed):
+            raise must("examples_seed", "an integer", self.examples_seed)
         if not _is_int(self.lanczos_steps) or self.lanczos_steps < 2:
             raise must("lanczos_steps", "an integer >= 2", self.lanczos_steps)
         if not 0 < self.lanczos_tol < 1:

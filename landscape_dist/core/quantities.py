@@ -46,11 +46,14 @@ class QuantitySet:
     """Parts a worker returns per point, and the weighted sums that make further quantities.
 
     ``sums``: (stored name, ((part name, weight), ...)) pairs; a bare part name has weight 1.
-    Stored quantities: the sums, then the parts marked ``stored``.
+    ``stderrs``: :class:`StandardError` entries, the standard error of a mean over a random
+    subset of the examples. Stored quantities: the sums, the parts marked ``stored``, then the
+    standard errors.
     """
 
     parts: tuple[Part, ...]
     sums: tuple[tuple[str, tuple], ...] = ()
+    stderrs: tuple["StandardError", ...] = ()
 
     def __post_init__(self):
         names = [p.name for p in self.parts]
@@ -68,18 +71,23 @@ class QuantitySet:
 
     @property
     def names(self) -> tuple[str, ...]:
-        """The stored quantities, in order: the sums, then the stored parts."""
-        return tuple(name for name, _ in self.sums) + tuple(p.name for p in self.parts if p.stored)
+        """The stored quantities, in order: the sums, the stored parts, the standard errors."""
+        return (tuple(name for name, _ in self.sums) + tuple(p.name for p in self.parts if p.stored)
+                + tuple(e.name for e in self.stderrs))
 
     def __add__(self, other: "QuantitySet") -> "QuantitySet":
-        return QuantitySet(self.parts + other.parts, self.sums + other.sums)
+        return QuantitySet(self.parts + other.parts, self.sums + other.sums,
+                           self.stderrs + other.stderrs)
 
     def for_dataset(self, name: str) -> "QuantitySet":
         """The same quantities on dataset ``name``: every name as ``<name>/<quantity>``."""
         parts = tuple(Part(f"{name}/{p.name}", p.reduce, p.stored, name) for p in self.parts)
         sums = tuple((f"{name}/{total}", tuple((f"{name}/{part}", w) for part, w in terms))
                      for total, terms in self.sums)
-        return QuantitySet(parts, sums)
+        stderrs = tuple(StandardError(f"{name}/{e.name}",
+                                      tuple((f"{name}/{part}", w) for part, w in e.terms),
+                                      f"{name}/{e.squares}", e.n, e.total) for e in self.stderrs)
+        return QuantitySet(parts, sums, stderrs)
 
     def finish(self, parts: dict) -> dict[str, np.ndarray]:
         """Stored quantities from one complete set of parts (name -> (P,) arrays)."""
@@ -91,6 +99,7 @@ class QuantitySet:
                 total = term if total is None else total + term
             out[name] = total
         out.update({p.name: parts[p.name] for p in self.parts if p.stored})
+        out.update({e.name: e.of(parts) for e in self.stderrs})
         return out
 
     def combine(self, shard_parts: list[dict], sizes) -> dict[str, np.ndarray]:
@@ -106,6 +115,28 @@ class QuantitySet:
             reductions = {p.name: p.reduce for p in self.parts if p.dataset == dataset}
             combined.update(combine_parts(shard_parts, sizes[dataset], reductions))
         return self.finish(combined)
+
+
+@dataclass(frozen=True)
+class StandardError:
+    """The standard error of a mean over ``n`` examples drawn without replacement from ``total``:
+    the mean is the weighted sum of ``terms`` (parts), ``squares`` the part holding the mean of
+    the per-example values squared. With the finite-population correction: 0 when ``n`` is
+    ``total`` (every example)."""
+
+    name: str
+    terms: tuple[tuple[str, float], ...]
+    squares: str
+    n: int
+    total: int
+
+    def of(self, parts: dict) -> np.ndarray:
+        mean = sum(w * np.asarray(parts[p], np.float64) for p, w in self.terms)
+        second = np.asarray(parts[self.squares], np.float64)
+        n, total = self.n, self.total
+        variance = np.maximum(second - mean ** 2, 0.0) * n / max(n - 1, 1)  # of one example
+        correction = (total - n) / (total - 1) if total > 1 else 0.0
+        return np.sqrt(variance / n * correction)
 
 
 # What an HVP job returns: the product of the Hessian of the shard's loss (its mean data loss plus

@@ -67,6 +67,9 @@ def describe(surface: Surface) -> str:
         text = f"random directions, {m.get('normalization')} normalisation, seed {m.get('seed')}"
         if "cosine" in m:
             text += f", cos(d0, d1) = {m['cosine']:.3f}"
+    subset = next(iter((m.get("subset") or {}).values()), None)
+    if subset:
+        text += f"; draft: {subset['examples']:,} of {subset['of']:,} examples"
     refined = surface.refinement
     if refined:
         text += (f"; refined: {refined['evaluated']:,} of {refined['points']:,} points evaluated, "

@@ -25,6 +25,22 @@ def loss_callable(model):
     return lambda y_true, y_pred: tf.reduce_mean(fn(y_true, y_pred))
 
 
+def raw_loss(model):
+    """The single loss of a one-output model in a form that gives one value per example (a
+    ``keras.losses.Loss`` or a loss function)."""
+    return keras.losses.get(model.loss)
+
+
+def per_example_loss(fn, y_true, y_pred, dtype) -> tf.Tensor:
+    """The loss of each example of a batch, (batch,): ``fn``'s values before its reduction over
+    the batch, averaged over any further axes (as the reduction would)."""
+    values = fn.call(y_true, y_pred) if isinstance(fn, keras.losses.Loss) else fn(y_true, y_pred)
+    values = tf.cast(tf.convert_to_tensor(values), dtype)
+    if values.shape.rank is not None and values.shape.rank > 1:
+        values = tf.reduce_mean(tf.reshape(values, [tf.shape(values)[0], -1]), axis=1)
+    return values
+
+
 def output_names(model) -> list[str]:
     """The names of the model's outputs, in the order it returns them (one name for one output)."""
     outputs = getattr(model, "outputs", None)

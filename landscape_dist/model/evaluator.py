@@ -16,11 +16,11 @@ import numpy as np
 import tensorflow as tf
 
 from ..core.layout import WeightLayout
-from ..core.quantities import POINTS, WEIGHTS, Part, QuantitySet
+from ..core.quantities import POINTS, WEIGHTS, Part, QuantitySet, StandardError
 from ..core.labels import arrange_labels, label_arrays, map_labels
 from ..errors import SourceError
 from .checks import (DATA, activations_per_example, check_data, compile_metrics, loss_callable,
-                     loss_terms, output_names, predictions)
+                     loss_terms, output_names, per_example_loss, predictions, raw_loss)
 from .shortcut import FirstLayerShortcut
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ class LandscapeEvaluator:
 
     def __init__(self, model, x, y, *, batch_size: int | None = None,
                  memory_budget_mb: float = 256.0, mode: str = "auto", shortcut: bool = True,
-                 tune: bool = False):
+                 tune: bool = False, population: tuple[int, int] | None = None):
         if mode not in MODES:
             raise ValueError(f"The 'mode' parameter must be 'auto', 'vectorized' or 'loop'. "
                              f"Got {mode!r} instead.")
@@ -104,6 +104,9 @@ class LandscapeEvaluator:
         # precision keeps float32 variables and computes in its own dtype inside the layers)
         self.dtype = tf.as_dtype(model.trainable_variables[0].dtype)
         self.dtype_policy = getattr(getattr(model, "dtype_policy", None), "name", str(self.dtype.name))
+        # (n, N): x holds (a shard of) a random subset of n of the N examples; the standard
+        # error of the data loss over the subset is then returned too (``loss_stderr``)
+        self._population = tuple(int(v) for v in population) if population else None
         self._metrics = compile_metrics(model)
         if self._metrics is not None:
             self._metrics.reset_state()
@@ -138,6 +141,9 @@ class LandscapeEvaluator:
         model = self.model
         several = len(self.output_names) > 1 or isinstance(model.loss, (list, tuple, dict))
         self._loss = None if several else loss_callable(model)
+        if not several:  # the per-example form, for the standard error over a subset
+            self._raw_loss = raw_loss(model)
+            self._raw_loss_weight = 1.0
         self._terms = loss_terms(model, self.output_names) if several else None
         if self._terms is not None and len(self._terms) > 1:
             data = tuple(Part(f"{t.name}_loss", "mean") for t in self._terms)
@@ -145,10 +151,15 @@ class LandscapeEvaluator:
         else:
             weight = self._terms[0].weight if self._terms else 1.0
             data, weights = (Part("loss_data", "mean", stored=False),), (("loss_data", weight),)
-        return QuantitySet(
-            data + (Part("regularization", "first", stored=False),)
-            + tuple(Part(name, "mean") for name in self.metric_names),
-            sums=(("loss", weights + (("regularization", 1.0),)),))
+        parts = (data + (Part("regularization", "first", stored=False),)
+                 + tuple(Part(name, "mean") for name in self.metric_names))
+        stderrs = ()
+        if self._population:  # the per-example data loss's mean and mean square, in float64, last
+            parts += (Part("loss_mean64", "mean", stored=False), Part("loss_sq", "mean", stored=False))
+            stderrs = (StandardError("loss_stderr", (("loss_mean64", 1.0),), "loss_sq",
+                                     *self._population),)
+        return QuantitySet(parts, sums=(("loss", weights + (("regularization", 1.0),)),),
+                           stderrs=stderrs)
 
     def _size_batches(self, memory_budget_mb: float, batch_size: int | None) -> None:
         """Examples per data batch and points per compiled call, from the memory budget."""
@@ -236,17 +247,29 @@ class LandscapeEvaluator:
         n_data = 1 if self._terms is None else max(1, len(self._terms))
         loss_sums = [tf.constant(0.0, acc)] * n_data
         reg_sum = tf.constant(0.0, acc)
+        # the standard error's sums in float64: the variance is a difference of two of them
+        sum64 = sq_sum = tf.constant(0.0, tf.float64)
         metric_vars = [tf.constant(v) for v in self._metric_init]
         for index, (xb, yb) in enumerate(self._batches):
             y_pred, losses = predict(index, xb)
             n = float(xb.shape[0])
             if self._terms is None:
                 loss_sums[0] += tf.cast(self._loss(yb, y_pred), acc) * n
+                if self._population:
+                    each = self._raw_loss_weight * per_example_loss(self._raw_loss, yb, y_pred,
+                                                                    tf.float64)
             else:
                 preds, labels = predictions(y_pred, self.output_names), label_arrays(yb)
                 for j, term in enumerate(self._terms):
                     loss_sums[j] += tf.cast(term.fn(labels[term.output], preds[term.output]), acc) * n
+                if self._population:
+                    each = tf.add_n([term.weight * per_example_loss(
+                        term.fn, labels[term.output], preds[term.output], tf.float64)
+                        for term in self._terms])
                 y_pred = preds
+            if self._population:
+                sum64 += tf.reduce_sum(each)
+                sq_sum += tf.reduce_sum(tf.square(each))
             if losses:  # regularisation, as Keras adds it to each batch's loss
                 reg_sum += tf.add_n([tf.cast(v, acc) for v in losses]) * n
             if self._metrics is not None:
@@ -255,6 +278,9 @@ class LandscapeEvaluator:
         if self._metrics is not None:
             result = self._metrics.stateless_result(metric_vars)
             values += [tf.cast(result[name], acc) for name in self.metric_names]
+        if self._population:
+            values = [tf.cast(v, tf.float64) for v in values]
+            values += [sum64 / float(self.n_examples), sq_sum / float(self.n_examples)]
         return tf.stack(values)
 
     def non_trainable_at(self, coords=None) -> list:
@@ -302,7 +328,8 @@ class LandscapeEvaluator:
             else:
                 k, point = self.layout.size, self._point_values
             if self.method == "loop":
-                body = lambda batch: tf.map_fn(point, batch, fn_output_signature=self.dtype)  # noqa: E731
+                out = tf.float64 if self._population else self.dtype
+                body = lambda batch: tf.map_fn(point, batch, fn_output_signature=out)  # noqa: E731
             else:
                 # 'auto' first tries strict vectorisation and falls back to a loop over points;
                 # 'vectorized' lets pfor loop over just the ops it cannot vectorise.

@@ -148,16 +148,29 @@ class DataSpec:
     source: str
     search_path: str | None = field(default_factory=os.getcwd)
     num_shards: int = 1
+    examples: int | None = None  # a fixed random subset of this many examples (drafts)
+    examples_seed: int = 0
 
-    def load(self, shard: int | None = None):
-        """(x, y) arrays: the whole dataset, or shard ``shard`` of ``num_shards``."""
+    def chosen(self, total: int) -> np.ndarray:
+        """The examples of the subset (``examples`` of ``total``, seeded, in increasing order)."""
+        if self.examples > total:
+            raise SourceError(f"The 'evaluation.examples' setting is {self.examples}, more than the "
+                              f"{total} examples of '{self.source}'. Use at most {total}, or null "
+                              f"for all of them.")
+        rng = np.random.default_rng(self.examples_seed)
+        return np.sort(rng.choice(total, self.examples, replace=False))
+
+    def load(self, shard: int | None = None, with_total: bool = False):
+        """(x, y) arrays: the whole dataset, or shard ``shard`` of ``num_shards``; with
+        ``examples``, only the subset's examples (of the shard's rows). ``with_total``: also the
+        number of examples in the whole dataset, (x, y, total)."""
         sliced = shard is not None and self.num_shards > 1
         start = 0
         if self.source in examples.DATASETS:
             x, y = examples.DATASETS[self.source]()
         elif _is_factory(self.source):
             func = _factory(self.source, "data", self.search_path)
-            if sliced and _accepts_shards(func):
+            if sliced and _accepts_shards(func) and self.examples is None:
                 out = call_factory(func, self.source, "data", shard=shard, num_shards=self.num_shards)
                 sliced = False  # the factory gave just this shard
             else:
@@ -170,12 +183,20 @@ class DataSpec:
                                   DATA) from None
         else:
             x, y = self._load_file()
+        total = len(x)
         if sliced:
             start, stop = shard_bounds(len(x), self.num_shards, shard)
             if stop <= start:
                 raise SourceError(f"The {{shards}} is {self.num_shards}, more than the "
                                   f"{len(x)} examples of '{self.source}'. Use at most {len(x)} shards.",
                                   DATA)
+        else:
+            stop = total
+        if self.examples is not None:  # the subset's rows that fall in this shard
+            rows = self.chosen(total)
+            rows = rows[(rows >= start) & (rows < stop)]
+            x, y = x[rows], map_labels(lambda a: a[rows], y)
+        elif sliced:
             x, y = x[start:stop], map_labels(lambda a: a[start:stop], y)
         x, y = np.asarray(x), map_labels(np.asarray, y)  # reads a memory-mapped shard into memory
         check_values(x, y, start if sliced else 0)
@@ -187,7 +208,7 @@ class DataSpec:
             raise SourceError(f"The data from '{self.source}' is not usable: {err}") from None
         if len(x) != n_labels:
             raise SourceError(f"The data from '{self.source}' has {len(x)} inputs but {n_labels} labels.")
-        return x, y
+        return (x, y, total) if with_total else (x, y)
 
     def _load_file(self):
         path = Path(self.source)

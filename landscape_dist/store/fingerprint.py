@@ -44,8 +44,10 @@ def fingerprint(config: dict, model_bytes: bytes | None, data_source, centre_fil
         "trajectory": ([file_digest(f) for f in trajectory_file] if isinstance(trajectory_file, list)
                        else file_digest(trajectory_file)) if trajectory_file else None,
         "train": config["train"],  # a resumed 'run' keeps its trained model: refuse other training
-        "slices": [{"name": sl["name"], "directions": sl["directions"], "grid": sl["grid"]}
-                   for sl in config["slices"]],
+        # a draft on a subset of the examples never resumes into a sweep on all of them
+        "evaluation": {k: config["evaluation"].get(k) for k in ("examples", "examples_seed")},
+        "slices": [{"name": sl["name"], "directions": sl["directions"], "grid": sl["grid"],
+                    "quantities": sl.get("quantities")} for sl in config["slices"]],
     }
 
 

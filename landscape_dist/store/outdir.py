@@ -46,6 +46,44 @@ def refuse_existing_surface(out: Path, overwrite: bool) -> None:
                           f"replace it, or give another {{out}}.", OUT)
 
 
+def set_aside_draft(out: Path) -> list[Path]:
+    """Before the final sweep in ``out``: a finished draft surface (evaluated on a subset of the
+    examples) becomes ``surface_draft.h5``, an unfinished draft's journal
+    ``surface_draft.h5.journal`` (numbered ``surface_draft_2.h5`` ... when taken). A surface on
+    every example is left where it is (and refused as usual). Returns the new paths."""
+    import h5py
+
+    from .journal import TileJournal
+
+    out = Path(out)
+    moved = []
+    surface, journal = out / "surface.h5", out / "surface.h5.journal"
+    if surface.is_file():
+        try:
+            with h5py.File(surface, "r") as f:
+                draft = any("subset" in g.attrs for g in f["slices"].values()) if "slices" in f else False
+        except OSError:
+            draft = False
+        if draft:
+            moved.append(_free(out, "surface_draft", ".h5"))
+            os.replace(surface, moved[-1])
+    if journal.is_file():
+        fingerprint, _, _ = TileJournal.read(journal)
+        if fingerprint and (fingerprint.get("evaluation") or {}).get("examples") is not None:
+            moved.append(_free(out, "surface_draft", ".h5.journal"))
+            os.replace(journal, moved[-1])
+    return moved
+
+
+def _free(out: Path, stem: str, suffix: str) -> Path:
+    """``out/<stem><suffix>``, or ``<stem>_2<suffix>`` ... whichever does not exist yet."""
+    path, i = out / f"{stem}{suffix}", 1
+    while path.exists():
+        i += 1
+        path = out / f"{stem}_{i}{suffix}"
+    return path
+
+
 def refuse_retraining(out: Path, overwrite: bool) -> None:
     """Refuse to replace the model and path that a surface (or an unfinished sweep) in ``out``
     was made from, unless ``overwrite``."""
