@@ -54,6 +54,12 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--final", action="store_true",
                            help="sweep on every example (evaluation.examples ignored) after a "
                                 "draft: the draft's OUT/surface.h5 becomes OUT/surface_draft.h5")
+    p = sub.add_parser("wait-cluster", help="wait until a Ray cluster answers and has NODES nodes "
+                       "(for batch scripts); exit 2 with one line when it does not in time")
+    p.add_argument("address", help="the head's host:port (or 'auto')")
+    p.add_argument("--nodes", type=int, default=1, help="nodes to wait for (default 1)")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds (default 300)")
+    p.add_argument("--json", action="store_true", help="print the nodes and resources as JSON")
     p = with_config("curvature", "the Hessian at the centre: top and smallest eigenvalues, "
                     "trace, spectral density, per-layer top eigenvalues (OUT/curvature.h5)")
     p.add_argument("--address", help="join an existing Ray cluster (e.g. 'auto' or host:port)")
@@ -131,6 +137,10 @@ def _dispatch(args, pipeline):
         from .report import describe_surface
 
         return describe_surface(args.surface)
+    if args.command == "wait-cluster":
+        from .execution.cluster import wait_for_cluster
+
+        return wait_for_cluster(args.address, args.nodes, args.timeout)
     if args.command == "train":
         return pipeline.train(_config(args), args.out, overwrite=args.overwrite)
     if args.command == "curvature":
@@ -198,6 +208,10 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.command == "info":
             lines = info_lines(result)
+        elif args.command == "wait-cluster":
+            lines = [f"Ray cluster at {args.address}: {result['nodes']} nodes, "
+                     f"{result['resources'].get('CPU', 0):g} CPUs, "
+                     f"{result['resources'].get('GPU', 0):g} GPUs"]
         elif getattr(args, "dry_run", False):
             lines = estimate_lines(result)
         else:

@@ -204,9 +204,13 @@ def resnet_model(seed: int = 0):
 
 
 def resnet_data(n: int = 1024, seed: int = 0):
+    """Random 32x32x3 images with learnable labels: the class whose fixed random template the
+    image's 4x4-pooled version matches best (so a trained net has a basin worth drawing)."""
     rng = np.random.default_rng(seed)
-    return (rng.standard_normal((n, 32, 32, 3)).astype(np.float32),
-            rng.integers(0, 10, n).astype(np.int32))
+    x = rng.standard_normal((n, 32, 32, 3)).astype(np.float32)
+    pooled = x.reshape(n, 8, 4, 8, 4, 3).mean(axis=(2, 4)).reshape(n, -1)
+    templates = np.random.default_rng(seed + 1).standard_normal((pooled.shape[1], 10))
+    return x, np.argmax(pooled @ templates, axis=1).astype(np.int32)
 
 
 def bench_resnet(points: int, per_point_points: int, ceiling: float) -> dict:
@@ -370,6 +374,93 @@ def _speed(args) -> int:
     return 0
 
 
+def _workload(name: str, folder: str, resnet_inputs: int) -> tuple[str, str]:
+    """A model file and a data file for the refinement rows: the seed MLP, the digits CNN and the
+    ResNet-style net (on its learnable random images) trained briefly, with a fixed seed: a
+    trained net's landscape has the basin worth resolving."""
+    from landscape_dist.model import examples
+
+    import keras
+
+    keras.utils.set_random_seed(0)  # the same trained weights in every run
+    if name == "resnet":
+        model, (x, y) = resnet_model(), resnet_data(resnet_inputs)
+        model.compile(optimizer=keras.optimizers.Adam(1e-3), metrics=["accuracy"],
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    else:
+        model, (x, y) = examples.MODELS[name](), examples.DATASETS[name]()
+    model.fit(x, y, epochs={"parabola": 60, "digits": 15, "resnet": 10}[name], batch_size=32,
+              verbose=0)
+    model_file, data_file = os.path.join(folder, f"{name}.keras"), os.path.join(folder, f"{name}.npz")
+    model.save(model_file)
+    np.savez(data_file, x=x, y=y)
+    return model_file, data_file
+
+
+def bench_refine(name: str, n: int, folder: str, resnet_inputs: int = 1024) -> dict:
+    """One n x n random slice swept in process twice, refined (grid.refine defaults) and full:
+    points evaluated, wall time, and how far the refined picture lies from the full sweep (the
+    largest relative difference, and contour lines' distance in grid cells)."""
+    from landscape_dist.config import config_from_dict
+    from landscape_dist.core.refine import contour_shift
+    from landscape_dist.execution import InProcessPool
+    from landscape_dist.model.sources import DataSpec, ModelSpec
+    from landscape_dist.pipeline import sweep
+    from landscape_dist.store.surface import read_surface
+
+    model_file, data_file = _workload(name, folder, resnet_inputs)
+    out = {"workload": name, "grid": f"{n}x{n}", "points": n * n}
+    for mode in ("full", "refined"):
+        config = config_from_dict({
+            "model": {"source": model_file}, "data": {"source": data_file},
+            "grid": {"x": {"min": -1.0, "max": 1.0, "points": n},
+                     "y": {"min": -1.0, "max": 1.0, "points": n},
+                     "tile": [8, 8], **({"refine": True} if mode == "refined" else {})},
+            "slices": [{"name": "r", "directions": {"seed": 1}}]})
+        pool = InProcessPool(ModelSpec.from_source(model_file), DataSpec(data_file), config.evaluation)
+        t0 = time.perf_counter()
+        sweep(config, os.path.join(folder, f"{name}-{n}-{mode}"), pool=pool, progress=False)
+        out[f"{mode}_s"] = time.perf_counter() - t0
+        out[mode] = read_surface(os.path.join(folder, f"{name}-{n}-{mode}", "surface.h5"))["r"]
+    full, refined = out.pop("full").values["loss"], out.pop("refined")
+    picture = refined.filled["loss"]
+    out["evaluated"] = int(refined.done.sum())
+    out["fewer"] = out["points"] / out["evaluated"]
+    out["speedup"] = out["full_s"] / out["refined_s"]
+    out["max_rel_diff"] = float(np.nanmax(np.abs(picture - full) / np.abs(full)))
+    out["contour_shift_cells"] = contour_shift(picture, full)
+    return out
+
+
+def _print_refine(rows, ceiling):
+    print(f"\nadaptive refinement (grid.refine defaults: tol 0.01, shift 0.25, 25 log levels), in "
+          f"process; float32 matmul ceiling {ceiling:.1f} GFLOP/s")
+    print("| workload | grid | points evaluated | fewer | full s | refined s | faster | "
+          "max rel. diff | contour shift (cells) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['workload']} | {r['grid']} | {r['evaluated']:,} of {r['points']:,} | "
+              f"{r['fewer']:.1f}x | {r['full_s']:.1f} | {r['refined_s']:.1f} | {r['speedup']:.1f}x | "
+              f"{100 * r['max_rel_diff']:.2f}% | {r['contour_shift_cells']:.2f} |")
+
+
+def _refine_rows(args) -> int:
+    import tensorflow as tf
+
+    ceiling = matmul_ceiling()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for spec in args.refine:
+            name, n = spec.split(":")
+            rows.append(bench_refine(name, int(n), tmp, args.resnet_inputs))
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, tensorflow {tf.__version__}")
+    _print_refine(rows, ceiling)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"ceiling_gflops": ceiling, "refine": rows}, f, indent=2)
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grid", type=int, default=101, help="MLP grid points per side")
@@ -381,9 +472,15 @@ def main(argv=None):
                         help="eigenvalue-map grid per side for the batched Lanczos row (0: skip)")
     parser.add_argument("--curvature-per-point", type=int, default=12,
                         help="points for the one-eigsh-per-point row")
-    parser.add_argument("--only", choices=("all", "curvature", "speed"), default="all",
-                        help="run every row, only the eigenvalue-map row, or only the ResNet-style "
-                             "row, the time to the first tile and the whole-command sweep")
+    parser.add_argument("--only", choices=("all", "curvature", "speed", "refine"), default="all",
+                        help="run every row, only the eigenvalue-map row, only the ResNet-style "
+                             "row, the time to the first tile and the whole-command sweep, or "
+                             "only the refinement rows")
+    parser.add_argument("--refine", nargs="*", default=["parabola:257", "digits:129"],
+                        help="refinement rows, WORKLOAD:POINTS_PER_SIDE (parabola, digits, resnet); "
+                             "each sweeps the slice in full too")
+    parser.add_argument("--resnet-inputs", type=int, default=1024,
+                        help="inputs of the ResNet-style workload in the refinement rows")
     parser.add_argument("--resnet-points", type=int, default=16, help="ResNet-style grid points")
     parser.add_argument("--cli-grid", type=int, default=1001,
                         help="points per side of the whole-command sweep (0: skip)")
@@ -391,6 +488,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.only == "speed":
         return _speed(args)
+    if args.only == "refine":
+        return _refine_rows(args)
     if args.only == "curvature":
         import tensorflow as tf
 
@@ -486,10 +585,17 @@ def main(argv=None):
     if args.resnet_points or args.cli_grid:
         print()
         _speed(args)
+    refine = []
+    if args.refine:
+        with tempfile.TemporaryDirectory() as tmp:
+            refine = [bench_refine(spec.split(":")[0], int(spec.split(":")[1]), tmp, args.resnet_inputs)
+                      for spec in args.refine]
+        _print_refine(refine, ceiling)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"ceiling_gflops": ceiling, "driver_peak_rss_mb": peak_mb, "rows": rows,
-                       "scaling": scaling, "memory": memory, "curvature": curvature}, f, indent=2)
+                       "scaling": scaling, "memory": memory, "curvature": curvature,
+                       "refine": refine}, f, indent=2)
     return 0
 
 

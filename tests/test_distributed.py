@@ -90,3 +90,21 @@ def test_pool_larger_than_the_cluster_is_refused(ray_cluster):
         "cluster has 2. Lower cluster.num_workers or cluster.cpus_per_worker.")
     with pytest.raises(ValueError, match="asks for 1 GPUs in all"):
         check_resources(ClusterConfig(num_workers=1, gpus_per_worker=1.0))
+
+
+def test_wait_cluster_returns_once_the_nodes_are_there_and_says_when_they_are_not(
+        ray_cluster, simulated_cluster):
+    from landscape_dist.execution.cluster import wait_for_cluster
+
+    got = wait_for_cluster(simulated_cluster.address, nodes=2, timeout_s=10)
+    assert got["nodes"] == 2 and got["resources"]["CPU"] == 2
+    with pytest.raises(ValueError) as err:
+        wait_for_cluster(simulated_cluster.address, nodes=3, timeout_s=1)
+    assert str(err.value) == (f"The Ray cluster at {simulated_cluster.address!r} has 2 of the 3 "
+                              f"nodes asked for after 1 s. Check the workers' logs, or wait longer "
+                              f"(--timeout).")
+    assert ray_cluster.is_initialized()  # the session's connection is kept
+    with pytest.raises(ValueError) as err:
+        wait_for_cluster("127.0.0.1:9", nodes=1, timeout_s=1)
+    assert str(err.value) == ("The Ray head at '127.0.0.1:9' did not answer within 1 s. Check the "
+                              "head's log, or wait longer (--timeout).")

@@ -91,3 +91,38 @@ def check_resources(cluster: ClusterConfig, wait_s: float = 15.0) -> ClusterConf
                          f"CPUs and {free.get('GPU', 0.0):g} GPUs of the Ray cluster are free. "
                          f"Close other pools or lower cluster.num_workers.")
     return cluster
+
+
+def wait_for_cluster(address: str, nodes: int, timeout_s: float = 300.0) -> dict:
+    """Wait until the Ray cluster at ``address`` answers and ``nodes`` nodes are alive in it
+    (batch scripts start the head and workers and must not guess how long they take). Returns
+    the nodes and resources; raises a one-line ValueError when the time runs out."""
+    deadline = time.monotonic() + timeout_s
+    if address not in ("auto", "local"):
+        while True:  # the head's port first: Ray's own connect would retry for minutes
+            try:
+                check_reachable(address, timeout_s=5.0)
+                break
+            except ValueError:
+                if time.monotonic() > deadline:
+                    raise ValueError(f"The Ray head at {address!r} did not answer within "
+                                     f"{timeout_s:g} s. Check the head's log, or wait longer "
+                                     f"(--timeout).") from None
+                time.sleep(0.5)
+    import ray
+
+    joined = not ray.is_initialized()
+    connect_ray(address)
+    try:
+        while True:
+            alive = [n for n in ray.nodes() if n.get("Alive")]
+            if len(alive) >= nodes:
+                return {"nodes": len(alive), "resources": ray.cluster_resources()}
+            if time.monotonic() > deadline:
+                raise ValueError(f"The Ray cluster at {address!r} has {len(alive)} of the {nodes} "
+                                 f"nodes asked for after {timeout_s:g} s. Check the workers' logs, "
+                                 f"or wait longer (--timeout).")
+            time.sleep(0.5)
+    finally:
+        if joined:
+            ray.shutdown()
