@@ -33,7 +33,13 @@ cleanup() {
         wait "$pid" 2>/dev/null || true
     done
     say "daemons stopped (PIDs ${PIDS[*]:-none}); $((SECONDS - T0)) s in all"
+    if [ "$PASSED" = 1 ]; then
+        rm -rf "$WORK"
+    else
+        say "logs kept in $WORK"
+    fi
 }
+PASSED=0
 trap cleanup EXIT
 
 wait_until() {  # wait_until SECONDS WHAT COMMAND...: polls COMMAND until it succeeds
@@ -42,21 +48,21 @@ wait_until() {  # wait_until SECONDS WHAT COMMAND...: polls COMMAND until it suc
     local deadline=$((SECONDS + limit))
     until "$@" >/dev/null 2>&1; do
         [ $SECONDS -lt $deadline ] || fail "$what did not happen within $limit s"
-        sleep 0.5
+        sleep 0.2
     done
 }
 
 python -m pip install --quiet --disable-pip-version-check -e ".[cluster]"
 
-# A sweep long enough to cancel in the middle (about 40 tiles), small enough for CI.
+# A sweep long enough to cancel in the middle (400 tiles, ten seconds or so), small enough for CI.
 CONFIG="$WORK/small.yaml"
 cat > "$CONFIG" <<'YAML'
 model: {source: parabola}
 data: {source: parabola}
 grid:
-  x: {min: -1.0, max: 1.0, points: 201}
-  y: {min: -1.0, max: 1.0, points: 201}
-  tile: [32, 32]
+  x: {min: -1.0, max: 1.0, points: 320}
+  y: {min: -1.0, max: 1.0, points: 320}
+  tile: [16, 16]
 slices:
   - {name: random, directions: {kind: random, seed: 3}}
 cluster: {num_workers: 2, cpus_per_worker: 1}
@@ -149,22 +155,30 @@ CONF
     PIDS+=($!)
     wait_until 60 "the SLURM node becoming idle" bash -c "sinfo -h -o %T | grep -q idle"
     export RAY_HEAD_IP=127.0.0.1 RAY_PORT=6391  # loopback only
+    cd "$WORK"  # the jobs' Ray logs land where they are submitted from
     job=$(sbatch --parsable --nodes=1 --ntasks-per-node=1 --cpus-per-task=2 \
-        --output="$WORK/slurm-%j.out" scripts/slurm_sweep.sh "$CONFIG" "$WORK/slurm")
+        --output="$WORK/slurm-%j.out" "$ROOT/scripts/slurm_sweep.sh" "$CONFIG" "$WORK/slurm")
     say "submitted job $job; cancelling it once some tiles are done"
-    tiles() {
-        python -c "from landscape_dist.store.journal import TileJournal as J; import sys; \
-print(sum(r[0] == 'tile' for r in J.read(sys.argv[1])[1]))" "$WORK/slurm/surface.h5.journal" \
-            2>/dev/null || echo 0
-    }
-    wait_until 240 "the first job finishing 3 tiles" bash -c "[ \$($(declare -f tiles); tiles) -ge 3 ]"
+    cat > "$WORK/tiles.py" <<'PY'
+import os
+import sys
+
+from landscape_dist.store.journal import TileJournal
+
+path, least = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 0
+done = sum(r[0] == "tile" for r in TileJournal.read(path)[1]) if os.path.exists(path) else 0
+print(done)
+sys.exit(0 if done >= least else 1)
+PY
+    tiles() { python "$WORK/tiles.py" "$WORK/slurm/surface.h5.journal" "$@"; }
+    wait_until 240 "the first job finishing 3 tiles" tiles 3
     scancel "$job"
     wait_until 60 "job $job ending" bash -c "! squeue -h -j $job 2>/dev/null | grep -q ."
     [ ! -e "$WORK/slurm/surface.h5" ] || fail "the cancelled job finished before it was cancelled"
     done_before=$(tiles)
     say "job $job cancelled with $done_before tiles in the journal"
     job2=$(sbatch --parsable --wait --nodes=1 --ntasks-per-node=1 --cpus-per-task=2 \
-        --output="$WORK/slurm-%j.out" scripts/slurm_sweep.sh "$CONFIG" "$WORK/slurm") \
+        --output="$WORK/slurm-%j.out" "$ROOT/scripts/slurm_sweep.sh" "$CONFIG" "$WORK/slurm") \
         || fail "the second job failed: $(tail -n 5 "$WORK"/slurm-*.out)"
     job2=${job2%%;*}
     say "the first job's log ends:"
@@ -174,5 +188,7 @@ print(sum(r[0] == 'tile' for r in J.read(sys.argv[1])[1]))" "$WORK/slurm/surface
     grep -q "tiles resumed" "$WORK/slurm-$job2.out" || fail "the second job did not resume"
     same_surface "$WORK/slurm"
     ! pgrep -f "ray start" >/dev/null || fail "Ray processes of the jobs are still running"
+    cd "$ROOT"
 fi
+PASSED=1
 say "passed"

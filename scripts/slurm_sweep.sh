@@ -11,7 +11,8 @@
 # a time-out or an scancel resumes the sweep from its journal.
 #
 # Environment: RAY_PORT (default 6379), RAY_HEAD_IP (default: the head node's address),
-# WAIT_TIMEOUT (seconds for the head and every worker to join, default 300).
+# WAIT_TIMEOUT (seconds for the head and every worker to join, default 300). Each Ray node's own
+# output goes to ray-<job id>-<node>.log in the folder the job was submitted from.
 #SBATCH --job-name=landscape
 #SBATCH --nodes=2
 #SBATCH --ntasks-per-node=1
@@ -49,20 +50,23 @@ stop_ray() {
     if [ ${#STEPS[@]} -gt 0 ]; then
         kill -TERM "${STEPS[@]}" 2>/dev/null || true
         wait "${STEPS[@]}" 2>/dev/null || true
+        echo "stopped this job's Ray processes (${#STEPS[@]} srun steps)"
     fi
 }
 trap stop_ray EXIT
 
-echo "Ray head on $HEAD ($ADDRESS), ${#NODES[@]} nodes, $CPUS CPUs and $GPUS GPUs each"
+LOGS=${SLURM_SUBMIT_DIR:-.}/ray-${SLURM_JOB_ID:-job}
+echo "Ray head on $HEAD ($ADDRESS), ${#NODES[@]} nodes, $CPUS CPUs and $GPUS GPUs each; Ray's logs: $LOGS-*.log"
 srun --overlap --nodes=1 --ntasks=1 -w "$HEAD" \
     ray start --head --node-ip-address="$HEAD_IP" --port="$PORT" --include-dashboard=false \
-    --num-cpus="$CPUS" --num-gpus="$GPUS" --block &
+    --num-cpus="$CPUS" --num-gpus="$GPUS" --block > "$LOGS-$HEAD.log" 2>&1 &
 STEPS+=($!)
 landscape-dist wait-cluster "$ADDRESS" --nodes 1 --timeout "${WAIT_TIMEOUT:-300}"
 
 for node in "${NODES[@]:1}"; do
     srun --overlap --nodes=1 --ntasks=1 -w "$node" \
-        ray start --address="$ADDRESS" --num-cpus="$CPUS" --num-gpus="$GPUS" --block &
+        ray start --address="$ADDRESS" --num-cpus="$CPUS" --num-gpus="$GPUS" --block \
+        > "$LOGS-$node.log" 2>&1 &
     STEPS+=($!)
 done
 landscape-dist wait-cluster "$ADDRESS" --nodes "${#NODES[@]}" --timeout "${WAIT_TIMEOUT:-300}"
