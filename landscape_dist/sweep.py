@@ -573,6 +573,15 @@ def _callbacks(config: Config, inputs: SweepInputs, out: Path, callbacks, progre
     return hooks
 
 
+def final_config(config: Config, out: Path) -> Config:
+    """The final sweep after a draft: ``config`` on every example, the draft in ``out`` set
+    aside (``surface_draft.h5``, or its unfinished journal)."""
+    for moved in set_aside_draft(out):
+        log.info("the draft is kept as %s", moved)
+    return dataclasses.replace(config, evaluation=dataclasses.replace(config.evaluation,
+                                                                      examples=None))
+
+
 def sweep(config: Config, out: str | Path, *, pool=None, callbacks: list[SweepCallback] | None = None,
           overwrite: bool = False, progress: bool = True, in_process: bool = False,
           started=None, final: bool = False) -> dict:
@@ -595,10 +604,7 @@ def sweep(config: Config, out: str | Path, *, pool=None, callbacks: list[SweepCa
     """
     out = Path(out)
     if final:
-        config = dataclasses.replace(
-            config, evaluation=dataclasses.replace(config.evaluation, examples=None))
-        for moved in set_aside_draft(out):
-            log.info("the draft is kept as %s", moved)
+        config = final_config(config, out)
     with in_terms(SETTINGS):
         refuse_existing_surface(out, overwrite)
         check_writable(out, create=False)  # created once the input has been checked

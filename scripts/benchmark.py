@@ -432,6 +432,47 @@ def bench_refine(name: str, n: int, folder: str, resnet_inputs: int = 1024) -> d
     return out
 
 
+def bench_draft(name: str, n: int, examples: int, folder: str, resnet_inputs: int = 1024,
+                refine: bool = False) -> dict:
+    """One n x n random slice as a draft on ``examples`` examples and as the full sweep (in
+    process): times, and the fraction of points whose full loss lies within 3 (and 2) standard
+    errors of the draft's; with ``refine`` both are refined (the draft-and-refine picture)."""
+    from landscape_dist.config import config_from_dict
+    from landscape_dist.core.refine import contour_shift
+    from landscape_dist.execution import InProcessPool
+    from landscape_dist.model.sources import DataSpec, ModelSpec
+    from landscape_dist.pipeline import sweep
+    from landscape_dist.store.surface import read_surface
+
+    model_file, data_file = _workload(name, folder, resnet_inputs)
+    out = {"workload": name, "grid": f"{n}x{n}", "examples": examples, "refined": refine}
+    surfaces = {}
+    for mode, subset in (("full", None), ("draft", examples)):
+        config = config_from_dict({
+            "model": {"source": model_file}, "data": {"source": data_file},
+            "grid": {"x": {"min": -1.0, "max": 1.0, "points": n},
+                     "y": {"min": -1.0, "max": 1.0, "points": n},
+                     "tile": [8, 8], **({"refine": True} if refine else {})},
+            "evaluation": {"examples": subset},
+            "slices": [{"name": "r", "directions": {"seed": 1}}]})
+        pool = InProcessPool(ModelSpec.from_source(model_file),
+                             DataSpec(data_file, examples=subset), config.evaluation)
+        where = os.path.join(folder, f"draft-{name}-{n}-{mode}-{refine}")
+        t0 = time.perf_counter()
+        sweep(config, where, pool=pool, progress=False)
+        out[f"{mode}_s"] = time.perf_counter() - t0
+        surfaces[mode] = read_surface(os.path.join(where, "surface.h5"))["r"]
+    full, draft = surfaces["full"], surfaces["draft"]
+    both = full.done & draft.done
+    z = np.abs(full.values["loss"] - draft.values["loss"])[both] / draft.values["loss_stderr"][both]
+    out["of"] = int(draft.meta["subset"]["loss_stderr"]["of"])
+    out["within_3se"] = float(np.mean(z <= 3))
+    out["within_2se"] = float(np.mean(z <= 2))
+    out["speedup"] = out["full_s"] / out["draft_s"]
+    out["contour_shift_cells"] = contour_shift(draft.shown["loss"], full.shown["loss"])
+    return out
+
+
 def _print_refine(rows, ceiling):
     print(f"\nadaptive refinement (grid.refine defaults: tol 0.01, shift 0.25, 25 log levels), in "
           f"process; float32 matmul ceiling {ceiling:.1f} GFLOP/s")
@@ -444,20 +485,40 @@ def _print_refine(rows, ceiling):
               f"{100 * r['max_rel_diff']:.2f}% | {r['contour_shift_cells']:.2f} |")
 
 
+def _print_drafts(rows):
+    print("\ndrafts on a subset of the examples (evaluation.examples), in process, against the "
+          "sweep on every example")
+    print("| workload | grid | examples | full s | draft s | faster | full within 3 / 2 SE of "
+          "the draft | contour shift (cells) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['workload']}{' (both refined)' if r['refined'] else ''} | {r['grid']} | "
+              f"{r['examples']:,} of {r['of']:,} | {r['full_s']:.1f} | {r['draft_s']:.1f} | "
+              f"{r['speedup']:.1f}x | {100 * r['within_3se']:.1f}% / {100 * r['within_2se']:.1f}% | "
+              f"{r['contour_shift_cells']:.2f} |")
+
+
 def _refine_rows(args) -> int:
     import tensorflow as tf
 
     ceiling = matmul_ceiling()
-    rows = []
+    rows, drafts = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for spec in args.refine:
             name, n = spec.split(":")
             rows.append(bench_refine(name, int(n), tmp, args.resnet_inputs))
+        for spec in args.drafts:
+            name, n, examples, *refined = spec.split(":")
+            drafts.append(bench_draft(name, int(n), int(examples), tmp, args.resnet_inputs,
+                                      refine=bool(refined and refined[0] == "refine")))
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, tensorflow {tf.__version__}")
-    _print_refine(rows, ceiling)
+    if rows:
+        _print_refine(rows, ceiling)
+    if drafts:
+        _print_drafts(drafts)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"ceiling_gflops": ceiling, "refine": rows}, f, indent=2)
+            json.dump({"ceiling_gflops": ceiling, "refine": rows, "drafts": drafts}, f, indent=2)
     return 0
 
 
@@ -479,6 +540,9 @@ def main(argv=None):
     parser.add_argument("--refine", nargs="*", default=["parabola:257", "digits:129"],
                         help="refinement rows, WORKLOAD:POINTS_PER_SIDE (parabola, digits, resnet); "
                              "each sweeps the slice in full too")
+    parser.add_argument("--drafts", nargs="*", default=["digits:65:300"],
+                        help="draft rows, WORKLOAD:POINTS_PER_SIDE:EXAMPLES[:refine] (with "
+                             "':refine' both sweeps are refined); each sweeps the slice in full too")
     parser.add_argument("--resnet-inputs", type=int, default=1024,
                         help="inputs of the ResNet-style workload in the refinement rows")
     parser.add_argument("--resnet-points", type=int, default=16, help="ResNet-style grid points")
@@ -585,17 +649,23 @@ def main(argv=None):
     if args.resnet_points or args.cli_grid:
         print()
         _speed(args)
-    refine = []
-    if args.refine:
-        with tempfile.TemporaryDirectory() as tmp:
-            refine = [bench_refine(spec.split(":")[0], int(spec.split(":")[1]), tmp, args.resnet_inputs)
-                      for spec in args.refine]
+    refine, drafts = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        refine = [bench_refine(spec.split(":")[0], int(spec.split(":")[1]), tmp, args.resnet_inputs)
+                  for spec in args.refine]
+        for spec in args.drafts:
+            name, n, examples, *refined = spec.split(":")
+            drafts.append(bench_draft(name, int(n), int(examples), tmp, args.resnet_inputs,
+                                      refine=bool(refined and refined[0] == "refine")))
+    if refine:
         _print_refine(refine, ceiling)
+    if drafts:
+        _print_drafts(drafts)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"ceiling_gflops": ceiling, "driver_peak_rss_mb": peak_mb, "rows": rows,
                        "scaling": scaling, "memory": memory, "curvature": curvature,
-                       "refine": refine}, f, indent=2)
+                       "refine": refine, "drafts": drafts}, f, indent=2)
     return 0
 
 

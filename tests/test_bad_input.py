@@ -1,6 +1,5 @@
 """Bad input: one line naming the setting, the value and the fix; exit 2; nothing written."""
 
-import os
 import shutil
 
 import keras

@@ -265,6 +265,10 @@ def test_dry_run_estimates_and_writes_nothing(tmp_path):
         assert (s["points"], s["tiles"]) == (42, 2)
         assert s["gflop_per_point"] == pytest.approx(flop, rel=1e-9)
         assert s["probe_points_per_s"] > 0 and s["estimated_s"] >= 0
+        # refinement's bounds: at least the two coarse lattices, at most every point
+        assert not s["refined"] and 0 < s["refined_points_at_least"] <= s["points"]
+        assert s["refined_estimated_s"][0] <= s["refined_estimated_s"][1] == s["estimated_s"]
+    assert result["as_configured_s"] == [result["estimated_s"]] * 2  # nothing refined
     assert result["slices"]["random"]["estimated_s"] > 0  # the first slice compiles
     assert result["estimated_s"] == pytest.approx(sum(s["estimated_s"] for s in result["slices"].values()), abs=0.11)
     text = _cli("sweep", str(config), "--out", str(out), "--dry-run", "--in-process")
