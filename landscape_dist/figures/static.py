@@ -77,6 +77,13 @@ def describe(surface: Surface) -> str:
     return text
 
 
+def caption(surface: Surface, width: int = 90) -> str:
+    """:func:`describe` wrapped to lines that fit a figure's width."""
+    import textwrap
+
+    return textwrap.fill(describe(surface), width)
+
+
 def _show_path(surface: Surface, cfg: PlotConfig) -> bool:
     if surface.path is None or cfg.show_path == "never":
         return False
@@ -178,7 +185,7 @@ def plot_contour(surface: Surface, file: Path, cfg: PlotConfig, quantity: str | 
     title = f"{quantity} on slice '{surface.name}'"
     if masked:
         title += f" ({masked} non-finite points masked)"
-    ax.set_title(f"{title}\n{describe(surface)}", fontsize=9)
+    ax.set_title(f"{title}\n{caption(surface)}", fontsize=9)
     return _save(fig, file, cfg.dpi)
 
 
@@ -202,7 +209,7 @@ def plot_curve(surface: Surface, file: Path, cfg: PlotConfig) -> Path:
         ax2.legend(loc="upper right", fontsize=8)
     _mark_models(ax, surface)
     _axis_labels(ax, surface)
-    ax.set_title(f"{name} along slice '{surface.name}'\n{describe(surface)}", fontsize=9,
+    ax.set_title(f"{name} along slice '{surface.name}'\n{caption(surface)}", fontsize=9,
                  pad=14 if surface.meta.get("model_coords") else 6)
     return _save(fig, file, cfg.dpi)
 
