@@ -133,7 +133,8 @@ def _coarse_points(shape: tuple[int, int]) -> int:
     """The points every refinement evaluates: the lattice of the second-coarsest stride."""
     from .core.refine import lattice, strides
 
-    s = strides(shape)[min(1, len(strides(shape)) - 1)]
+    visited = strides(shape)
+    s = visited[min(1, len(visited) - 1)]
     return len(lattice(shape[0], s)) * len(lattice(shape[1], s))
 
 

@@ -329,7 +329,6 @@ class SliceSweep:
         self.plan = plan
         self.plot = plot or PlotConfig()  # the contour levels a refinement resolves by default
         self._refined = None  # (main loss values, done) while a refined slice is swept
-        self._refinement = None  # how it was refined, once done
         self.journal = journal
         self.callbacks = callbacks
         self.non_trainable = non_trainable
@@ -382,14 +381,15 @@ class SliceSweep:
                                                   non_trainable)
         resumed = self.journal.resumed("tile", name)
         t0 = time.perf_counter()
+        refined = None
         if plan.config.grid.refine is None:
             counts = self._run_tiles(pool, plan.tiles, resumed, announce=True)
         else:
-            counts = self._refine(pool, resumed)
+            counts, refined = self._refine(pool, resumed)
         seconds = time.perf_counter() - t0
         info = self._describe(pool, *counts, seconds)
-        if plan.config.grid.refine is not None:
-            info["refinement"] = {k: v for k, v in self._refinement.items() if k != "steps"}
+        if refined is not None:
+            info["refinement"] = {k: v for k, v in refined.items() if k != "steps"}
         if plan.config.quantities != ("loss",):
             pool.use(("loss",))  # the path's true loss; eigenvalues along it are not asked for
         if trajectory is not None:
@@ -419,7 +419,7 @@ class SliceSweep:
                  lambda key, result: self._accept(by_index[key], result, resumed=False))
         return len(tiles), len(old), computed
 
-    def _refine(self, pool, resumed: dict) -> tuple[int, int, int]:
+    def _refine(self, pool, resumed: dict) -> tuple[tuple[int, int, int], dict]:
         """Sweep the slice by adaptive refinement (``grid.refine``): step by step, the points
         the values so far call for, as tiles of listed points numbered on from the previous
         step's (so a resumed sweep, recomputing each step's points from the journalled values,
@@ -449,10 +449,9 @@ class SliceSweep:
                 "log_levels": refiner.log}
         pictures = {q: fill(self.slice_writer.read(q), done) for q in pool.names}
         self.slice_writer.write_filled(pictures, ~done, meta)
-        self._refinement = meta
         log.info("slice '%s': refined, %d of %d points evaluated (%.1f%%), the rest interpolated",
                  plan.name, evaluated, n_points, 100 * evaluated / n_points)
-        return int(totals[0]), int(totals[1]), int(totals[2])
+        return (int(totals[0]), int(totals[1]), int(totals[2])), meta
 
     def _describe(self, pool, n_tiles: int, n_resumed: int, computed: int, seconds: float) -> dict:
         """The slice's summary once its tiles are in (and the attributes it adds to the file):

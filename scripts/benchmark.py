@@ -397,33 +397,43 @@ def _workload(name: str, folder: str, resnet_inputs: int) -> tuple[str, str]:
     return model_file, data_file
 
 
-def bench_refine(name: str, n: int, folder: str, resnet_inputs: int = 1024) -> dict:
-    """One n x n random slice swept in process twice, refined (grid.refine defaults) and full:
-    points evaluated, wall time, and how far the refined picture lies from the full sweep (the
-    largest relative difference, and contour lines' distance in grid cells)."""
+def _timed_sweep(model_file: str, data_file: str, n: int, where: str, refine: bool,
+                 examples: int | None = None):
+    """One n x n random slice (seed 1) swept in process into ``where``: (seconds, surface)."""
     from landscape_dist.config import config_from_dict
-    from landscape_dist.core.refine import contour_shift
     from landscape_dist.execution import InProcessPool
     from landscape_dist.model.sources import DataSpec, ModelSpec
     from landscape_dist.pipeline import sweep
     from landscape_dist.store.surface import read_surface
 
+    config = config_from_dict({
+        "model": {"source": model_file}, "data": {"source": data_file},
+        "grid": {"x": {"min": -1.0, "max": 1.0, "points": n},
+                 "y": {"min": -1.0, "max": 1.0, "points": n},
+                 "tile": [8, 8], **({"refine": True} if refine else {})},
+        "evaluation": {"examples": examples},
+        "slices": [{"name": "r", "directions": {"seed": 1}}]})
+    pool = InProcessPool(ModelSpec.from_source(model_file), DataSpec(data_file, examples=examples),
+                         config.evaluation)
+    t0 = time.perf_counter()
+    sweep(config, where, pool=pool, progress=False)
+    seconds = time.perf_counter() - t0
+    return seconds, read_surface(os.path.join(where, "surface.h5"))["r"]
+
+
+def bench_refine(name: str, n: int, folder: str, resnet_inputs: int = 1024) -> dict:
+    """One n x n random slice swept in process twice, refined (grid.refine defaults) and full:
+    points evaluated, wall time, and how far the refined picture lies from the full sweep (the
+    largest relative difference, and contour lines' distance in grid cells)."""
+    from landscape_dist.core.refine import contour_shift
+
     model_file, data_file = _workload(name, folder, resnet_inputs)
     out = {"workload": name, "grid": f"{n}x{n}", "points": n * n}
-    for mode in ("full", "refined"):
-        config = config_from_dict({
-            "model": {"source": model_file}, "data": {"source": data_file},
-            "grid": {"x": {"min": -1.0, "max": 1.0, "points": n},
-                     "y": {"min": -1.0, "max": 1.0, "points": n},
-                     "tile": [8, 8], **({"refine": True} if mode == "refined" else {})},
-            "slices": [{"name": "r", "directions": {"seed": 1}}]})
-        pool = InProcessPool(ModelSpec.from_source(model_file), DataSpec(data_file), config.evaluation)
-        t0 = time.perf_counter()
-        sweep(config, os.path.join(folder, f"{name}-{n}-{mode}"), pool=pool, progress=False)
-        out[f"{mode}_s"] = time.perf_counter() - t0
-        out[mode] = read_surface(os.path.join(folder, f"{name}-{n}-{mode}", "surface.h5"))["r"]
-    full, refined = out.pop("full").values["loss"], out.pop("refined")
-    picture = refined.filled["loss"]
+    out["full_s"], full = _timed_sweep(model_file, data_file, n,
+                                       os.path.join(folder, f"{name}-{n}-full"), refine=False)
+    out["refined_s"], refined = _timed_sweep(model_file, data_file, n,
+                                             os.path.join(folder, f"{name}-{n}-refined"), refine=True)
+    full, picture = full.values["loss"], refined.filled["loss"]
     out["evaluated"] = int(refined.done.sum())
     out["fewer"] = out["points"] / out["evaluated"]
     out["speedup"] = out["full_s"] / out["refined_s"]
@@ -437,32 +447,13 @@ def bench_draft(name: str, n: int, examples: int, folder: str, resnet_inputs: in
     """One n x n random slice as a draft on ``examples`` examples and as the full sweep (in
     process): times, and the fraction of points whose full loss lies within 3 (and 2) standard
     errors of the draft's; with ``refine`` both are refined (the draft-and-refine picture)."""
-    from landscape_dist.config import config_from_dict
     from landscape_dist.core.refine import contour_shift
-    from landscape_dist.execution import InProcessPool
-    from landscape_dist.model.sources import DataSpec, ModelSpec
-    from landscape_dist.pipeline import sweep
-    from landscape_dist.store.surface import read_surface
 
     model_file, data_file = _workload(name, folder, resnet_inputs)
     out = {"workload": name, "grid": f"{n}x{n}", "examples": examples, "refined": refine}
-    surfaces = {}
-    for mode, subset in (("full", None), ("draft", examples)):
-        config = config_from_dict({
-            "model": {"source": model_file}, "data": {"source": data_file},
-            "grid": {"x": {"min": -1.0, "max": 1.0, "points": n},
-                     "y": {"min": -1.0, "max": 1.0, "points": n},
-                     "tile": [8, 8], **({"refine": True} if refine else {})},
-            "evaluation": {"examples": subset},
-            "slices": [{"name": "r", "directions": {"seed": 1}}]})
-        pool = InProcessPool(ModelSpec.from_source(model_file),
-                             DataSpec(data_file, examples=subset), config.evaluation)
-        where = os.path.join(folder, f"draft-{name}-{n}-{mode}-{refine}")
-        t0 = time.perf_counter()
-        sweep(config, where, pool=pool, progress=False)
-        out[f"{mode}_s"] = time.perf_counter() - t0
-        surfaces[mode] = read_surface(os.path.join(where, "surface.h5"))["r"]
-    full, draft = surfaces["full"], surfaces["draft"]
+    where = os.path.join(folder, f"draft-{name}-{n}-{refine}")
+    out["full_s"], full = _timed_sweep(model_file, data_file, n, where + "-full", refine)
+    out["draft_s"], draft = _timed_sweep(model_file, data_file, n, where + "-draft", refine, examples)
     both = full.done & draft.done
     z = np.abs(full.values["loss"] - draft.values["loss"])[both] / draft.values["loss_stderr"][both]
     out["of"] = int(draft.meta["subset"]["loss_stderr"]["of"])
@@ -498,10 +489,8 @@ def _print_drafts(rows):
               f"{r['contour_shift_cells']:.2f} |")
 
 
-def _refine_rows(args) -> int:
-    import tensorflow as tf
-
-    ceiling = matmul_ceiling()
+def _less_work(args, ceiling: float, before_tables=None) -> tuple[list, list]:
+    """The refinement and draft rows (``--refine``, ``--drafts``), run and printed."""
     rows, drafts = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for spec in args.refine:
@@ -511,11 +500,21 @@ def _refine_rows(args) -> int:
             name, n, examples, *refined = spec.split(":")
             drafts.append(bench_draft(name, int(n), int(examples), tmp, args.resnet_inputs,
                                       refine=bool(refined and refined[0] == "refine")))
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, tensorflow {tf.__version__}")
+    if before_tables:
+        before_tables()
     if rows:
         _print_refine(rows, ceiling)
     if drafts:
         _print_drafts(drafts)
+    return rows, drafts
+
+
+def _refine_rows(args) -> int:
+    import tensorflow as tf
+
+    ceiling = matmul_ceiling()
+    rows, drafts = _less_work(args, ceiling, lambda: print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, tensorflow {tf.__version__}"))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"ceiling_gflops": ceiling, "refine": rows, "drafts": drafts}, f, indent=2)
@@ -649,18 +648,7 @@ def main(argv=None):
     if args.resnet_points or args.cli_grid:
         print()
         _speed(args)
-    refine, drafts = [], []
-    with tempfile.TemporaryDirectory() as tmp:
-        refine = [bench_refine(spec.split(":")[0], int(spec.split(":")[1]), tmp, args.resnet_inputs)
-                  for spec in args.refine]
-        for spec in args.drafts:
-            name, n, examples, *refined = spec.split(":")
-            drafts.append(bench_draft(name, int(n), int(examples), tmp, args.resnet_inputs,
-                                      refine=bool(refined and refined[0] == "refine")))
-    if refine:
-        _print_refine(refine, ceiling)
-    if drafts:
-        _print_drafts(drafts)
+    refine, drafts = _less_work(args, ceiling)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"ceiling_gflops": ceiling, "driver_peak_rss_mb": peak_mb, "rows": rows,

@@ -85,12 +85,12 @@ class LandscapeWorker:
             for dataset, spec in specs.items():
                 with in_terms({"data": f"dataset {dataset!r}"} if dataset else {}):
                     x, y, total = spec.load(shard, with_total=True)
-                    subset = getattr(spec, "examples", None)
                     evaluator = LandscapeEvaluator(model, x, y, batch_size=evaluation.batch_size,
                                                    memory_budget_mb=evaluation.memory_budget_mb,
                                                    mode=evaluation.mode,
                                                    tune=getattr(evaluation, "tune", False),
-                                                   population=(subset, total) if subset else None)
+                                                   population=((spec.examples, total)
+                                                               if spec.examples else None))
                     kinds = _kinds(evaluator, quantities, evaluation)
                     if spec.num_shards > 1:
                         for kind in kinds:
