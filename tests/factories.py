@@ -202,3 +202,45 @@ def small_tanh_data(shard=None, num_shards=None):
         return x, y
     lo, hi = shard * 90 // num_shards, (shard + 1) * 90 // num_shards
     return x[lo:hi], y[lo:hi]
+
+
+def tiny_resnet_model():
+    """A small residual net with batch norms to fold: conv(4)-BN-ReLU; a block of conv-BN-ReLU,
+    conv(with bias)-BN and a strided 1x1 projection-BN, added; a conv whose output is read by its
+    BN and by the pooling (not foldable); Dense(8)-BN (folds) then a tanh Dense(8)-BN (does not:
+    the activation comes first); Dense(3) with an L2 regulariser."""
+    import keras
+    from keras import layers
+
+    init = lambda i: keras.initializers.HeNormal(seed=40 + i)  # noqa: E731
+    x = keras.Input((8, 8, 2))
+    h = layers.ReLU()(layers.BatchNormalization(name="bn_stem")(
+        layers.Conv2D(4, 3, padding="same", use_bias=False, name="stem", kernel_initializer=init(0))(x)))
+    a = layers.ReLU()(layers.BatchNormalization(name="bn_a")(
+        layers.Conv2D(6, 3, strides=2, padding="same", use_bias=False, name="conv_a",
+                      kernel_initializer=init(1))(h)))
+    a = layers.BatchNormalization(name="bn_b")(
+        layers.Conv2D(6, 3, padding="same", name="conv_b", kernel_initializer=init(2))(a))
+    p = layers.BatchNormalization(name="bn_proj", center=False)(
+        layers.Conv2D(6, 1, strides=2, use_bias=False, name="proj", kernel_initializer=init(3))(h))
+    h = layers.ReLU()(layers.Add()([a, p]))
+    shared = layers.Conv2D(6, 1, name="shared", kernel_initializer=init(4))(h)
+    h = layers.Add()([layers.BatchNormalization(name="bn_shared")(shared), shared])
+    h = layers.GlobalAveragePooling2D()(h)
+    h = layers.BatchNormalization(name="bn_dense", scale=False)(
+        layers.Dense(8, name="dense", kernel_initializer=init(5))(h))
+    h = layers.BatchNormalization(name="bn_after_tanh")(
+        layers.Dense(8, activation="tanh", name="tanh", kernel_initializer=init(6))(h))
+    y = layers.Dense(3, name="head", kernel_initializer=init(7),
+                     kernel_regularizer=keras.regularizers.L2(1e-3))(h)
+    model = keras.Model(x, y, name="tiny_resnet")
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    return model
+
+
+def tiny_resnet_data():
+    rng = np.random.default_rng(13)
+    x = rng.normal(size=(64, 8, 8, 2)).astype(np.float32)
+    y = (x[:, :4, :4].mean(axis=(1, 2, 3)) > 0).astype(np.int32) + (x[..., 1].mean(axis=(1, 2)) > 0)
+    return x, y.astype(np.int32)

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from landscape_dist.core.directions import random_directions
-from landscape_dist.model.evaluator import LandscapeEvaluator
+from landscape_dist.model.evaluator import LandscapeEvaluator, intra_op_threads, strategy_label
+from landscape_dist.model.folding import foldable_pairs
 from landscape_dist.model.reference import evaluate_per_point, points_to_weights
 from landscape_dist.model.sources import DataSpec, ModelSpec
 
@@ -106,26 +107,63 @@ def test_first_layer_shortcut_equals_the_full_forward_pass(source, data, applies
     assert tiny.shortcut is None  # the pre-activations must fit in the memory budget
 
 
-@pytest.mark.parametrize("source, candidates", [
-    ("parabola", {"vectorized", "loop"}),  # the shortcut does not apply (one input)
-    ("digits", {"loop + shortcut", "loop"}),  # convolutions do not vectorise; the shortcut applies
+@pytest.mark.parametrize("source, data, first", [
+    ("parabola", None, {"vectorized", "loop"}),  # the shortcut does not apply (one input)
+    ("digits", None, {"loop + shortcut", "loop"}),  # convolutions do not vectorise; the shortcut applies
+    ("tests.factories:tiny_resnet_model", "tests.factories:tiny_resnet_data", {"loop", "loop + fold"}),
 ])
-def test_tuned_strategy_is_timed_recorded_and_changes_no_value(source, candidates):
-    model, x, y, ev, centre, directions, coords = _setup(source)
+def test_tuned_strategy_is_timed_recorded_and_changes_no_value(source, data, first):
+    model, x, y, ev, centre, directions, coords = _setup(source, data)
     grid = np.stack(np.meshgrid(np.linspace(-1, 1, 9), np.linspace(-1, 1, 9)), -1).reshape(-1, 2)
     tuned = LandscapeEvaluator(model, x, y, tune=True).set_plane(centre, directions)
     got = tuned.evaluate(grid)
     choice = tuned.choice
-    assert choice["tuned"] and set(choice["us_per_point"]) == candidates
+    timings = choice["us_per_point"]
+    # the first round's winner is tried again as a loop compiled by XLA, and in parallel parts
+    winner = min(first, key=timings.get)
+    base = "loop" + "".join(f" + {w}" for w in ("shortcut", "fold") if f" + {w}" in winner)
+    threads = intra_op_threads()
+    second = {f"{base} + xla"} | ({f"{base} + parallel {threads}", f"{base} + xla + parallel {threads}"}
+                                  if threads > 1 else set())
+    assert choice["tuned"] and set(timings) == first | second
     assert choice["points_per_call"] == tuned.points_per_call
     assert str(choice["points_per_call"]) in choice["us_per_point_by_points_per_call"]
-    assert f"{choice['method']}{' + shortcut' if choice['shortcut'] else ''}" in candidates
+    assert strategy_label(choice["method"], choice["shortcut"], choice["fold"], choice["xla"],
+                          choice["parallel"]) == min(timings, key=timings.get)
     ref = ev.evaluate(grid)  # the untuned default strategy
     for name in ref:
         np.testing.assert_allclose(got[name], ref[name], rtol=1e-5, atol=1e-7)
     small = LandscapeEvaluator(model, x, y, tune=True).set_plane(centre, directions)
     small.evaluate(grid[:10])  # a first job too small to time is evaluated as it comes
     assert small.choice["tuned"] is False
+
+
+@pytest.mark.parametrize("source, data, strategy", [
+    ("parabola", None, dict(method="loop", xla=True)),
+    ("parabola", None, dict(method="loop", parallel=2)),
+    ("parabola", None, dict(method="loop", xla=True, parallel=3)),
+    ("parabola", None, dict(method="vectorized", parallel=2)),
+    ("digits", None, dict(method="loop", shortcut=True, xla=True, parallel=2)),
+    ("tests.factories:tiny_resnet_model", "tests.factories:tiny_resnet_data", dict(method="loop")),
+    ("tests.factories:tiny_resnet_model", "tests.factories:tiny_resnet_data", dict(method="loop", fold=True)),
+    ("tests.factories:tiny_resnet_model", "tests.factories:tiny_resnet_data",
+     dict(method="loop", fold=True, xla=True, parallel=2)),
+])
+def test_every_strategy_equals_per_point_keras_evaluation(source, data, strategy):
+    model, x, y, ev, centre, directions, coords = _setup(source, data, train_epochs=2)
+    ev.use(**strategy)
+    _assert_matches_per_point(model, x, y, ev, centre, directions, coords[:5])  # 5: uneven parts
+    assert {k: ev.choice[k] for k in strategy} == strategy
+
+
+def test_batch_norms_fold_only_where_they_may():
+    from tests.factories import bn_dropout_model, tiny_resnet_model
+
+    pairs = {(layer.name, norm.name) for layer, norm in foldable_pairs(tiny_resnet_model())}
+    # not 'shared' (its output is read twice) nor 'tanh' (the activation comes before the norm)
+    assert pairs == {("stem", "bn_stem"), ("conv_a", "bn_a"), ("conv_b", "bn_b"),
+                     ("proj", "bn_proj"), ("dense", "bn_dense")}
+    assert foldable_pairs(bn_dropout_model()) == []  # Dense with ReLU, then the norm
 
 
 def test_a_sweep_stores_each_workers_strategy(tmp_path):
@@ -137,7 +175,7 @@ def test_a_sweep_stores_each_workers_strategy(tmp_path):
     summary = sweep(config, tmp_path, in_process=True, progress=False)
     stored = read_surface(tmp_path / "surface.h5")["random"].meta["evaluation_strategies"]
     assert stored == summary["slices"]["random"]["evaluation_strategies"]
-    assert stored[0][""]["tuned"] is True and set(stored[0][""]["us_per_point"]) == {"vectorized", "loop"}
+    assert stored[0][""]["tuned"] is True and {"vectorized", "loop", "loop + xla"} <= set(stored[0][""]["us_per_point"])
     off = config_from_dict({"grid": {"x": {"points": 9}, "y": {"points": 9}, "tile": [9, 9]},
                             "evaluation": {"tune": False}})
     untuned = sweep(off, tmp_path / "off", in_process=True, progress=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 
 import numpy as np
@@ -21,12 +22,56 @@ from ..core.labels import arrange_labels, label_arrays, map_labels
 from ..errors import SourceError
 from .checks import (DATA, activations_per_example, check_data, compile_metrics, loss_callable,
                      loss_terms, output_names, per_example_loss, predictions, raw_loss)
+from .folding import FoldedForward
 from .shortcut import FirstLayerShortcut
 
 log = logging.getLogger(__name__)
 
 _MAX_POINTS_PER_CALL = 1024
 MODES = ("auto", "vectorized", "loop")
+
+
+def intra_op_threads() -> int:
+    """The threads TensorFlow's ops in this process may use: as configured, else the CPUs this
+    process may run on."""
+    configured = tf.config.threading.get_intra_op_parallelism_threads()
+    if configured:
+        return int(configured)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def strategy_label(method: str, shortcut: bool = False, fold: bool = False, xla: bool = False,
+                   parallel: int = 1) -> str:
+    """How a strategy is named in the timings: ``loop + fold + xla + parallel 2``."""
+    return "".join((method, " + shortcut" if shortcut else "", " + fold" if fold else "",
+                    " + xla" if xla else "", f" + parallel {parallel}" if parallel > 1 else ""))
+
+
+def _in_parallel(body, chunks: int, width: int):
+    """``body`` over a call's items split into ``chunks`` parts that run at the same time, each
+    with single-threaded ops (a tf.data map on a private pool of ``chunks`` threads): many small
+    per-point kernels keep every core busy instead of splitting each kernel over the cores.
+    The items are padded to a multiple of the chunk count; the padding's values are dropped."""
+    options = tf.data.Options()
+    options.threading.private_threadpool_size = chunks
+    options.threading.max_intra_op_parallelism = 1
+    options.autotune.enabled = False
+
+    def run(batch):
+        n = tf.shape(batch)[0]
+        parts = tf.minimum(n, chunks)
+        per = (n + parts - 1) // parts
+        padded = tf.concat([batch, tf.repeat(batch[-1:], per * parts - n, axis=0)], axis=0)
+        shaped = tf.reshape(padded, tf.stack([parts, per, width]))
+        data = tf.data.Dataset.from_tensor_slices(shaped).map(
+            body, num_parallel_calls=chunks, deterministic=True).with_options(options)
+        out = data.batch(chunks).get_single_element()  # (parts, per, n_values)
+        return tf.reshape(out, tf.stack([parts * per, -1]))[:n]
+
+    return run
 
 
 @contextlib.contextmanager
@@ -75,7 +120,9 @@ class LandscapeEvaluator:
 
     ``mode``: ``auto`` tries strict vectorisation over points and falls back to a compiled loop;
     ``vectorized`` lets ``pfor`` loop over just the ops it cannot vectorise; ``loop`` always
-    loops. :attr:`method` is what is in use (``vectorized`` or ``loop``).
+    loops. :attr:`method` is what is in use (``vectorized`` or ``loop``). A loop may also be
+    compiled whole by XLA (:attr:`xla`) and run as :attr:`parallel` concurrent parts with
+    single-threaded ops; ``tune`` times these strategies on the first job (:meth:`use` forces one).
     """
 
     def __init__(self, model, x, y, *, batch_size: int | None = None,
@@ -131,6 +178,11 @@ class LandscapeEvaluator:
         self._allow_shortcut = bool(shortcut)
         self.shortcut = None  # a FirstLayerShortcut once a plane is set, where one applies
         self._shortcut_on = True  # whether the shortcut (where there is one) is used
+        # batch normalisations folded into the layers before them, where any can be
+        self.folding = FoldedForward(model) if FoldedForward.applies(model) else None
+        self.fold = False  # whether the folded forward pass is used
+        self.xla = False  # the loop over points compiled whole by XLA
+        self.parallel = 1  # parts of a call evaluated at the same time, single-threaded each
         self._tune = bool(tune)
         self._timed: dict | None = None  # the timings of the strategies, once measured
 
@@ -235,11 +287,14 @@ class LandscapeEvaluator:
                 with _calibrating(self.model):
                     _, non_trainable = self.model.stateless_call(
                         weights, non_trainable, self._calibration, training=True)
-
-            def predict(index, xb):
-                y_pred, _, losses = self.model.stateless_call(
-                    weights, non_trainable, xb, training=False, return_losses=True)
-                return y_pred, losses
+            if self.fold and self.folding is not None:
+                def predict(index, xb):
+                    return self.folding.predict(weights, non_trainable, xb)
+            else:
+                def predict(index, xb):
+                    y_pred, _, losses = self.model.stateless_call(
+                        weights, non_trainable, xb, training=False, return_losses=True)
+                    return y_pred, losses
         else:
             def predict(index, xb):
                 return self.shortcut.predict(index, coords, flat_weights, non_trainable)
@@ -316,8 +371,10 @@ class LandscapeEvaluator:
         return total
 
     def _function(self, which: str):
-        """The compiled function for POINTS or WEIGHTS input, built once per plane shape."""
-        key = (which, self.method, self.shortcut is not None and self._shortcut_on)
+        """The compiled function for POINTS or WEIGHTS input and the current strategy, built once
+        per plane shape."""
+        key = (which, self.method, self.shortcut is not None and self._shortcut_on,
+               self.folding is not None and self.fold, self.xla, self.parallel)
         if key not in self._compiled:
             if which == POINTS:
                 k = int(self._directions.shape[0])
@@ -336,6 +393,10 @@ class LandscapeEvaluator:
                 strict = self.mode == "auto"
                 body = lambda batch: tf.vectorized_map(  # noqa: E731
                     point, batch, fallback_to_while_loop=not strict)
+            if self.xla:  # one fused program per call: no per-op dispatch, fused elementwise work
+                body = tf.function(body, jit_compile=True)
+            if self.parallel > 1:
+                body = _in_parallel(body, self.parallel, k)
             self._compiled[key] = tf.function(
                 body, input_signature=[tf.TensorSpec([None, k], self.dtype)])
         return self._compiled[key]
@@ -354,17 +415,47 @@ class LandscapeEvaluator:
 
     _TUNE_MIN_POINTS = 64  # a first job smaller than this is evaluated as it comes, untimed
 
+    def use(self, method: str | None = None, shortcut: bool | None = None,
+            fold: bool | None = None, xla: bool | None = None,
+            parallel: int | None = None) -> "LandscapeEvaluator":
+        """Force a strategy (None keeps the current setting): ``method`` 'vectorized' or 'loop',
+        the first-layer ``shortcut`` and the batch-norm ``fold`` (each where it applies; the
+        shortcut wins where both are on), ``xla`` (compile each call whole), ``parallel`` (parts
+        of a call run at the same time, single-threaded each)."""
+        if method is not None:
+            if method not in ("vectorized", "loop"):
+                raise ValueError(f"The 'method' parameter must be 'vectorized' or 'loop'. "
+                                 f"Got {method!r} instead.")
+            self.method = method
+        if shortcut is not None:
+            self._shortcut_on = bool(shortcut)
+        if fold is not None:
+            self.fold = bool(fold)
+        if xla is not None:
+            self.xla = bool(xla)
+        if parallel is not None:
+            if int(parallel) < 1:
+                raise ValueError(f"The 'parallel' parameter must be an integer >= 1. "
+                                 f"Got {parallel!r} instead.")
+            self.parallel = int(parallel)
+            self.points_per_call = max(self.points_per_call, self.parallel)
+        return self
+
     def _choose(self, items: np.ndarray) -> None:
         """Time the strategies on the first job's points (each compiled first, then timed once on
-        the same points) and keep the fastest: vectorised or looped over points (``mode: auto``),
-        the first-layer shortcut on or off (where it applies), then the points per call. Every
-        strategy gives the same values up to float32 rounding. Recorded in :attr:`choice`."""
+        the same points) and keep the fastest. First vectorised or looped over points (``mode:
+        auto``), each plain, with the first-layer shortcut and with batch norms folded (each
+        where it applies); then the best of those as a loop compiled whole by XLA, and run as one
+        part per thread with single-threaded ops (with and without XLA) where this process has
+        several threads; then fewer points per call. Every strategy gives the same values up to
+        float32 rounding. Recorded in :attr:`choice`."""
         # a model whose memory budget fits only a few points per call is costly per point: a
         # few points time it well enough
         least = 8 if self.points_per_call <= 4 else self._TUNE_MIN_POINTS
         if len(items) < least:
             return
-        n = min(len(items), max(self.points_per_call, least))
+        budget_points = self.points_per_call
+        n = min(len(items), max(budget_points, least))
         sample = tf.constant(items[:n])
 
         def timed(size: int) -> float:
@@ -374,41 +465,58 @@ class LandscapeEvaluator:
                 self._function(POINTS)(sample[start:start + size]).numpy()
             return (time.perf_counter() - t0) / n
 
-        methods = ("vectorized", "loop") if self.mode == "auto" else (self.method,)
-        shortcuts = (True, False) if self.shortcut is not None else (False,)
         timings = {}
+
+        def candidate(*strategy) -> None:  # (method, shortcut, fold, xla, parallel)
+            self.method, self._shortcut_on, self.fold, self.xla, self.parallel = strategy
+            try:
+                with _quiet_tensorflow():
+                    timed(max(budget_points, self.parallel))  # compiles, warms the shapes up
+                    timings[strategy] = timed(max(budget_points, self.parallel))
+            except (ValueError, TypeError, NotImplementedError, tf.errors.OpError):
+                pass  # e.g. ops without a vectorised form, or without an XLA kernel
+
+        default = (self.method, self._shortcut_on, self.fold, self.xla, self.parallel)
+        methods = ("vectorized", "loop") if self.mode == "auto" else (self.method,)
+        variants = ([(True, False)] if self.shortcut is not None else []) + [(False, False)] + (
+            [(False, True)] if self.folding is not None else [])
         for method in methods:
-            for shortcut in shortcuts:
-                self.method, self._shortcut_on = method, shortcut
-                try:
-                    with _quiet_tensorflow():
-                        timed(self.points_per_call)  # compiles, and warms the shapes up
-                        timings[(method, shortcut)] = timed(self.points_per_call)
-                except (ValueError, TypeError, NotImplementedError, tf.errors.OpError):
-                    continue  # e.g. ops without a vectorised form
+            for shortcut, fold in variants:
+                candidate(method, shortcut, fold, False, 1)
+        if timings and "loop" in methods:
+            _, shortcut, fold, _, _ = min(timings, key=timings.get)
+            threads = min(intra_op_threads(), n)
+            candidate("loop", shortcut, fold, True, 1)
+            if threads > 1:
+                candidate("loop", shortcut, fold, False, threads)
+                candidate("loop", shortcut, fold, True, threads)
         if not timings:
+            self.method, self._shortcut_on, self.fold, self.xla, self.parallel = default
             return
-        (self.method, self._shortcut_on), per_point = min(timings.items(), key=lambda kv: kv[1])
-        calls = {self.points_per_call: per_point}
-        for size in (self.points_per_call // 4, self.points_per_call // 16):
-            if size >= 8:  # the same compiled function takes any number of points
-                timed(size)  # new shapes warm up first
-                calls[size] = timed(size)
+        best = min(timings, key=timings.get)
+        self.method, self._shortcut_on, self.fold, self.xla, self.parallel = best
+        size = max(budget_points, self.parallel)
+        calls = {size: timings[best]}
+        for smaller in (size // 4, size // 16):
+            if smaller >= max(8, 2 * self.parallel):  # the same function takes any number of points
+                timed(smaller)  # new shapes warm up first
+                calls[smaller] = timed(smaller)
         self.points_per_call = min(calls, key=calls.get)
         self._timed = {
-            "us_per_point": {f"{m}{' + shortcut' if sc else ''}": round(t * 1e6, 2)
-                             for (m, sc), t in timings.items()},
+            "us_per_point": {strategy_label(*key): round(t * 1e6, 2) for key, t in timings.items()},
             "us_per_point_by_points_per_call": {str(k): round(v * 1e6, 2) for k, v in calls.items()},
         }
         log.debug("evaluation strategy: %s", self.choice)
 
     @property
     def choice(self) -> dict:
-        """The strategy in use (method, shortcut, points per call) and, where it was chosen by
-        timing the candidates (``tune``), their microseconds per point."""
+        """The strategy in use (method, shortcut, fold, xla, parallel parts, points per call) and, where
+        it was chosen by timing the candidates (``tune``), their microseconds per point."""
         return {"tuned": self._timed is not None, "method": self.method,
                 "shortcut": self.shortcut is not None and self._shortcut_on,
-                "points_per_call": self.points_per_call, **(self._timed or {})}
+                "fold": self.folding is not None and self.fold, "xla": self.xla,
+                "parallel": self.parallel, "points_per_call": self.points_per_call,
+                **(self._timed or {})}
 
     def _call(self, which: str, chunk):
         try:
