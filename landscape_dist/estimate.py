@@ -70,7 +70,7 @@ def _probe(config: Config, slice_cfg, model_spec, data_spec, threads: int | None
     per_point = max((time.perf_counter() - t0) / 2, 1e-6)
     n = int(min(len(points), max(2, seconds_budget / per_point)))
     t0 = time.perf_counter()
-    worker.evaluate("coords", points[:n])  # a worker's first job: strategies timed on it
+    worker.evaluate("coords", points[:n])  # the first job big enough: strategies timed on it
     warm += time.perf_counter() - t0
     t0 = time.perf_counter()
     worker.evaluate("coords", points[:n])

@@ -171,7 +171,8 @@ def test_a_sweep_stores_each_workers_strategy(tmp_path):
     from landscape_dist.pipeline import sweep
     from landscape_dist.store.surface import read_surface
 
-    config = config_from_dict({"grid": {"x": {"points": 9}, "y": {"points": 9}, "tile": [9, 9]}})
+    # two tiles: a worker evaluates its first at once and times the strategies on the next
+    config = config_from_dict({"grid": {"x": {"points": 16}, "y": {"points": 8}, "tile": [8, 8]}})
     summary = sweep(config, tmp_path, in_process=True, progress=False)
     stored = read_surface(tmp_path / "surface.h5")["random"].meta["evaluation_strategies"]
     assert stored == summary["slices"]["random"]["evaluation_strategies"]

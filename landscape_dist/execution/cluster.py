@@ -3,21 +3,30 @@
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import time
 
 from ..config.schema import ClusterConfig
 
 
-def connect_ray(address: str | None = None, timeout_s: float = 60.0) -> None:
-    """Join the Ray cluster at ``address``, or start a fresh local one (no-op if connected)."""
+_LOCAL_WITHOUT_GPUS = False  # whether this process started a local Ray with the GPUs hidden
+
+
+def connect_ray(address: str | None = None, timeout_s: float = 60.0,
+                hide_gpus: bool = False) -> None:
+    """Join the Ray cluster at ``address``, or start a fresh local one (no-op if connected).
+    ``hide_gpus``: a local Ray is started with no GPU visible to its processes, so CPU workers
+    inherit that from Ray's own environment and can start on the worker processes Ray starts
+    ahead (an actor with a runtime environment of its own waits for new ones)."""
+    global _LOCAL_WITHOUT_GPUS
     import ray
 
     if ray.is_initialized():
         return
     kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
-    if address:
-        if address not in ("auto", "local"):
+    if address and address != "local":
+        if address != "auto":
             check_reachable(address, timeout_s)
         try:
             ray.init(address=address, **kwargs)
@@ -26,12 +35,28 @@ def connect_ray(address: str | None = None, timeout_s: float = 60.0) -> None:
             raise ValueError(f"The 'cluster.address' setting is {address!r}, but Ray cannot join a "
                              f"cluster there ({reason}). Start one with 'ray start --head', or "
                              f"leave cluster.address unset for a local Ray.") from None
-    else:
+        return
+    saved = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if hide_gpus:  # Ray's processes copy this process's environment when they start
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    try:
         ray.init(address="local", **kwargs)  # never joins a stale cluster left by a killed driver
-    if not address or address == "local":
-        from .reaper import start_reaper
+    finally:
+        if saved is None:
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = saved
+    _LOCAL_WITHOUT_GPUS = hide_gpus
+    from .reaper import start_reaper
 
-        start_reaper()  # the Ray started here must not outlive this process, however it ends
+    start_reaper()  # the Ray started here must not outlive this process, however it ends
+
+
+def gpus_hidden() -> bool:
+    """Whether the Ray this process is connected to was started here with no GPU visible."""
+    import ray
+
+    return _LOCAL_WITHOUT_GPUS and ray.is_initialized()
 
 
 def check_reachable(address: str, timeout_s: float = 10.0) -> None:

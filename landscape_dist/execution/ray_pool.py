@@ -20,7 +20,7 @@ from ..config.schema import ClusterConfig, EvaluationConfig
 from ..errors import LandscapeError, TileError
 from ..model.quantities import DEFAULT_QUANTITIES
 from ..model.sources import DataSpec, ModelSpec
-from .cluster import actor_resources, check_resources, connect_ray
+from .cluster import actor_resources, check_resources, connect_ray, gpus_hidden
 from .jobs import Job, JobQueue, ShardGather, shard_sizes
 from .worker import LandscapeWorker, active_quantities
 
@@ -60,7 +60,7 @@ class RayPool:
         import ray
 
         self._ray = ray
-        connect_ray(cluster.address)
+        connect_ray(cluster.address, hide_gpus=cluster.gpus_per_worker == 0)
         first = next(iter(data_spec.values())) if isinstance(data_spec, dict) else data_spec
         self.num_shards = first.num_shards
         self.cluster = cluster = check_resources(cluster)
@@ -70,10 +70,12 @@ class RayPool:
                                  f"Raise cluster.num_workers or use fewer shards.",
                                  shards="number of data shards")
         env_vars = dict((runtime_env or {}).get("env_vars", {}))
-        if cluster.gpus_per_worker == 0:
+        if cluster.gpus_per_worker == 0 and not gpus_hidden():
             env_vars.setdefault("CUDA_VISIBLE_DEVICES", "")  # CPU actors must not grab a GPU
+        env = {**(runtime_env or {}), **({"env_vars": env_vars} if env_vars else {})}
+        # without an environment of their own, actors start on the workers Ray started ahead
         self._actor_class = ray.remote(LandscapeWorker).options(
-            **actor_resources(cluster), runtime_env={**(runtime_env or {}), "env_vars": env_vars})
+            **actor_resources(cluster), **({"runtime_env": env} if env else {}))
         self._args = (ray.put(model_spec), data_spec, evaluation, cluster.threads_per_worker,
                       cluster.gpus_per_worker > 0, True)
         self._quantities_asked = tuple(quantities)

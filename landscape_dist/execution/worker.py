@@ -89,6 +89,7 @@ class LandscapeWorker:
                                                    memory_budget_mb=evaluation.memory_budget_mb,
                                                    mode=evaluation.mode,
                                                    tune=getattr(evaluation, "tune", False),
+                                                   tune_after=1,  # the first tile comes sooner
                                                    population=((spec.examples, total)
                                                                if spec.examples else None))
                     kinds = _kinds(evaluator, quantities, evaluation)

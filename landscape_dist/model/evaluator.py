@@ -122,12 +122,14 @@ class LandscapeEvaluator:
     ``vectorized`` lets ``pfor`` loop over just the ops it cannot vectorise; ``loop`` always
     loops. :attr:`method` is what is in use (``vectorized`` or ``loop``). A loop may also be
     compiled whole by XLA (:attr:`xla`) and run as :attr:`parallel` concurrent parts with
-    single-threaded ops; ``tune`` times these strategies on the first job (:meth:`use` forces one).
+    single-threaded ops; ``tune`` times these strategies on the first job of plane coordinates
+    after ``tune_after`` such jobs evaluated as they come (:meth:`use` forces one).
     """
 
     def __init__(self, model, x, y, *, batch_size: int | None = None,
                  memory_budget_mb: float = 256.0, mode: str = "auto", shortcut: bool = True,
-                 tune: bool = False, population: tuple[int, int] | None = None):
+                 tune: bool = False, tune_after: int = 0,
+                 population: tuple[int, int] | None = None):
         if mode not in MODES:
             raise ValueError(f"The 'mode' parameter must be 'auto', 'vectorized' or 'loop'. "
                              f"Got {mode!r} instead.")
@@ -184,6 +186,7 @@ class LandscapeEvaluator:
         self.xla = False  # the loop over points compiled whole by XLA
         self.parallel = 1  # parts of a call evaluated at the same time, single-threaded each
         self._tune = bool(tune)
+        self._untimed = int(tune_after)  # jobs still to evaluate before the timings
         self._timed: dict | None = None  # the timings of the strategies, once measured
 
     def _describe(self) -> QuantitySet:
@@ -407,7 +410,10 @@ class LandscapeEvaluator:
             raise RuntimeError("Call set_plane(centre, directions) before evaluate().")
         out = np.empty((len(items), len(self.quantities.parts)), dtype=np.float64)
         if which == POINTS and self._tune and self._timed is None:
-            self._choose(items)
+            if self._untimed > 0:  # the first results come without waiting for the timings
+                self._untimed -= 1
+            else:
+                self._choose(items)
         for start in range(0, len(items), self.points_per_call):
             chunk = tf.constant(items[start:start + self.points_per_call])
             out[start:start + len(chunk)] = self._call(which, chunk)
