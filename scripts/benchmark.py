@@ -47,6 +47,31 @@ def matmul_ceiling(n: int = 2048, repeats: int = 10, trials: int = 3) -> float:
     return best
 
 
+def one_core_ceiling() -> float:
+    """The same ceiling for one core (what a 1-CPU Ray worker has), measured in a fresh process
+    whose TensorFlow uses one thread."""
+    import subprocess
+
+    code = ("import os, sys; os.environ['TF_CPP_MIN_LOG_LEVEL'] = '3'; sys.path.insert(0, {!r}); "
+            "import tensorflow as tf; tf.config.threading.set_intra_op_parallelism_threads(1); "
+            "tf.config.threading.set_inter_op_parallelism_threads(1); "
+            "import benchmark; print(benchmark.matmul_ceiling())").format(os.path.dirname(__file__))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def _machine() -> str:
+    """The CPU's model name, its architecture and core count."""
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next((line.split(":", 1)[1].strip() for line in f
+                         if line.startswith("model name")), name)
+    except OSError:
+        pass
+    return f"{name} ({platform.machine()}), {os.cpu_count()} cores"
+
+
 def rss_mb() -> float:
     """Current resident memory of this process in MiB (Linux), else the peak so far."""
     try:
@@ -94,19 +119,34 @@ def bench_per_point(source, n_points):
     return best
 
 
-def bench_in_process(source, grid, shortcut=True):
-    from landscape_dist.model.evaluator import LandscapeEvaluator
+def bench_in_process(source, grid) -> tuple[dict, list[dict]]:
+    """In process, all cores: the evaluator's strategy chosen by timing (``tune``), then every
+    strategy it timed forced in turn; points/s over the whole grid, best of 2 (compiled first).
+    Returns the tuned evaluator's choice and one row per strategy."""
+    from landscape_dist.model.evaluator import LandscapeEvaluator, strategy_label
 
     model, x, y, layout, centre, directions = _setup(source)
-    ev = LandscapeEvaluator(model, x, y, shortcut=shortcut).set_plane(centre, directions)
     coords = _grid(grid)
-    ev.evaluate(coords[:ev.points_per_call])  # compile
-    best = 0.0
-    for _ in range(3):
-        t0 = time.perf_counter()
-        ev.evaluate(coords)
-        best = max(best, len(coords) / (time.perf_counter() - t0))
-    return best, ev.method, ev.points_per_call
+    tuned = LandscapeEvaluator(model, x, y, tune=True).set_plane(centre, directions)
+    tuned.evaluate(coords[:max(tuned.points_per_call, 64)])  # times the strategies on these
+    choice = tuned.choice
+    chosen = strategy_label(choice["method"], choice["shortcut"], choice["fold"], choice["xla"],
+                            choice["parallel"])
+    rows = []
+    for strategy in tuned.timed_strategies:
+        ev = LandscapeEvaluator(model, x, y).set_plane(centre, directions)
+        ev.use(*strategy)
+        if strategy_label(*strategy) == chosen:
+            ev.points_per_call = choice["points_per_call"]
+        ev.evaluate(coords[:ev.points_per_call])  # compiles
+        best = 0.0
+        for _ in range(2):
+            t0 = time.perf_counter()
+            ev.evaluate(coords)
+            best = max(best, len(coords) / (time.perf_counter() - t0))
+        rows.append({"strategy": strategy_label(*strategy), "chosen": strategy_label(*strategy) == chosen,
+                     "points_per_call": ev.points_per_call, "points_per_s": best})
+    return choice, rows
 
 
 def _memory_probe():
@@ -241,9 +281,11 @@ def bench_resnet(points: int, per_point_points: int, ceiling: float) -> dict:
         var.assign(value)
     ev = LandscapeEvaluator(model, x, y, tune=True).set_plane(centre, directions)
     ev.evaluate(coords[:points])  # times the strategies, compiles the chosen one
-    t0 = time.perf_counter()
-    ev.evaluate(coords[:points])
-    rate = points / (time.perf_counter() - t0)
+    rate = 0.0
+    for _ in range(2):
+        t0 = time.perf_counter()
+        ev.evaluate(coords[:points])
+        rate = max(rate, points / (time.perf_counter() - t0))
     return {"weights": layout.size, "mflop_per_example": flops_per_example(model) / 1e6,
             "per_point_keras": per_point, "in_process": rate, "gflops": rate * flop / 1e9,
             "ceiling_fraction": rate * flop / 1e9 / ceiling, "choice": ev.choice}
@@ -346,8 +388,9 @@ def _print_curvature(c):
           f"relative to the largest: {c['largest_relative_difference']:.1e}")
 
 
-def _speed(args) -> int:
-    """The ResNet-style row, the time to the first tile and the whole-command sweep."""
+def _speed(args, per_point: float | None = None) -> dict:
+    """The ResNet-style row, the time to the first tile and the whole-command sweep (with its
+    ratio to ``per_point``, the per-point method's points/s on the seed MLP, where given)."""
     import tensorflow as tf
 
     ceiling = matmul_ceiling()
@@ -356,7 +399,7 @@ def _speed(args) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         first = time_to_first_tile(config, os.path.join(tmp, "first"))
         big = cli_sweep(config, os.path.join(tmp, "big"), args.cli_grid) if args.cli_grid else None
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, tensorflow {tf.__version__}; "
+    print(f"machine: {_machine()}, tensorflow {tf.__version__}; "
           f"float32 matmul ceiling {ceiling:.1f} GFLOP/s (best of 3)")
     print(f"\nResNet-style net ({resnet['weights']:,} weights, {resnet['mflop_per_example']:.1f} MFLOP "
           f"per example, 1,024 inputs of 32x32x3): per-point Keras {resnet['per_point_keras']:.2f} "
@@ -365,13 +408,15 @@ def _speed(args) -> int:
     print(f"time to the first tile, parabola 51x51 on 2 Ray workers (whole command): "
           f"{first['first_tile_s']:.1f} s (command {first['whole_s']:.1f} s)")
     if big:
+        ratio = f", {big['points_per_s'] / per_point:.0f}x the per-point method" if per_point else ""
         print(f"landscape-dist sweep of a {big['grid']} slice, 2 Ray workers, whole command: "
-              f"{big['seconds']:.0f} s ({big['points_per_s']:,.0f} points/s, exit {big['returncode']})")
+              f"{big['seconds']:.0f} s ({big['points_per_s']:,.0f} points/s{ratio}, exit "
+              f"{big['returncode']})")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"ceiling_gflops": ceiling, "resnet": resnet, "first_tile": first,
                        "cli_sweep": big}, f, indent=2)
-    return 0
+    return {"resnet": resnet, "first_tile": first, "cli_sweep": big}
 
 
 def _workload(name: str, folder: str, resnet_inputs: int) -> tuple[str, str]:
@@ -514,7 +559,7 @@ def _refine_rows(args) -> int:
 
     ceiling = matmul_ceiling()
     rows, drafts = _less_work(args, ceiling, lambda: print(
-        f"machine: {platform.machine()}, {os.cpu_count()} cores, tensorflow {tf.__version__}"))
+        f"machine: {_machine()}, tensorflow {tf.__version__}"))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"ceiling_gflops": ceiling, "refine": rows, "drafts": drafts}, f, indent=2)
@@ -550,7 +595,8 @@ def main(argv=None):
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
     if args.only == "speed":
-        return _speed(args)
+        _speed(args)
+        return 0
     if args.only == "refine":
         return _refine_rows(args)
     if args.only == "curvature":
@@ -558,7 +604,7 @@ def main(argv=None):
 
         ceiling = matmul_ceiling()
         c = bench_curvature("parabola", args.curvature_grid, args.curvature_per_point)
-        print(f"machine: {platform.machine()}, {os.cpu_count()} cores, tensorflow {tf.__version__}; "
+        print(f"machine: {_machine()}, tensorflow {tf.__version__}; "
               f"float32 matmul ceiling {ceiling:.1f} GFLOP/s (best of 3)")
         _print_curvature(c)
         if args.json:
@@ -573,17 +619,20 @@ def main(argv=None):
 
     models = (("parabola", args.grid, 17), ("digits", args.cnn_grid, 8))
     ceiling = matmul_ceiling()
+    core = one_core_ceiling()
     rows = []
     for source, grid, _ in models:  # in-process first, with no Ray processes running beside it
         model, x, *_ = _setup(source)
         flop = flops_per_example(model) * len(x)
         per_point = bench_per_point(source, args.per_point if source == "parabola" else args.per_point // 3)
-        fast, method, ppc = bench_in_process(source, grid)
-        plain = bench_in_process(source, grid, shortcut=False)[0]
+        choice, strategies = bench_in_process(source, grid)
+        for row in strategies:
+            row["gflops"] = row["points_per_s"] * flop / 1e9
+            row["ceiling_fraction"] = row["gflops"] / ceiling
+        fast = next(r for r in strategies if r["chosen"])["points_per_s"]
         rows.append({"model": source, "grid": f"{grid}x{grid}", "mflop_per_point": flop / 1e6,
-                     "per_point_keras": per_point, "in_process": fast, "method": method,
-                     "in_process_without_shortcut": plain,
-                     "points_per_call": ppc, "speedup_vs_per_point": fast / per_point,
+                     "per_point_keras": per_point, "in_process": fast, "choice": choice,
+                     "strategies": strategies, "speedup_vs_per_point": fast / per_point,
                      "gflops_in_process": fast * flop / 1e9,
                      "ceiling_fraction": fast * flop / 1e9 / ceiling})
 
@@ -620,18 +669,26 @@ def main(argv=None):
     cluster.shutdown()
 
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, tensorflow {tf.__version__}; "
-          f"float32 matmul ceiling {ceiling:.1f} GFLOP/s (best of 3); driver peak RSS {peak_mb:.0f} MiB")
-    print("points/s (best of 2-3 runs):")
+    print(f"machine: {_machine()}, tensorflow {tf.__version__}; float32 matmul ceiling "
+          f"{ceiling:.1f} GFLOP/s on all cores, {core:.1f} on one (best of 3); driver peak RSS "
+          f"{peak_mb:.0f} MiB")
+    print("points/s (best of 2-3 runs; in process: the tuned strategy; Ray workers: 1 CPU each, "
+          "one-core ceiling):")
     print(f"{'model':<9} {'grid':>8} {'MFLOP/pt':>8} {'per-point':>10} {'in-proc':>9} "
-          f"{'x':>6} {'GFLOP/s':>8} {'ceil%':>6} {'ray 1w':>8} {'ray 2w':>8} {'2w/in':>6} method")
+          f"{'x':>6} {'GFLOP/s':>8} {'ceil%':>6} {'ray 1w':>8} {'1w ceil%':>8} {'ray 2w':>8} {'2w/in':>6}")
     for r in rows:
+        one_core = r["ray_1_worker"] * r["mflop_per_point"] / 1e3 / core
         print(f"{r['model']:<9} {r['grid']:>8} {r['mflop_per_point']:>8.2f} {r['per_point_keras']:>10.0f} "
               f"{r['in_process']:>9.0f} {r['speedup_vs_per_point']:>6.1f} {r['gflops_in_process']:>8.1f} "
-              f"{100 * r['ceiling_fraction']:>5.1f}% {r['ray_1_worker']:>8.0f} {r['ray_2_workers']:>8.0f} "
-              f"{r['ray2_vs_in_process']:>6.2f} {r['method']}")
-    print("in process without the first-layer shortcut: " + ", ".join(
-        f"{r['model']} {r['in_process_without_shortcut']:.0f}" for r in rows))
+              f"{100 * r['ceiling_fraction']:>5.1f}% {r['ray_1_worker']:>8.0f} {100 * one_core:>7.1f}% "
+              f"{r['ray_2_workers']:>8.0f} {r['ray2_vs_in_process']:>6.2f}")
+    print("\nin process, each strategy the tuner timed, forced (* the one it chose):")
+    print(f"{'model':<9} {'strategy':<36} {'pts/call':>8} {'points/s':>9} {'GFLOP/s':>8} {'ceil%':>6}")
+    for r in rows:
+        for st in r["strategies"]:
+            print(f"{r['model']:<9} {('* ' if st['chosen'] else '  ') + st['strategy']:<36} "
+                  f"{st['points_per_call']:>8} {st['points_per_s']:>9.0f} {st['gflops']:>8.1f} "
+                  f"{100 * st['ceiling_fraction']:>5.1f}%")
     print("\nscaling (Ray driver; simulated nodes are separate raylets on this machine, 1 CPU each):")
     print(f"{'model':<9} {'nodes':>5} {'workers':>7} {'points/s':>9} {'speedup':>8} {'efficiency':>10}")
     for r in scaling:
@@ -645,15 +702,18 @@ def main(argv=None):
               f"{memory['grid_arrays_mb']:.1f} MiB)")
     if curvature:
         _print_curvature(curvature)
+    speed = None
     if args.resnet_points or args.cli_grid:
         print()
-        _speed(args)
+        speed = _speed(argparse.Namespace(**{**vars(args), "json": None}),
+                       per_point=rows[0]["per_point_keras"])
     refine, drafts = _less_work(args, ceiling)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"ceiling_gflops": ceiling, "driver_peak_rss_mb": peak_mb, "rows": rows,
+            json.dump({"ceiling_gflops": ceiling, "one_core_ceiling_gflops": core,
+                       "driver_peak_rss_mb": peak_mb, "rows": rows,
                        "scaling": scaling, "memory": memory, "curvature": curvature,
-                       "refine": refine, "drafts": drafts}, f, indent=2)
+                       "refine": refine, "drafts": drafts, "speed": speed}, f, indent=2)
     return 0
 
 

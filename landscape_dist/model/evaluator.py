@@ -50,26 +50,29 @@ def strategy_label(method: str, shortcut: bool = False, fold: bool = False, xla:
                     " + xla" if xla else "", f" + parallel {parallel}" if parallel > 1 else ""))
 
 
-def _in_parallel(body, chunks: int, width: int):
-    """``body`` over a call's items split into ``chunks`` parts that run at the same time, each
-    with single-threaded ops (a tf.data map on a private pool of ``chunks`` threads): many small
-    per-point kernels keep every core busy instead of splitting each kernel over the cores.
-    The items are padded to a multiple of the chunk count; the padding's values are dropped."""
+def _blocked(body, block: int, width: int, threads: int, dtype):
+    """``body`` over a call's items in blocks of exactly ``block`` rows, the last padded with
+    copies of the final item (their values are dropped): one input shape for XLA to compile,
+    whatever the call's size. With ``threads`` > 1 the blocks run at the same time, each with
+    single-threaded ops (a tf.data map on a private pool of that many threads): many small
+    per-point kernels keep every core busy instead of splitting each kernel over the cores."""
     options = tf.data.Options()
-    options.threading.private_threadpool_size = chunks
+    options.threading.private_threadpool_size = threads
     options.threading.max_intra_op_parallelism = 1
     options.autotune.enabled = False
 
     def run(batch):
         n = tf.shape(batch)[0]
-        parts = tf.minimum(n, chunks)
-        per = (n + parts - 1) // parts
-        padded = tf.concat([batch, tf.repeat(batch[-1:], per * parts - n, axis=0)], axis=0)
-        shaped = tf.reshape(padded, tf.stack([parts, per, width]))
-        data = tf.data.Dataset.from_tensor_slices(shaped).map(
-            body, num_parallel_calls=chunks, deterministic=True).with_options(options)
-        out = data.batch(chunks).get_single_element()  # (parts, per, n_values)
-        return tf.reshape(out, tf.stack([parts * per, -1]))[:n]
+        count = (n + block - 1) // block
+        padded = tf.concat([batch, tf.repeat(batch[-1:], count * block - n, axis=0)], axis=0)
+        blocks = tf.reshape(padded, tf.stack([count, block, width]))
+        if threads > 1:
+            data = tf.data.Dataset.from_tensor_slices(blocks).map(
+                body, num_parallel_calls=threads, deterministic=True).with_options(options)
+            out = data.batch(tf.cast(count, tf.int64)).get_single_element()
+        else:
+            out = tf.map_fn(body, blocks, fn_output_signature=dtype)
+        return tf.reshape(out, tf.stack([count * block, -1]))[:n]
 
     return run
 
@@ -188,6 +191,7 @@ class LandscapeEvaluator:
         self._tune = bool(tune)
         self._untimed = int(tune_after)  # jobs still to evaluate before the timings
         self._timed: dict | None = None  # the timings of the strategies, once measured
+        self.timed_strategies: tuple = ()
 
     def _describe(self) -> QuantitySet:
         """The parts this evaluator returns: the data loss (one part per output loss for a model
@@ -225,6 +229,7 @@ class LandscapeEvaluator:
         self.batch_size = int(min(batch_size, self.n_examples))
         per_point = 8 * self.layout.size + act_bytes * self.batch_size
         self.points_per_call = int(max(1, min(_MAX_POINTS_PER_CALL, budget // per_point)))
+        self._budget_points = self.points_per_call
         self._budget = budget
 
     # ---------------------------------------------------------------- the plane
@@ -267,11 +272,19 @@ class LandscapeEvaluator:
             self.shortcut = None  # statistics depend on the whole forward pass at each point
         elif self._allow_shortcut and (self.shortcut is None or self.shortcut.k != k):
             applies = FirstLayerShortcut.applies(self.model, self.n_examples, k, self._budget / 2)
-            self.shortcut = FirstLayerShortcut(self.model, self.layout, self._batches, k) if applies else None
-            self._forget(POINTS)
+            if applies or self.shortcut is not None:  # compiled functions kept when nothing changed
+                self.shortcut = FirstLayerShortcut(self.model, self.layout, self._batches, k) if applies else None
+                self._forget(POINTS)
         if self.shortcut is not None:
             self.shortcut.set_plane(centre, directions)
         return self
+
+    @property
+    def _block(self) -> int:
+        """Points per block for XLA and parallel parts: an eighth of the points per call the
+        memory budget allows (at most 64), so that a call of any size is padded by less than a
+        block and its blocks share out evenly."""
+        return max(1, min(64, self._budget_points // 8))
 
     def _forget(self, which: str) -> None:
         """Drop the compiled functions for ``which`` input (they captured the old plane's shape)."""
@@ -396,10 +409,11 @@ class LandscapeEvaluator:
                 strict = self.mode == "auto"
                 body = lambda batch: tf.vectorized_map(  # noqa: E731
                     point, batch, fallback_to_while_loop=not strict)
-            if self.xla:  # one fused program per call: no per-op dispatch, fused elementwise work
+            if self.xla:  # one fused program per block: no per-op dispatch, fused elementwise work
                 body = tf.function(body, jit_compile=True)
-            if self.parallel > 1:
-                body = _in_parallel(body, self.parallel, k)
+            if self.xla or self.parallel > 1:
+                out = tf.float64 if self._population else self.dtype
+                body = _blocked(body, self._block, k, self.parallel, out)
             self._compiled[key] = tf.function(
                 body, input_signature=[tf.TensorSpec([None, k], self.dtype)])
         return self._compiled[key]
@@ -444,7 +458,6 @@ class LandscapeEvaluator:
                 raise ValueError(f"The 'parallel' parameter must be an integer >= 1. "
                                  f"Got {parallel!r} instead.")
             self.parallel = int(parallel)
-            self.points_per_call = max(self.points_per_call, self.parallel)
         return self
 
     def _choose(self, items: np.ndarray) -> None:
@@ -477,8 +490,8 @@ class LandscapeEvaluator:
             self.method, self._shortcut_on, self.fold, self.xla, self.parallel = strategy
             try:
                 with _quiet_tensorflow():
-                    timed(max(budget_points, self.parallel))  # compiles, warms the shapes up
-                    timings[strategy] = timed(max(budget_points, self.parallel))
+                    timed(budget_points)  # compiles, and warms the shapes up
+                    timings[strategy] = timed(budget_points)
             except (ValueError, TypeError, NotImplementedError, tf.errors.OpError):
                 pass  # e.g. ops without a vectorised form, or without an XLA kernel
 
@@ -501,13 +514,13 @@ class LandscapeEvaluator:
             return
         best = min(timings, key=timings.get)
         self.method, self._shortcut_on, self.fold, self.xla, self.parallel = best
-        size = max(budget_points, self.parallel)
-        calls = {size: timings[best]}
-        for smaller in (size // 4, size // 16):
-            if smaller >= max(8, 2 * self.parallel):  # the same function takes any number of points
+        calls = {budget_points: timings[best]}
+        for smaller in (budget_points // 4, budget_points // 16):
+            if smaller >= 8:  # the same function takes any number of points
                 timed(smaller)  # new shapes warm up first
                 calls[smaller] = timed(smaller)
         self.points_per_call = min(calls, key=calls.get)
+        self.timed_strategies = tuple(timings)  # (method, shortcut, fold, xla, parallel) each
         self._timed = {
             "us_per_point": {strategy_label(*key): round(t * 1e6, 2) for key, t in timings.items()},
             "us_per_point_by_points_per_call": {str(k): round(v * 1e6, 2) for k, v in calls.items()},
