@@ -403,7 +403,7 @@ class EvaluationConfig:
     batch_size: int | None = None
     memory_budget_mb: float = 256.0
     mode: str = "auto"
-    tune: bool = True  # each worker times the strategies on its first job and keeps the fastest
+    tune: bool = True  # each worker times the strategies on its second job and keeps the fastest
     lanczos_steps: int = 80  # Hessian eigenvalues at grid points: at most this many products each
     lanczos_tol: float = 1e-5  # ... until the extreme Ritz values' residuals are this relative
     lanczos_seed: int = 0  # the start vector of every point's Lanczos run
