@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 
-from .errors import LandscapeError, TileError
+from .errors import LandscapeError, TileError, request_interrupt
 from .figures.formats import OUTPUT_FORMATS
 
 # How the command line names what library messages speak of (see errors.LandscapeError).
@@ -185,6 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         import_tensorflow_quietly()
     from . import pipeline
 
+    previous = signal.signal(signal.SIGINT, request_interrupt)
     try:
         result = _dispatch(args, pipeline)
     except KeyboardInterrupt:
@@ -199,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"landscape-dist: error: {err}", file=sys.stderr)
         return 2
     finally:
+        signal.signal(signal.SIGINT, previous)
         logger.removeHandler(handler)  # a library caller's logging stays as it was
     if args.json:
         print(pipeline.to_json(result))

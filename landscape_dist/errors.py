@@ -76,3 +76,21 @@ class in_terms:  # noqa: N801 - used as a context manager, like contextlib's
             if new is not err:
                 raise new.with_traceback(tb) from err.__cause__
         return False
+
+
+_interrupt_requested = False
+
+
+def request_interrupt(signum=None, frame=None) -> None:
+    """A SIGINT handler (the command line installs it): raise KeyboardInterrupt now, as Python's
+    own handler does, and remember it, so that a sweep raises it again at its next tile should
+    the first one have been swallowed (an exception raised inside a finaliser is only printed)."""
+    global _interrupt_requested
+    _interrupt_requested = True
+    raise KeyboardInterrupt
+
+
+def check_interrupt() -> None:
+    """Raise KeyboardInterrupt if one was requested (see :func:`request_interrupt`)."""
+    if _interrupt_requested:
+        raise KeyboardInterrupt

@@ -27,7 +27,7 @@ from .core.quantities import main_loss
 from .core.plane import Plane
 from .core.refine import Refiner, fill
 from .core.projection import off_plane_fraction, project_path
-from .errors import OutputError, SourceError, in_terms
+from .errors import OutputError, SourceError, check_interrupt, in_terms
 from .execution.jobs import POINTS, WEIGHTS, Job
 from .model.sources import DataSpec, ModelSpec, load_centre
 from .model.training import run_files
@@ -353,6 +353,7 @@ class SliceSweep:
 
     def _accept(self, tile: Tile, result: dict, resumed: bool) -> None:
         """Store a tile's values (journalled first if computed now), count and notify."""
+        check_interrupt()  # a Ctrl-C whose KeyboardInterrupt was swallowed stops here
         if not resumed:
             self.journal.append("tile", self.plan.name, tile.index, result)  # on disk first
         self.slice_writer.write_tile(tile, result)

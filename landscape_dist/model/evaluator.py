@@ -137,9 +137,10 @@ class LandscapeEvaluator:
 
     ``mode``: ``auto`` tries strict vectorisation over points and falls back to a compiled loop;
     ``vectorized`` lets ``pfor`` loop over just the ops it cannot vectorise; ``loop`` always
-    loops. :attr:`method` is what is in use (``vectorized`` or ``loop``). A loop may also be
-    compiled whole by XLA (:attr:`xla`) and run as :attr:`parallel` concurrent parts with
-    single-threaded ops; ``tune`` times these strategies on the first job of plane coordinates
+    loops. :attr:`method` is what is in use (``vectorized`` or ``loop``). The points of a call
+    may also go in fixed blocks, each compiled by XLA (:attr:`xla`) and/or run :attr:`parallel`
+    at a time with single-threaded ops; batch norms may be folded into the layers before them
+    (:attr:`fold`); ``tune`` times these strategies on the first job of plane coordinates
     after ``tune_after`` such jobs evaluated as they come (:meth:`use` forces one).
     """
 
@@ -200,8 +201,8 @@ class LandscapeEvaluator:
         # batch normalisations folded into the layers before them, where any can be
         self.folding = FoldedForward(model) if FoldedForward.applies(model) else None
         self.fold = False  # whether the folded forward pass is used
-        self.xla = False  # the loop over points compiled whole by XLA
-        self.parallel = 1  # parts of a call evaluated at the same time, single-threaded each
+        self.xla = False  # blocks of points compiled by XLA
+        self.parallel = 1  # blocks of a call evaluated at the same time, single-threaded each
         self._tune = bool(tune)
         self._untimed = int(tune_after)  # jobs still to evaluate before the timings
         self._timed: dict | None = None  # the timings of the strategies, once measured
@@ -464,8 +465,8 @@ class LandscapeEvaluator:
             parallel: int | None = None) -> "LandscapeEvaluator":
         """Force a strategy (None keeps the current setting): ``method`` 'vectorized' or 'loop',
         the first-layer ``shortcut`` and the batch-norm ``fold`` (each where it applies; the
-        shortcut wins where both are on), ``xla`` (compile each call whole), ``parallel`` (parts
-        of a call run at the same time, single-threaded each)."""
+        shortcut wins where both are on), ``xla`` (blocks of points compiled by XLA),
+        ``parallel`` (blocks of a call run at the same time, single-threaded each)."""
         if method is not None:
             if method not in ("vectorized", "loop"):
                 raise ValueError(f"The 'method' parameter must be 'vectorized' or 'loop'. "
@@ -485,13 +486,13 @@ class LandscapeEvaluator:
         return self
 
     def _choose(self, items: np.ndarray) -> None:
-        """Time the strategies on the first job's points (each compiled first, then timed twice on
-        the same points, the better pass kept) and keep the fastest. First vectorised or looped over points (``mode:
-        auto``), each plain, with the first-layer shortcut and with batch norms folded (each
-        where it applies); then the best of those as a loop compiled whole by XLA, and run as one
-        part per thread with single-threaded ops (with and without XLA) where this process has
-        several threads; then fewer points per call. Every strategy gives the same values up to
-        float32 rounding. Recorded in :attr:`choice`."""
+        """Time the strategies on the first job's points (each compiled first, then timed twice
+        on the same points, the better pass kept) and keep the fastest. First vectorised or
+        looped over points (``mode: auto``), each plain, with the first-layer shortcut and with
+        batch norms folded (each where it applies); then the best of those as a loop in blocks
+        compiled by XLA, and in blocks run one per thread with single-threaded ops (with and
+        without XLA) where this process has several threads; then fewer points per call. Every
+        strategy gives the same values up to float32 rounding. Recorded in :attr:`choice`."""
         # a model whose memory budget fits only a few points per call is costly per point: a
         # few points time it well enough
         least = 8 if self.points_per_call <= 4 else self._TUNE_MIN_POINTS
