@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 
 from .errors import LandscapeError, TileError, request_interrupt
 from .figures.formats import OUTPUT_FORMATS
@@ -186,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         import_tensorflow_quietly()
     from . import pipeline
 
-    previous = signal.signal(signal.SIGINT, request_interrupt)
+    main_thread = threading.current_thread() is threading.main_thread()  # where signals go
+    previous = signal.signal(signal.SIGINT, request_interrupt) if main_thread else None
     try:
         result = _dispatch(args, pipeline)
     except KeyboardInterrupt:
@@ -201,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"landscape-dist: error: {err}", file=sys.stderr)
         return 2
     finally:
-        signal.signal(signal.SIGINT, previous)
+        if main_thread:
+            signal.signal(signal.SIGINT, previous)
         logger.removeHandler(handler)  # a library caller's logging stays as it was
     if args.json:
         print(pipeline.to_json(result))
