@@ -10,7 +10,7 @@ import time
 from ..config.schema import ClusterConfig
 
 
-_LOCAL_WITHOUT_GPUS = False  # whether this process started a local Ray with the GPUs hidden
+_STARTED_WITHOUT_GPUS = None  # the address of a local Ray this process started with no GPU visible
 
 
 def connect_ray(address: str | None = None, timeout_s: float = 60.0,
@@ -19,7 +19,7 @@ def connect_ray(address: str | None = None, timeout_s: float = 60.0,
     ``hide_gpus``: a local Ray is started with no GPU visible to its processes, so CPU workers
     inherit that from Ray's own environment and can start on the worker processes Ray starts
     ahead (an actor with a runtime environment of its own waits for new ones)."""
-    global _LOCAL_WITHOUT_GPUS
+    global _STARTED_WITHOUT_GPUS
     import ray
 
     if ray.is_initialized():
@@ -46,7 +46,7 @@ def connect_ray(address: str | None = None, timeout_s: float = 60.0,
             os.environ.pop("CUDA_VISIBLE_DEVICES", None)
         else:
             os.environ["CUDA_VISIBLE_DEVICES"] = saved
-    _LOCAL_WITHOUT_GPUS = hide_gpus
+    _STARTED_WITHOUT_GPUS = ray.get_runtime_context().gcs_address if hide_gpus else None
     from .reaper import start_reaper
 
     start_reaper()  # the Ray started here must not outlive this process, however it ends
@@ -56,7 +56,8 @@ def gpus_hidden() -> bool:
     """Whether the Ray this process is connected to was started here with no GPU visible."""
     import ray
 
-    return _LOCAL_WITHOUT_GPUS and ray.is_initialized()
+    return (ray.is_initialized() and _STARTED_WITHOUT_GPUS is not None
+            and ray.get_runtime_context().gcs_address == _STARTED_WITHOUT_GPUS)
 
 
 def check_reachable(address: str, timeout_s: float = 10.0) -> None:
