@@ -138,6 +138,26 @@ def test_tuned_strategy_is_timed_recorded_and_changes_no_value(source, data, fir
     assert small.choice["tuned"] is False
 
 
+@pytest.mark.parametrize("source, data, rtol", [
+    ("tests.factories:float64_model", "tests.factories:float64_data", 1e-12),
+    ("tests.factories:mixed_bfloat16_model", "tests.factories:policy_data", 1e-6),
+])
+def test_the_tuner_keeps_to_strategies_that_keep_the_models_precision(source, data, rtol):
+    # XLA rounds a float64 model to float32's precision and single-threaded kernels round
+    # bfloat16 differently (1e-2): a float64 model may run in parallel blocks, mixed precision
+    # neither, and neither uses XLA
+    model, x, y, ev, centre, directions, coords = _setup(source, data)
+    grid = np.stack(np.meshgrid(np.linspace(-1, 1, 9), np.linspace(-1, 1, 9)), -1).reshape(-1, 2)
+    tuned = LandscapeEvaluator(model, x, y, tune=True).set_plane(centre, directions)
+    got = tuned.evaluate(grid)
+    threads = intra_op_threads()
+    parallel = {f"loop + parallel {threads}"} if "float64" in source and threads > 1 else set()
+    assert set(tuned.choice["us_per_point"]) == {"vectorized", "loop"} | parallel
+    ref = ev.evaluate(grid)
+    for name in ref:
+        np.testing.assert_allclose(got[name], ref[name], rtol=rtol, atol=0)
+
+
 @pytest.mark.parametrize("source, data, strategy", [
     ("parabola", None, dict(method="loop", xla=True)),
     ("parabola", None, dict(method="loop", parallel=2)),

@@ -20,8 +20,9 @@ from ..core.layout import WeightLayout
 from ..core.quantities import POINTS, WEIGHTS, Part, QuantitySet, StandardError
 from ..core.labels import arrange_labels, label_arrays, map_labels
 from ..errors import SourceError
-from .checks import (DATA, activations_per_example, check_data, compile_metrics, loss_callable,
-                     loss_terms, output_names, per_example_loss, predictions, raw_loss)
+from .checks import (DATA, activations_per_example, check_data, compile_metrics, dtype_policies,
+                     loss_callable, loss_terms, output_names, per_example_loss, predictions,
+                     raw_loss)
 from .folding import FoldedForward
 from .shortcut import FirstLayerShortcut
 
@@ -528,15 +529,19 @@ class LandscapeEvaluator:
         for method in methods:
             for shortcut, fold in variants:
                 candidate(method, shortcut, fold, False, 1)
-        if timings and "loop" in methods:
+        # XLA and single-threaded kernels round mixed precision differently (up to 1e-2 for
+        # bfloat16), and XLA a float64 model to float32's precision: offered where they agree
+        # with the default to float32 rounding
+        policies = dtype_policies(self.model)
+        xlas = (False, True) if policies == ["float32"] else (False,)
+        if timings and "loop" in methods and policies in (["float32"], ["float64"]):
             _, shortcut, fold, _, _ = min(timings, key=timings.get)
             # a tf.data map runs on the host: parallel blocks are for models evaluated on CPUs
             on_gpu = bool(tf.config.list_logical_devices("GPU"))
             threads = 1 if on_gpu else min(intra_op_threads(), n)
-            candidate("loop", shortcut, fold, True, 1)
-            if threads > 1:
-                candidate("loop", shortcut, fold, False, threads)
-                candidate("loop", shortcut, fold, True, threads)
+            for xla, parallel in ((True, 1), (False, threads), (True, threads)):
+                if xla in xlas and (parallel > 1 or xla) and (parallel == 1 or threads > 1):
+                    candidate("loop", shortcut, fold, xla, parallel)
         if not timings:
             self.method, self._shortcut_on, self.fold, self.xla, self.parallel = default
             return
