@@ -133,7 +133,10 @@ def bench_in_process(source, grid) -> tuple[dict, list[dict]]:
     chosen = strategy_label(choice["method"], choice["shortcut"], choice["fold"], choice["xla"],
                             choice["parallel"])
     rows = []
-    for strategy in tuned.timed_strategies:
+    # a grid too small to time strategies on is measured with the default one alone
+    timed = tuned.timed_strategies or ((choice["method"], choice["shortcut"], choice["fold"],
+                                        choice["xla"], choice["parallel"]),)
+    for strategy in timed:
         ev = LandscapeEvaluator(model, x, y).set_plane(centre, directions)
         ev.use(*strategy)
         if strategy_label(*strategy) == chosen:

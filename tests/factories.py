@@ -3,6 +3,15 @@
 import numpy as np
 
 
+def _classifier(model):
+    """``model`` compiled as the classifiers here are: Adam, cross-entropy on logits, accuracy."""
+    import keras
+
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=["accuracy"])
+    return model
+
+
 def bn_dropout_model():
     import keras
 
@@ -13,10 +22,7 @@ def bn_dropout_model():
     h = keras.layers.Dropout(0.5, seed=3)(h)
     outputs = keras.layers.Dense(4, kernel_initializer=keras.initializers.GlorotUniform(seed=2))(h)
     model = keras.Model(inputs, outputs)
-    model.compile(optimizer="adam",
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
-    return model
+    return _classifier(model)
 
 
 def bn_dropout_data():
@@ -45,9 +51,7 @@ def wide_sequential_model():
         keras.layers.Dense(3, kernel_initializer=keras.initializers.GlorotUniform(seed=6),
                            kernel_regularizer=keras.regularizers.L2(1e-2)),
     ])
-    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
-    return model
+    return _classifier(model)
 
 
 def wide_sequential_data():
@@ -70,9 +74,7 @@ def depthwise_transpose_model():
     h = keras.layers.GlobalAveragePooling2D()(h)
     y = keras.layers.Dense(4, name="head", kernel_initializer=init(3))(h)
     model = keras.Model(x, y, name="dwt")
-    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
-    return model
+    return _classifier(model)
 
 
 def depthwise_transpose_data():
@@ -234,9 +236,7 @@ def tiny_resnet_model():
     y = layers.Dense(3, name="head", kernel_initializer=init(7),
                      kernel_regularizer=keras.regularizers.L2(1e-3))(h)
     model = keras.Model(x, y, name="tiny_resnet")
-    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
-    return model
+    return _classifier(model)
 
 
 def tiny_resnet_data():

@@ -206,8 +206,8 @@ class LandscapeEvaluator:
         self.parallel = 1  # blocks of a call evaluated at the same time, single-threaded each
         self._tune = bool(tune)
         self._untimed = int(tune_after)  # jobs still to evaluate before the timings
-        self._timed: dict | None = None  # the timings of the strategies, once measured
-        self.timed_strategies: tuple = ()
+        self._timings: dict | None = None  # strategy -> seconds per point, once measured
+        self._calls: dict = {}  # points per call -> seconds per point, for the chosen strategy
 
     def _describe(self) -> QuantitySet:
         """The parts this evaluator returns: the data loss (one part per output loss for a model
@@ -426,8 +426,8 @@ class LandscapeEvaluator:
                     return self._point_values(flat, c)
             else:
                 k, point = self.layout.size, self._point_values
+            out = tf.float64 if self._population else self.dtype
             if self.method == "loop":
-                out = tf.float64 if self._population else self.dtype
                 body = lambda batch: tf.map_fn(point, batch, fn_output_signature=out)  # noqa: E731
             else:
                 # 'auto' first tries strict vectorisation and falls back to a loop over points;
@@ -438,7 +438,6 @@ class LandscapeEvaluator:
             if self.xla:  # one fused program per block: no per-op dispatch, fused elementwise work
                 body = tf.function(body, jit_compile=True)
             if self.xla or self.parallel > 1:
-                out = tf.float64 if self._population else self.dtype
                 body = _blocked(body, self._block, k, self.parallel, out)
             self._compiled[key] = tf.function(
                 body, input_signature=[tf.TensorSpec([None, k], self.dtype)])
@@ -449,7 +448,7 @@ class LandscapeEvaluator:
         if which == POINTS and self._directions is None:
             raise RuntimeError("Call set_plane(centre, directions) before evaluate().")
         out = np.empty((len(items), len(self.quantities.parts)), dtype=np.float64)
-        if which == POINTS and self._tune and self._timed is None:
+        if which == POINTS and self._tune and self._timings is None:
             if self._untimed > 0:  # the first results come without waiting for the timings
                 self._untimed -= 1
             else:
@@ -513,7 +512,7 @@ class LandscapeEvaluator:
         timings = {}
 
         def candidate(*strategy) -> None:  # (method, shortcut, fold, xla, parallel)
-            self.method, self._shortcut_on, self.fold, self.xla, self.parallel = strategy
+            self._strategy = strategy
             try:
                 with _quiet_tensorflow():
                     timed(budget_points)  # compiles, and warms the shapes up
@@ -522,7 +521,7 @@ class LandscapeEvaluator:
             except (ValueError, TypeError, NotImplementedError, tf.errors.OpError):
                 pass  # e.g. ops without a vectorised form, or without an XLA kernel
 
-        default = (self.method, self._shortcut_on, self.fold, self.xla, self.parallel)
+        default = self._strategy
         methods = ("vectorized", "loop") if self.mode == "auto" else (self.method,)
         variants = ([(True, False)] if self.shortcut is not None else []) + [(False, False)] + (
             [(False, True)] if self.folding is not None else [])
@@ -533,42 +532,58 @@ class LandscapeEvaluator:
         # bfloat16), and XLA a float64 model to float32's precision: offered where they agree
         # with the default to float32 rounding
         policies = dtype_policies(self.model)
-        xlas = (False, True) if policies == ["float32"] else (False,)
         if timings and "loop" in methods and policies in (["float32"], ["float64"]):
             _, shortcut, fold, _, _ = min(timings, key=timings.get)
             # a tf.data map runs on the host: parallel blocks are for models evaluated on CPUs
             on_gpu = bool(tf.config.list_logical_devices("GPU"))
             threads = 1 if on_gpu else min(intra_op_threads(), n)
-            for xla, parallel in ((True, 1), (False, threads), (True, threads)):
-                if xla in xlas and (parallel > 1 or xla) and (parallel == 1 or threads > 1):
-                    candidate("loop", shortcut, fold, xla, parallel)
+            second = [(True, 1)] if policies == ["float32"] else []  # (xla, parallel)
+            if threads > 1:
+                second += [(False, threads)] + ([(True, threads)] if second else [])
+            for xla, parallel in second:
+                candidate("loop", shortcut, fold, xla, parallel)
         if not timings:
-            self.method, self._shortcut_on, self.fold, self.xla, self.parallel = default
+            self._strategy = default
             return
         best = min(timings, key=timings.get)
-        self.method, self._shortcut_on, self.fold, self.xla, self.parallel = best
+        self._strategy = best
         calls = {budget_points: timings[best]}
         for smaller in (budget_points // 4, budget_points // 16):
             if smaller >= 8:  # the same function takes any number of points
                 timed(smaller)  # new shapes warm up first
                 calls[smaller] = timed(smaller)
         self.points_per_call = min(calls, key=calls.get)
-        self.timed_strategies = tuple(timings)  # (method, shortcut, fold, xla, parallel) each
-        self._timed = {
-            "us_per_point": {strategy_label(*key): round(t * 1e6, 2) for key, t in timings.items()},
-            "us_per_point_by_points_per_call": {str(k): round(v * 1e6, 2) for k, v in calls.items()},
-        }
+        self._timings, self._calls = timings, calls
         log.debug("evaluation strategy: %s", self.choice)
 
     @property
+    def _strategy(self) -> tuple:
+        """(method, shortcut, fold, xla, parallel) as set, whether or not each applies."""
+        return self.method, self._shortcut_on, self.fold, self.xla, self.parallel
+
+    @_strategy.setter
+    def _strategy(self, strategy: tuple) -> None:
+        self.method, self._shortcut_on, self.fold, self.xla, self.parallel = strategy
+
+    @property
+    def timed_strategies(self) -> tuple:
+        """The strategies the tuner timed, each (method, shortcut, fold, xla, parallel)."""
+        return tuple(self._timings or ())
+
+    @property
     def choice(self) -> dict:
-        """The strategy in use (method, shortcut, fold, xla, parallel parts, points per call) and, where
-        it was chosen by timing the candidates (``tune``), their microseconds per point."""
-        return {"tuned": self._timed is not None, "method": self.method,
+        """The strategy in use (method, shortcut, fold, xla, parallel parts, points per call)
+        and, where it was chosen by timing the candidates (``tune``), their microseconds per
+        point."""
+        timed = {} if self._timings is None else {
+            "us_per_point": {strategy_label(*key): round(t * 1e6, 2)
+                             for key, t in self._timings.items()},
+            "us_per_point_by_points_per_call": {str(k): round(v * 1e6, 2)
+                                                for k, v in self._calls.items()}}
+        return {"tuned": self._timings is not None, "method": self.method,
                 "shortcut": self.shortcut is not None and self._shortcut_on,
                 "fold": self.folding is not None and self.fold, "xla": self.xla,
-                "parallel": self.parallel, "points_per_call": self.points_per_call,
-                **(self._timed or {})}
+                "parallel": self.parallel, "points_per_call": self.points_per_call, **timed}
 
     def _call(self, which: str, chunk):
         try:
