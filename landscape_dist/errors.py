@@ -52,6 +52,10 @@ class OutputError(LandscapeError):
     """An output directory, surface file or journal that cannot be used as asked."""
 
 
+class FilterRuleWarning(UserWarning):
+    """Some kernels belong to layers whose filter layout is not known; the last axis was used."""
+
+
 class TileError(RuntimeError):
     """A job failed for a reason that retrying will not fix, or ran out of retries."""
 

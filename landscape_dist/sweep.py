@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import os
 import platform
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -254,6 +255,16 @@ def prepare(config: Config, out: Path) -> SweepInputs:
     return SweepInputs(loaded.model_spec, loaded.data_spec, loaded.centre_file, layout,
                        non_trainable, traj, files, tuple(plans), runs, dataclasses.replace(
                            context, meta={"dtype_policies": policies}))
+
+
+def prepare_portable(config: Config, out: Path) -> SweepInputs:
+    """:func:`prepare` with TensorFlow imported quietly first, its result without the model
+    resolver (a closure over the Keras model, needed only while the planes are built), so that
+    it pickles: what :func:`sweep` has a Ray worker run (see ``RayPool.call_beside``)."""
+    import_tensorflow_quietly()
+    inputs = prepare(config, out)
+    return dataclasses.replace(inputs, context=dataclasses.replace(inputs.context,
+                                                                   resolve_model=None))
 
 
 def _check_curvature_quantities(slice_cfg: SliceConfig, config: Config, i: int) -> None:
@@ -609,11 +620,16 @@ def sweep(config: Config, out: str | Path, *, pool=None, callbacks: list[SweepCa
         refuse_existing_surface(out, overwrite)
         check_writable(out, create=False)  # created once the input has been checked
         own_pool = pool is None
-        # Ray actors start (TensorFlow, model, data) while this process prepares the planes
+        # Ray actors start (TensorFlow, model, data) while the planes are prepared
         early = started or (start_pool(config) if own_pool and not in_process else None)
         try:
-            import_tensorflow_quietly()  # meanwhile: after Ray, before the planes need it
-            inputs = prepare(config, out)
+            inputs = None
+            if early is not None and "tensorflow" not in sys.modules:
+                # a worker beside this process prepares them with the TensorFlow it imports
+                # anyway: this process's own import would take the cores the workers' need
+                inputs = early.call_beside("landscape_dist.sweep:prepare_portable", config, out)
+            if inputs is None:
+                inputs = prepare_portable(config, out)
             journal_path = out / "surface.h5.journal"
             fingerprint_ = inputs.fingerprint(config)
             checked = None if overwrite else TileJournal.check(journal_path, fingerprint_)

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from scipy.linalg import eigh_tridiagonal
 
 Matvec = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -36,7 +35,15 @@ class LanczosResult:
         s = int(self.steps[b])
         if s == 1:
             return self.alpha[b, :1].copy(), np.ones((1, 1))
-        return eigh_tridiagonal(self.alpha[b, :s], self.beta[b, :s - 1])
+        return _eigh_tridiagonal(self.alpha[b, :s], self.beta[b, :s - 1])
+
+
+def _eigh_tridiagonal(diagonal, off_diagonal):
+    """SciPy's symmetric tridiagonal eigensolver, imported when first used (importing
+    ``scipy.linalg`` costs every command 0.2 s at start-up)."""
+    from scipy.linalg import eigh_tridiagonal
+
+    return eigh_tridiagonal(diagonal, off_diagonal)
 
 
 def _residuals(alpha, beta_next, s):
@@ -44,7 +51,7 @@ def _residuals(alpha, beta_next, s):
     if s == 1:
         theta, vecs = alpha[:1].copy(), np.ones((1, 1))
     else:
-        theta, vecs = eigh_tridiagonal(alpha[:s], beta_next[:s - 1])
+        theta, vecs = _eigh_tridiagonal(alpha[:s], beta_next[:s - 1])
     return theta, np.abs(beta_next[s - 1] * vecs[-1]) if s <= len(beta_next) else np.zeros(s)
 
 

@@ -114,6 +114,21 @@ class RayPool:
         self.replacements = 0
         return self
 
+    def call_beside(self, target: str, *args):
+        """``target`` (``'module:function'``) called with ``args`` by the first worker, in this
+        process's working directory, its warnings and log records relayed here (see
+        ``execution.relay``); None where that worker runs on another node or could not answer
+        (the caller then makes the call itself). Returns once that worker has started."""
+        import os
+
+        ray = self._ray
+        node = ray.get_runtime_context().get_node_id()
+        try:
+            reply = ray.get(self.actors[0].call.remote(target, args, os.getcwd(), node))
+        except ray.exceptions.RayError:
+            return None
+        return None if reply is None else reply.deliver()
+
     def _new_actor(self, shard: int):
         actor = self._actor_class.remote(*self._args, shard=shard, quantities=self._quantities_asked)
         self.shard_of[actor] = shard

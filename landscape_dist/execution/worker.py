@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 
 from ..core.quantities import HVP, QuantitySet
@@ -40,9 +41,34 @@ def active_quantities(described: dict, names) -> QuantitySet:
     return sum(sets[1:], sets[0])
 
 
+# Optional modules Keras imports with TensorFlow for what a worker never uses (scikit-learn
+# wrappers, image galleries drawn with matplotlib, notebook display): about 1.3 s of the 3.6 s
+# import of TensorFlow on a 2-core machine, paid again by every worker before its first job.
+_NOT_FOR_WORKERS = ("sklearn", "matplotlib", "IPython")
+
+
+def import_tensorflow_lean() -> None:
+    """Import TensorFlow without Keras's optional integrations (:data:`_NOT_FOR_WORKERS`): each
+    one not imported yet is unimportable while TensorFlow loads (Keras catches the ImportError
+    and leaves that integration off) and importable again afterwards, so this process can still
+    import it itself (the digits example reads its data with scikit-learn)."""
+    if "tensorflow" in sys.modules:
+        return
+    blocked = [name for name in _NOT_FOR_WORKERS if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None
+    try:
+        import tensorflow  # noqa: F401
+    finally:
+        for name in blocked:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
+
+
 def configure_tensorflow(threads: int | None, use_gpu: bool) -> None:
     """Match TensorFlow's thread pools to the CPUs granted (None: leave them); turn on GPU
     memory growth. Must run before the first TensorFlow op of the process."""
+    import_tensorflow_lean()
     import tensorflow as tf
 
     if threads is not None:
@@ -175,6 +201,28 @@ class LandscapeWorker:
             named = {f"{dataset}/{k}": v for k, v in computed.items()} if dataset else computed
             parts.update({k: v for k, v in named.items() if k in wanted})
         return parts
+
+    def call(self, target: str, args: tuple, cwd: str, node: str | None):
+        """``target`` (``'module:function'``) called with ``args`` in the directory ``cwd``, as a
+        :class:`~landscape_dist.execution.relay.Answer`; None where this worker runs on another
+        node than ``node`` (the caller's files need not be here). The pool's driver uses it to
+        prepare the planes with the TensorFlow this worker has imported already."""
+        import importlib
+
+        import ray
+
+        from .relay import answer
+
+        if node is None or ray.get_runtime_context().get_node_id() != node:
+            return None
+        module, name = target.split(":")
+        function = getattr(importlib.import_module(module), name)
+        here = os.getcwd()
+        os.chdir(cwd)  # relative paths in the arguments are the caller's
+        try:
+            return answer(function, *args)
+        finally:
+            os.chdir(here)
 
     def close(self) -> bool:
         """Remove this worker's temporary files (the pool calls it before ending the actor)."""

@@ -32,10 +32,7 @@ import warnings
 import keras
 
 from ..core.directions import FilterRule
-
-
-class FilterRuleWarning(UserWarning):
-    """Some kernels belong to layers whose filter layout is not known; the last axis was used."""
+from ..errors import FilterRuleWarning  # noqa: F401 - defined where it unpickles without Keras
 
 
 _LAST = "each index of the last axis"
