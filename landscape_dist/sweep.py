@@ -1,7 +1,10 @@
 """``sweep``: evaluate every slice of a configuration on a pool and write the surface file.
 
-The driver prepares everything that can fail on bad input first (model, data, centre, path,
-planes, the journal's fingerprint), then starts the pool, then writes: each slice is a
+Everything that can fail on bad input is prepared first (model, data, centre, path, planes, the
+journal's fingerprint) while the pool starts, then the sweep writes. On Ray, a driver that has not
+imported TensorFlow has its first worker prepare the planes with the TensorFlow that worker
+imports anyway (its errors, warnings and log messages relayed), so that its own import does not
+compete with the workers' for the cores. Each slice is a
 :class:`SliceSweep` that resumes from the journal, writes tiles as they arrive, counts diverged
 points and notifies the callbacks, for resumed and computed tiles alike.
 """
