@@ -50,6 +50,29 @@ def test_training_records_the_path_and_saves_the_centre(trained):
                                   traj.weights[-1])
 
 
+def test_training_batches_hold_every_example_once_per_epoch_in_a_fresh_seeded_order():
+    from landscape_dist.model.training import _shuffled_batches
+
+    x = np.arange(10, dtype=np.float32)[:, None]
+    y = {"out": np.arange(10) * 2}  # any structure of arrays, gathered alike
+
+    def epochs(seed, n=3):
+        batches = iter(_shuffled_batches(x, y, 4, seed))
+        out = []
+        for _ in range(n):
+            epoch = [next(batches) for _ in range(3)]  # 4 + 4 + 2 examples
+            assert [len(b[0]) for b in epoch] == [4, 4, 2]
+            rows = np.concatenate([b[0].numpy()[:, 0] for b in epoch])
+            assert np.array_equal(np.concatenate([b[1]["out"].numpy() for b in epoch]), rows * 2)
+            out.append(rows)
+        return out
+
+    first = epochs(seed=5)
+    assert all(sorted(rows) == list(range(10)) for rows in first)
+    assert not np.array_equal(first[0], first[1])  # reshuffled every epoch
+    assert all(np.array_equal(a, b) for a, b in zip(first, epochs(seed=5)))  # seeded
+
+
 def test_surface_file_round_trip_and_reference_layout(trained, tmp_path):
     out, _ = trained
     for name in ("model.keras", "trajectory.h5"):

@@ -67,9 +67,12 @@ def _shuffled_batches(x, y, batch_size: int, seed: int):
     example's 7.5 s of training)."""
     import tensorflow as tf
 
-    data = tf.data.Dataset.from_tensor_slices((x, y))
-    data = data.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    return data.batch(batch_size).repeat().prefetch(2)
+    arrays = tf.nest.map_structure(tf.convert_to_tensor, (x, y))
+    order = tf.data.Dataset.range(len(x)).shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    # the shuffle buffer holds indices, not a second copy of the examples
+    return (order.batch(batch_size)
+            .map(lambda rows: tf.nest.map_structure(lambda a: tf.gather(a, rows), arrays))
+            .repeat().prefetch(2))
 
 
 def _set_optimizer(model, settings) -> None:
