@@ -107,6 +107,29 @@ def test_first_layer_shortcut_equals_the_full_forward_pass(source, data, applies
     assert tiny.shortcut is None  # the pre-activations must fit in the memory budget
 
 
+def test_a_loop_may_take_calls_larger_than_the_budget_but_weight_vectors_never_do(monkeypatch):
+    model, x, y, ev, centre, directions, coords = _setup("parabola")
+    grid = np.stack(np.meshgrid(np.linspace(-1, 1, 9), np.linspace(-1, 1, 9)), -1).reshape(-1, 2)
+    budget = 16 * (8 * ev.layout.size + 12 * 193 * len(x))  # 16 points, whole batch (193 units)
+    tuned = LandscapeEvaluator(model, x, y, mode="loop", tune=True,
+                               memory_budget_mb=budget / 2 ** 20).set_plane(centre, directions)
+    assert tuned.budget_points == 16 and tuned.batch_size == len(x)
+    got = tuned.evaluate(grid)
+    calls = tuned.choice["us_per_point_by_points_per_call"]
+    assert set(calls) == {"16", "32", "64"}  # 81 points: 2x and 4x the budget's 16 are timed
+    ref = ev.evaluate(grid)
+    for name in ref:
+        np.testing.assert_allclose(got[name], ref[name], rtol=1e-5, atol=1e-7)
+    tuned.points_per_call = 64
+    sizes = []
+    run = tuned._call
+    monkeypatch.setattr(tuned, "_call", lambda which, chunk: sizes.append((which, len(chunk)))
+                        or run(which, chunk))
+    tuned.evaluate_weights(tuned.weights_at(grid[:40]))
+    tuned.evaluate(grid)
+    assert sizes == [("weights", 16)] * 2 + [("weights", 8)] + [("coords", 64), ("coords", 17)]
+
+
 @pytest.mark.parametrize("source, data, first", [
     ("parabola", None, {"vectorized", "loop"}),  # the shortcut does not apply (one input)
     ("digits", None, {"loop + shortcut", "loop"}),  # convolutions do not vectorise; the shortcut applies

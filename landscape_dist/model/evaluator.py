@@ -29,6 +29,8 @@ from .shortcut import FirstLayerShortcut
 log = logging.getLogger(__name__)
 
 _MAX_POINTS_PER_CALL = 1024
+_MAX_LOOP_POINTS_PER_CALL = 4096  # a loop's calls: their inputs are coordinates, a few per point
+_LARGER_CALL_S = 0.25  # the tuner tries calls larger than the budget's only where they are this quick
 MODES = ("auto", "vectorized", "loop")
 
 
@@ -306,6 +308,12 @@ class LandscapeEvaluator:
         return self
 
     @property
+    def budget_points(self) -> int:
+        """Points per call the memory budget allows where every point of a call is held at once
+        (the vectorised method, weight vectors as inputs); a loop's calls may be larger."""
+        return self._budget_points
+
+    @property
     def _block(self) -> int:
         """Points per block for XLA and parallel parts: an eighth of the points per call the
         memory budget allows (at most 64), so that a call of any size is padded by less than a
@@ -453,8 +461,11 @@ class LandscapeEvaluator:
                 self._untimed -= 1
             else:
                 self._choose(items)
-        for start in range(0, len(items), self.points_per_call):
-            chunk = tf.constant(items[start:start + self.points_per_call])
+        # weight vectors are inputs of (points, size): the memory budget sets their calls
+        size = self.points_per_call if which == POINTS else min(self.points_per_call,
+                                                                 self.budget_points)
+        for start in range(0, len(items), size):
+            chunk = tf.constant(items[start:start + size])
             out[start:start + len(chunk)] = self._call(which, chunk)
         return {part.name: out[:, i] for i, part in enumerate(self.quantities.parts)}
 
@@ -502,12 +513,12 @@ class LandscapeEvaluator:
         n = min(len(items), max(budget_points, least))
         sample = tf.constant(items[:n])
 
-        def timed(size: int) -> float:
-            """Seconds per point of the current strategy over the sample, ``size`` per call."""
+        def timed(size: int, points=sample) -> float:
+            """Seconds per point of the current strategy over ``points``, ``size`` per call."""
             t0 = time.perf_counter()
-            for start in range(0, n, size):
-                self._function(POINTS)(sample[start:start + size]).numpy()
-            return (time.perf_counter() - t0) / n
+            for start in range(0, len(points), size):
+                self._function(POINTS)(points[start:start + size]).numpy()
+            return (time.perf_counter() - t0) / len(points)
 
         timings = {}
 
@@ -552,6 +563,16 @@ class LandscapeEvaluator:
             if smaller >= 8:  # the same function takes any number of points
                 timed(smaller)  # new shapes warm up first
                 calls[smaller] = timed(smaller)
+        if best[0] == "loop":
+            # a loop holds a few points' activations at a time, whatever the call's size (the
+            # budget is for the vectorised method): larger calls where the job has the points
+            # and a call stays short (they pay where the per-call overhead is what remains)
+            for larger in (2 * budget_points, 4 * budget_points):
+                if (larger <= min(len(items), _MAX_LOOP_POINTS_PER_CALL)
+                        and timings[best] * larger <= _LARGER_CALL_S):
+                    more = tf.constant(items[:larger])
+                    timed(larger, more)
+                    calls[larger] = timed(larger, more)
         self.points_per_call = min(calls, key=calls.get)
         self._timings, self._calls = timings, calls
         log.debug("evaluation strategy: %s", self.choice)

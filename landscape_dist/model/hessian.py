@@ -44,7 +44,8 @@ class HessianProducts:
     def points_per_call(self) -> int:
         """Products per compiled call: a forward-over-reverse pass holds about three times the
         activations of a loss evaluation."""
-        return max(1, self.evaluator.points_per_call // 3)
+        ev = self.evaluator
+        return max(1, min(ev.points_per_call, ev.budget_points) // 3)
 
     def _product(self, flat, vector, coords):
         ev = self.evaluator
