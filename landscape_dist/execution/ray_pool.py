@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import re
 import time
 from typing import Callable, Iterable
@@ -119,8 +120,6 @@ class RayPool:
         process's working directory, its warnings and log records relayed here (see
         ``execution.relay``); None where that worker runs on another node or could not answer
         (the caller then makes the call itself). Returns once that worker has started."""
-        import os
-
         ray = self._ray
         node = ray.get_runtime_context().get_node_id()
         try:

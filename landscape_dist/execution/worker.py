@@ -148,10 +148,9 @@ class LandscapeWorker:
         examples, points per call; or ``{'error': exception}`` when the model or data given
         cannot be used."""
         if self.error is not None:
-            from ..errors import LandscapeError
+            from .relay import portable_error
 
-            keep = isinstance(self.error, LandscapeError)  # picklable, and keeps its slots
-            return {"error": self.error if keep else ValueError(str(self.error))}
+            return {"error": portable_error(self.error)}  # unpickles where Keras is not imported
         import ray
 
         node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None

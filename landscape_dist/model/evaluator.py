@@ -559,20 +559,18 @@ class LandscapeEvaluator:
         best = min(timings, key=timings.get)
         self._strategy = best
         calls = {budget_points: timings[best]}
-        for smaller in (budget_points // 4, budget_points // 16):
-            if smaller >= 8:  # the same function takes any number of points
-                timed(smaller)  # new shapes warm up first
-                calls[smaller] = timed(smaller)
+        sizes = [s for s in (budget_points // 4, budget_points // 16) if s >= 8]
         if best[0] == "loop":
             # a loop holds a few points' activations at a time, whatever the call's size (the
             # budget is for the vectorised method): larger calls where the job has the points
             # and a call stays short (they pay where the per-call overhead is what remains)
-            for larger in (2 * budget_points, 4 * budget_points):
-                if (larger <= min(len(items), _MAX_LOOP_POINTS_PER_CALL)
-                        and timings[best] * larger <= _LARGER_CALL_S):
-                    more = tf.constant(items[:larger])
-                    timed(larger, more)
-                    calls[larger] = timed(larger, more)
+            sizes += [s for s in (2 * budget_points, 4 * budget_points)
+                      if s <= min(len(items), _MAX_LOOP_POINTS_PER_CALL)
+                      and timings[best] * s <= _LARGER_CALL_S]
+        for size in sizes:  # the same function takes any number of points
+            points = sample if size <= n else tf.constant(items[:size])
+            timed(size, points)  # new shapes warm up first
+            calls[size] = timed(size, points)
         self.points_per_call = min(calls, key=calls.get)
         self._timings, self._calls = timings, calls
         log.debug("evaluation strategy: %s", self.choice)
