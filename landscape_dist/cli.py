@@ -10,7 +10,7 @@ import sys
 import threading
 
 from .errors import LandscapeError, TileError, request_interrupt
-from .figures.formats import OUTPUT_FORMATS
+from .registry import OUTPUT_FORMATS
 
 # How the command line names what library messages speak of (see errors.LandscapeError).
 FLAGS = {"overwrite": "--overwrite", "out": "--out", "train": "'landscape-dist train' (or 'run')",

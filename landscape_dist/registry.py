@@ -1,47 +1,131 @@
-"""Registries: the extension points, each keyed by the name used in the configuration.
+"""Registries: the four growth points, each keyed by the name used in the configuration.
 
-Three things grow: plane kinds (``directions.kind``, :data:`landscape_dist.planes.PLANE_KINDS`),
-quantities (what a point yields and how shards combine,
-:data:`landscape_dist.model.quantities.QUANTITIES`) and output formats (``plot.format``,
-:data:`landscape_dist.figures.formats.OUTPUT_FORMATS`). Adding one means adding one module that
-registers itself, and its tests.
+Plane kinds (``directions.kind``), quantities (``slices[].quantities``: what a point yields and how
+shards combine it), output formats (``plot.format``) and execution backends (``cluster.backend``)
+grow by registration. Each registry lists its built-in entries once, as name -> where it lives
+(``"module:attribute"``), and imports an entry only when it is first looked up: the configuration
+checks names against a registry without importing the planes, the figures or the Keras side.
+
+Adding a built-in means one module and one line in the tables below; adding one from outside the
+package means ``REGISTRY.register("name")`` on a class or function (or ``REGISTRY.add(name,
+"module:attribute")``), and its tests. An entry registered in the driver reaches Ray workers by its
+location (:meth:`Registry.added`), so it must live in a module the workers can import.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Callable, Generic, TypeVar
 
 T = TypeVar("T")
 
 
-class Registry(Generic[T]):
-    """Entries by name, in the order they were registered."""
+def locate(location: str):
+    """The object at ``"package.module:attribute"`` (the attribute may be dotted)."""
+    module, _, attribute = location.partition(":")
+    value = importlib.import_module(module)
+    for part in attribute.split("."):
+        value = getattr(value, part)
+    return value
 
-    def __init__(self, what: str):
+
+def location_of(entry) -> str | None:
+    """Where ``entry`` (a class or function) can be imported from, or None (defined in a
+    function, or in ``__main__``, which another process cannot import)."""
+    module, name = getattr(entry, "__module__", None), getattr(entry, "__qualname__", "")
+    if not module or module == "__main__" or "<locals>" in name:
+        return None
+    return f"{module}:{name}"
+
+
+class Registry(Generic[T]):
+    """Entries by name: the built-ins (imported when first used), then those registered, in
+    order."""
+
+    def __init__(self, what: str, builtins: dict[str, str]):
         self.what = what  # e.g. "plane kind", used in messages
-        self._entries: dict[str, T] = {}
+        self._builtins = dict(builtins)
+        self._locations: dict[str, str] = dict(builtins)  # name -> "module:attribute"
+        self._entries: dict[str, T] = {}  # name -> the entry, once imported or registered
 
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator: ``@REGISTRY.register("name")`` on a class or function."""
         def add(entry: T) -> T:
-            if name in self._entries:
-                raise ValueError(f"The {self.what} {name!r} is registered twice.")
-            self._entries[name] = entry
+            self._add(name, entry, location_of(entry))
             return entry
         return add
 
-    def remove(self, name: str) -> T:
-        """Unregister ``name`` (tests, plugins being reloaded); returns its entry."""
-        return self._entries.pop(name)
+    def add(self, name: str, location: str) -> None:
+        """Register the entry at ``location`` (``"module:attribute"``), imported when first
+        used."""
+        self._add(name, None, location)
+
+    def _add(self, name: str, entry, location: str | None) -> None:
+        if name in self._locations or name in self._entries:
+            raise ValueError(f"The {self.what} {name!r} is registered twice.")
+        if location is not None:
+            self._locations[name] = location
+        if entry is not None:
+            self._entries[name] = entry
+
+    def remove(self, name: str):
+        """Unregister an entry added from outside (tests, plugins being reloaded)."""
+        if name in self._builtins:
+            raise ValueError(f"The built-in {self.what} {name!r} cannot be removed.")
+        self._locations.pop(name, None)
+        return self._entries.pop(name, None)
 
     def __getitem__(self, name: str) -> T:
-        try:
-            return self._entries[name]
-        except KeyError:
-            raise KeyError(f"No {self.what} named {name!r}; known: {', '.join(self._entries)}.") from None
+        if name not in self._entries:
+            if name not in self._locations:
+                raise KeyError(f"No {self.what} named {name!r}; known: {', '.join(self.names())}.")
+            self._entries[name] = locate(self._locations[name])
+        return self._entries[name]
 
     def __contains__(self, name) -> bool:
-        return name in self._entries
+        return name in self._locations or name in self._entries
 
     def names(self) -> tuple[str, ...]:
-        return tuple(self._entries)
+        """Every name, built-ins first, without importing any entry."""
+        return tuple(dict.fromkeys([*self._locations, *self._entries]))
+
+    def added(self) -> dict[str, str]:
+        """The entries registered from outside the package that another process can import:
+        name -> location (what a pool sends its workers, see :meth:`restore`)."""
+        return {name: where for name, where in self._locations.items()
+                if name not in self._builtins}
+
+    def restore(self, added: dict[str, str]) -> None:
+        """Register in this process what :meth:`added` listed in another (a worker's start)."""
+        for name, where in added.items():
+            if name not in self:
+                self.add(name, where)
+
+
+# The built-ins, one line each, in the order messages list them.
+PLANE_KINDS: Registry = Registry("plane kind", {
+    "random": "landscape_dist.planes.random:RandomPlane",
+    "pca": "landscape_dist.planes.pca:PCAPlane",
+    "interpolate": "landscape_dist.planes.between:InterpolatePlane",
+    "models": "landscape_dist.planes.between:ModelsPlane",
+    "file": "landscape_dist.planes.file:FilePlane",
+    "hessian": "landscape_dist.planes.hessian:HessianPlane",
+})
+QUANTITIES: Registry = Registry("quantity", {
+    "loss": "landscape_dist.model.quantities:LossAndMetrics",
+    "hessian_max": "landscape_dist.model.quantities:HessianExtremes",
+    "hessian_min": "landscape_dist.model.quantities:HessianExtremes",
+})
+OUTPUT_FORMATS: Registry = Registry("output format", {
+    "png": "landscape_dist.figures.formats:write_png",
+    "pdf": "landscape_dist.figures.formats:write_pdf",
+    "svg": "landscape_dist.figures.formats:write_svg",
+    "vtp": "landscape_dist.figures.formats:write_vtp",
+    "html": "landscape_dist.figures.formats:write_html",
+    "gif": "landscape_dist.figures.formats:write_gif",
+    "mp4": "landscape_dist.figures.formats:write_mp4",
+})
+BACKENDS: Registry = Registry("execution backend", {
+    "ray": "landscape_dist.execution.ray_pool:RayPool",
+    "local": "landscape_dist.execution.local:InProcessPool",
+})

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from ..registry import PLANE_KINDS
 from .schema import (DEFAULT_ORDER, DEFAULT_TILE, AxisConfig, Config, ConfigError, GridConfig,
                      RefineConfig, SettingError, SliceConfig, must)
 
@@ -170,8 +171,6 @@ def _build_grid(grid, name: str = "grid") -> GridConfig:
 
 def _build_directions(data, name: str):
     """The directions of a slice, built as the dataclass its plane kind declares."""
-    from ..planes import PLANE_KINDS
-
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -2,16 +2,20 @@
 
 A dataclass names its own fields in its errors (``The 'points' setting must be ...``); the loader
 that built it from a file adds where it sits (``grid.x.points``), see :meth:`SettingError.under`.
-Choices that grow by registration (plane kinds, output formats) are checked against their
-registries.
+Choices that grow by registration (plane kinds, quantities, output formats, backends) are checked
+against the names their registries list, without importing the entries; a plane kind's own rules
+(the grid dimensions it draws) are asked of the kind. Nested defaults are built when a dataclass
+is, never when the module is imported.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from ..registry import BACKENDS, OUTPUT_FORMATS, PLANE_KINDS, QUANTITIES
 
 
 class ConfigError(ValueError):
@@ -70,18 +74,6 @@ MAX_DPI = 1200  # a 6.4-inch figure at 1200 dpi is already 7680 pixels wide
 DEFAULT_ORDER = "coarse_to_fine"
 
 
-def plane_kinds() -> tuple[str, ...]:
-    from ..planes import PLANE_KINDS  # the registry imports this module: look it up when used
-
-    return PLANE_KINDS.names()
-
-
-def output_formats() -> tuple[str, ...]:
-    from ..figures.formats import OUTPUT_FORMATS
-
-    return OUTPUT_FORMATS.names()
-
-
 @dataclass(frozen=True)
 class AxisConfig:
     """One grid axis. ``min``/``max`` of None mean 'fit the projected training path'."""
@@ -133,8 +125,8 @@ class RefineConfig:
 class GridConfig:
     """The grid of a slice: axis ``x`` (direction 0), optional ``y`` (direction 1), tile shape."""
 
-    x: AxisConfig = AxisConfig()
-    y: AxisConfig | None = AxisConfig()
+    x: AxisConfig = field(default_factory=AxisConfig)
+    y: AxisConfig | None = field(default_factory=AxisConfig)
     tile: tuple[int, int] = DEFAULT_TILE
     order: str = DEFAULT_ORDER
     refine: RefineConfig | None = None  # null: every point is evaluated
@@ -224,7 +216,7 @@ class DirectionConfig:
 
     def __post_init__(self):
         check_finite(self)
-        kinds = plane_kinds()
+        kinds = PLANE_KINDS.names()
         if self.kind not in kinds:
             raise must("kind", f"one of {kinds}", self.kind)
         if self.normalization not in NORMALIZATIONS:
@@ -233,34 +225,26 @@ class DirectionConfig:
             raise must("ignore", f"one of {IGNORES}", self.ignore)
 
 
-def quantity_names() -> tuple[str, ...]:
-    from ..model.quantities import QUANTITIES
-
-    return QUANTITIES.names()
-
-
 @dataclass(frozen=True)
 class SliceConfig:
     """One surface: a name, its directions, its grid and the quantities evaluated at its points
     (``loss``, the loss and every compiled metric; ``hessian_max``, ``hessian_min``...)."""
 
     name: str = "random"
-    directions: DirectionConfig = DirectionConfig()
-    grid: GridConfig = GridConfig()
+    directions: DirectionConfig = field(default_factory=DirectionConfig)
+    grid: GridConfig = field(default_factory=GridConfig)
     quantities: tuple[str, ...] = ("loss",)
 
     def __post_init__(self):
         if not self.name or not self.name.replace("_", "").replace("-", "").isalnum():
             raise must("name", "a non-empty name of letters, digits, '-' or '_'", self.name)
-        known = quantity_names()
+        known = QUANTITIES.names()
         quantities = list(self.quantities)
         if ("loss" not in quantities or len(set(quantities)) != len(quantities)
                 or any(q not in known for q in quantities)):
             raise must("quantities", f"a list of distinct names from {known}, 'loss' among them",
                        quantities)
-        from ..planes import PLANE_KINDS
-
-        kind = PLANE_KINDS[self.directions.kind]
+        kind = PLANE_KINDS[self.directions.kind]  # the kind says which grids it can draw
         if self.grid.ndim not in kind.dims:
             need = "null (a 1-D slice)" if kind.dims == (1,) else "a mapping (a 2-D slice)"
             raise must("grid.y", f"{need} for kind {self.directions.kind!r}",
@@ -346,8 +330,10 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class ClusterConfig:
-    """The Ray pool: where Ray runs and how many actors with what resources."""
+    """The pool: which execution backend runs the workers (``ray``, ``local`` in this process, or
+    one registered), where Ray runs, and how many workers with what resources."""
 
+    backend: str = "ray"
     address: str | None = None
     num_workers: int | None = None  # None: one per GPU when workers use GPUs, else one per CPU
     cpus_per_worker: float = 1.0
@@ -356,6 +342,9 @@ class ClusterConfig:
 
     def __post_init__(self):
         check_finite(self)
+        backends = BACKENDS.names()
+        if self.backend not in backends:
+            raise must("backend", f"one of {backends}", self.backend)
         n = self.num_workers
         if n is not None and (not _is_int(n) or n < 1):
             raise must("num_workers", "an integer >= 1 or null (automatic)", n)
@@ -456,7 +445,7 @@ class PlotConfig:
             raise must("levels", f"an integer from 2 to {MAX_LEVELS}", self.levels)
         if not 10 <= self.dpi <= MAX_DPI:
             raise must("dpi", f"an integer from 10 to {MAX_DPI}", self.dpi)
-        formats = output_formats()
+        formats = OUTPUT_FORMATS.names()
         if self.format not in formats:
             raise must("format", f"one of {formats}", self.format)
         for i, name in enumerate(self.formats):
@@ -484,13 +473,13 @@ class PlotConfig:
 class Config:
     """A whole run: model, data, training, the slices to sweep, the Ray pool, evaluation, plots."""
 
-    model: ModelConfig = ModelConfig()
-    data: DataConfig = DataConfig()
-    train: TrainConfig = TrainConfig()
-    slices: tuple[SliceConfig, ...] = (SliceConfig(),)
-    cluster: ClusterConfig = ClusterConfig()
-    evaluation: EvaluationConfig = EvaluationConfig()
-    plot: PlotConfig = PlotConfig()
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    slices: tuple[SliceConfig, ...] = field(default_factory=lambda: (SliceConfig(),))
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    plot: PlotConfig = field(default_factory=PlotConfig)
     curvature: CurvatureConfig | None = None  # None: 'run' computes no curvature at the centre
 
     def __post_init__(self):

@@ -1,7 +1,9 @@
-"""Output formats (``plot.format``, ``plot.formats``): each a writer registered under its configuration name.
+"""Output formats (``plot.format``, ``plot.formats``): the built-in writers, each listed in
+:data:`~landscape_dist.registry.OUTPUT_FORMATS` under its configuration name.
 
-A writer is ``writer(surface_file, out_dir, plot_config) -> list of written paths``. A new format
-is one function registered here (or in its own module imported below), and its tests. This module
+A writer is ``writer(surface_file, out_dir, plot_config) -> list of written paths``. A new built-in
+format is one function (here or in a module of its own) and one line in the registry's table; one
+from outside the package registers itself with ``OUTPUT_FORMATS.register(name)``. This module
 imports no plotting library: writers import theirs when called.
 """
 
@@ -10,10 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from ..registry import Registry
+from ..registry import OUTPUT_FORMATS
 
 Writer = Callable[[Path, Path, object], list]
-OUTPUT_FORMATS: Registry[Writer] = Registry("output format")
 
 
 def _static(suffix: str) -> Writer:
@@ -22,15 +23,13 @@ def _static(suffix: str) -> Writer:
         from .static import plot_surface_file
 
         return plot_surface_file(Path(surface_file), Path(out), cfg, suffix)
-    write.__name__ = f"write_{suffix.lstrip('.')}"
+    write.__name__ = write.__qualname__ = f"write_{suffix.lstrip('.')}"
     return write
 
 
-for _name in ("png", "pdf", "svg"):
-    OUTPUT_FORMATS.register(_name)(_static(f".{_name}"))
+write_png, write_pdf, write_svg = (_static(f".{name}") for name in ("png", "pdf", "svg"))
 
 
-@OUTPUT_FORMATS.register("vtp")
 def write_vtp(surface_file: Path, out: Path, cfg) -> list[str]:
     """ParaView meshes, one per 2-D slice and quantity, with the path as a polyline."""
     from .vtk import write_surface_vtp
@@ -38,7 +37,6 @@ def write_vtp(surface_file: Path, out: Path, cfg) -> list[str]:
     return write_surface_vtp(Path(surface_file), Path(out), cfg)
 
 
-@OUTPUT_FORMATS.register("html")
 def write_html(surface_file: Path, out: Path, cfg) -> list[str]:
     """One self-contained interactive page of every slice (``landscape.html``)."""
     from .html import write_page
@@ -46,7 +44,6 @@ def write_html(surface_file: Path, out: Path, cfg) -> list[str]:
     return [str(write_page(Path(surface_file), Path(out) / "landscape.html", cfg))]
 
 
-@OUTPUT_FORMATS.register("gif")
 def write_gif(surface_file: Path, out: Path, cfg) -> list[str]:
     """The training path travelling over each slice that draws it (Pillow)."""
     from .animation import write_animations
@@ -54,7 +51,6 @@ def write_gif(surface_file: Path, out: Path, cfg) -> list[str]:
     return write_animations(Path(surface_file), Path(out), cfg, ".gif")
 
 
-@OUTPUT_FORMATS.register("mp4")
 def write_mp4(surface_file: Path, out: Path, cfg) -> list[str]:
     """The same animation as an MP4 video (needs ffmpeg)."""
     from .animation import write_animations

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.quantities import POINTS, WEIGHTS, Part, QuantitySet
-from ..registry import Registry
+from ..registry import QUANTITIES
 
 
 class QuantityKind:
@@ -34,11 +34,9 @@ class QuantityKind:
         raise NotImplementedError
 
 
-QUANTITIES: Registry[type[QuantityKind]] = Registry("quantity")
 DEFAULT_QUANTITIES = ("loss",)
 
 
-@QUANTITIES.register("loss")
 class LossAndMetrics(QuantityKind):
     """The model's compiled loss (data loss plus regularisation, as Keras's ``evaluate`` reports
     it) and every compiled metric."""
@@ -111,6 +109,3 @@ class HessianExtremes(QuantityKind):
         values = {"hessian_max": top, "hessian_min": bottom}
         return {name: values[name] for name in self.names}
 
-
-QUANTITIES.register("hessian_max")(HessianExtremes)
-QUANTITIES.register("hessian_min")(HessianExtremes)

@@ -1,117 +1,13 @@
 """Plane kinds: the ways a slice's coordinate system is built (``directions.kind``).
 
-Each kind is a :class:`PlaneKind` registered in :data:`PLANE_KINDS` under its configuration name,
-with the dataclass of its settings (:class:`~landscape_dist.config.DirectionConfig` or a subclass
-adding its own). A new kind is one module here, imported at the bottom of this file, and its tests.
+Each kind is a :class:`PlaneKind` listed in :data:`~landscape_dist.registry.PLANE_KINDS` under its
+configuration name, with the dataclass of its settings (:class:`~landscape_dist.config.DirectionConfig`
+or a subclass adding its own). A new built-in kind is one module here, one line in the registry's
+table, and its tests; a kind from outside the package registers itself with
+``PLANE_KINDS.register(name)``.
 """
 
-from __future__ import annotations
-
-import dataclasses
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
-
-import numpy as np
-
-from ..config.schema import DirectionConfig
-from ..core.directions import FilterRule
-from ..core.grid import axis_coordinates
-from ..core.layout import WeightLayout
-from ..core.plane import Plane, fitted_axis
-from ..core.projection import project_path
-from ..errors import LandscapeError
-from ..registry import Registry
-
-if TYPE_CHECKING:  # the schema imports this package while it is being defined
-    from ..config.schema import GridConfig, SliceConfig
-
-
-@dataclass(frozen=True)
-class PlaneContext:
-    """What a plane may be built from: the centre weights (size,), their layout, the recorded
-    training path (T, size) where there is one, and each tensor's filter rule (from the layer
-    that owns it; None: the last axis of every kernel)."""
-
-    centre: np.ndarray
-    layout: WeightLayout
-    path: np.ndarray | None = None
-    filters: tuple[FilterRule, ...] | None = None
-    non_trainable: list | None = None  # the centre's non-trainable values (batch-norm statistics)
-    resolve_model: Callable | None = None  # reference -> (flat weights, non-trainable or None)
-    more_paths: tuple = ()  # the further recorded training runs (T_r, size), when several
-    products: Callable | None = None  # Hessian products at the centre, (m, size) -> (m, size)
-    curvature: object = None  # the curvature settings (CurvatureConfig; None: its defaults)
-    meta: dict = dataclasses.field(default_factory=dict)  # added to every plane's metadata
-
-
-class PlaneKind:
-    """Base of the plane kinds. Subclasses set the class attributes and implement :meth:`build`."""
-
-    config: type = DirectionConfig  # the dataclass of the kind's settings
-    needs_path: bool = False  # builds from the recorded training path
-    fits_path: bool = False  # an axis range may be fitted to the projected path ('min: null')
-    dims: tuple[int, ...] = (1, 2)  # the grid dimensions the kind can draw
-    needs_products: bool = False  # built from Hessian products, once the pool runs
-
-    def to_store(self, plane: Plane) -> dict:
-        """What an interrupted sweep keeps of a plane built from products (arrays and plain
-        values), so that resuming it need not compute the plane again."""
-        raise NotImplementedError
-
-    def from_stored(self, cfg: DirectionConfig, context: PlaneContext, stored: dict) -> Plane:
-        """The plane :meth:`to_store` kept."""
-        raise NotImplementedError
-
-    def uses_path(self, cfg: DirectionConfig) -> bool:
-        """Whether building from ``cfg`` needs the recorded training path."""
-        return self.needs_path
-
-    def build(self, cfg: DirectionConfig, context: PlaneContext, k: int) -> Plane:
-        """The plane with ``k`` directions (1 or 2) for the settings ``cfg``."""
-        raise NotImplementedError
-
-    @staticmethod
-    def common_meta(cfg: DirectionConfig, centre: np.ndarray) -> dict:
-        return {"kind": cfg.kind, "normalization": cfg.normalization, "ignore": cfg.ignore,
-                "seed": cfg.seed, "centre_norm": float(np.linalg.norm(centre))}
-
-
-PLANE_KINDS: Registry[type[PlaneKind]] = Registry("plane kind")
-
-
-def build_plane(slice_cfg: SliceConfig, context: PlaneContext) -> Plane:
-    """The plane of ``slice_cfg``, built by its kind."""
-    kind = PLANE_KINDS[slice_cfg.directions.kind]()
-    return kind.build(slice_cfg.directions, context, slice_cfg.grid.ndim)
-
-
-def resolve_axes(grid: GridConfig, plane: Plane, path: np.ndarray | None):
-    """Grid coordinates (xs, ys or None); an axis without a range fits the projected path with a
-    25% margin on each side."""
-    coords = None
-    if path is not None and grid.auto:
-        coords, _, _ = project_path(path, plane.centre, plane.directions)
-
-    def axis(cfg, i: int):
-        if not cfg.auto:
-            return axis_coordinates(cfg.min, cfg.max, cfg.points, cfg.spacing)
-        try:
-            return fitted_axis(coords[:, i], cfg.points, cfg.spacing)
-        except ValueError:
-            name = "xy"[i]
-            raise LandscapeError(f"The range of the {{axis}}{name} axis is to be fitted to the "
-                                 f"projected training path, which has no finite point on this "
-                                 f"plane (the training diverged, or the plane is not finite). "
-                                 f"Give {{axis}}{name}.min and max.", axis="grid.") from None
-
-    return axis(grid.x, 0), None if grid.y is None else axis(grid.y, 1)
-
-
-# The built-in kinds register themselves, in the order messages list them.
-from . import random  # noqa: E402,F401
-from . import pca  # noqa: E402,F401
-from . import between  # noqa: E402,F401
-from . import file  # noqa: E402,F401
-from . import hessian  # noqa: E402,F401
+from ..registry import PLANE_KINDS
+from .base import PlaneContext, PlaneKind, build_plane, resolve_axes
 
 __all__ = ["PLANE_KINDS", "PlaneContext", "PlaneKind", "build_plane", "resolve_axes"]

@@ -19,7 +19,7 @@ import numpy as np
 from ..config.schema import DirectionConfig, must
 from ..core.plane import Plane
 from ..errors import LandscapeError
-from . import PLANE_KINDS, PlaneKind
+from .base import PlaneKind
 
 BATCHNORM = ("centre", "interpolate", "recompute")
 # a checkpoint of a recorded training path: 'path:<i>' (run 0) or 'run<r>:<i>'
@@ -92,7 +92,6 @@ class _BetweenModels(PlaneKind):
                 for row in coefficients]
 
 
-@PLANE_KINDS.register("interpolate")
 class InterpolatePlane(_BetweenModels):
     """The line ``A + x (B - A)``: A at x = 0, B at x = 1 (x may run outside [0, 1])."""
 
@@ -105,7 +104,6 @@ class InterpolatePlane(_BetweenModels):
         return self._recomputing(cfg, Plane.make(a, (b - a)[None], context.layout, meta, nt_a, stats))
 
 
-@PLANE_KINDS.register("models")
 class ModelsPlane(_BetweenModels):
     """The plane through A, B, C: centre A, ``d0 = B - A`` and ``d1`` the part of ``C - A``
     orthogonal to it (scaled to ``|d0|``), so B sits at (1, 0) and C at (cx, cy)."""

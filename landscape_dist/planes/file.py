@@ -17,7 +17,7 @@ from ..config.schema import DirectionConfig, must
 from ..core.layout import WeightLayout
 from ..core.plane import Plane
 from ..errors import SourceError
-from . import PLANE_KINDS, PlaneKind
+from .base import PlaneKind
 
 FILE = {"file": "'file' parameter"}
 
@@ -70,7 +70,6 @@ def _read(path: Path, slice_name: str | None):
                           f"surface file.", FILE) from None
 
 
-@PLANE_KINDS.register("file")
 class FilePlane(PlaneKind):
     """Directions from a file; the first ``k`` of them."""
 

@@ -18,7 +18,7 @@ from ..config.schema import CurvatureConfig, DirectionConfig, must
 from ..core.directions import default_filter_rules, normalize_direction
 from ..core.plane import Plane
 from ..errors import LandscapeError
-from . import PLANE_KINDS, PlaneKind
+from .base import PlaneKind
 
 _WHICH = re.compile(r"top([1-9][0-9]*)|min")
 
@@ -45,7 +45,6 @@ class HessianDirections(DirectionConfig):
         return max([int(w[3:]) for w in self.which if w != "min"] or [1])
 
 
-@PLANE_KINDS.register("hessian")
 class HessianPlane(PlaneKind):
     """Eigenvectors of the Hessian of the grid's loss at the centre (Lanczos on the workers'
     products), ``which`` of them, each of unit norm with a fixed sign before normalisation."""

@@ -8,7 +8,7 @@ from ..config.schema import DirectionConfig, must
 from ..core.directions import TrajectoryPCA, bias_mask
 from ..core.plane import Plane
 from ..errors import LandscapeError
-from . import PLANE_KINDS, PlaneKind
+from .base import PlaneKind
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,6 @@ class PCADirections(DirectionConfig):
             raise must("around", "an integer >= 0 (a training run)", self.around)
 
 
-@PLANE_KINDS.register("pca")
 class PCAPlane(PlaneKind):
     """The first components of ``w_i - w_T`` over the recorded path (biases and norms left out
     with ``ignore: biasbn``); explained-variance ratios in the metadata. Unit-norm directions.

@@ -9,7 +9,7 @@ import numpy as np
 from ..config.schema import DirectionConfig, must
 from ..core.directions import default_filter_rules, random_directions
 from ..core.plane import Plane
-from . import PLANE_KINDS, PlaneKind
+from .base import PlaneKind
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,6 @@ class RandomDirections(DirectionConfig):
             raise must("seeds", "a list of distinct integers", list(self.seeds))
 
 
-@PLANE_KINDS.register("random")
 class RandomPlane(PlaneKind):
     """Directions drawn from N(0, 1) with the slice's seed, rescaled to the centre's norms by
     ``normalization`` (filter, layer, model, none); biases and norms zeroed by ``ignore: biasbn``."""
