@@ -1,8 +1,8 @@
 """landscape_dist: loss-landscape slices of Keras models, evaluated on a pool of Ray actors.
 
 The names here are the public surface; everything else is importable from its module and may
-change. Extension points: :data:`landscape_dist.planes.PLANE_KINDS`,
-:data:`landscape_dist.model.quantities.QUANTITIES`, :data:`landscape_dist.figures.formats.OUTPUT_FORMATS`.
+change. Extension points (:mod:`landscape_dist.registry`): ``PLANE_KINDS``, ``QUANTITIES``,
+``OUTPUT_FORMATS`` and ``BACKENDS``.
 The names are imported when first used, so that ``import landscape_dist`` (and the command line's
 ``--help``) does not load TensorFlow or Ray.
 """
@@ -19,9 +19,10 @@ _PUBLIC = {
     "Config": "config", "ConfigError": "config", "config_from_dict": "config",
     "load_config": "config", "LandscapeError": "errors", "TileError": "errors",
     "InProcessPool": "execution", "RayPool": "execution", "SweepCallback": "callbacks",
-    "read_trajectory": "model.trajectory", "plot": "pipeline", "run": "pipeline",
-    "sweep": "pipeline", "train": "pipeline", "Surface": "store.surface",
-    "read_surface": "store.surface", "curvature": "pipeline",
+    "read_trajectory": "model.trajectory", "plot": "commands", "run": "commands",
+    "sweep": "commands", "train": "commands", "Surface": "store.surface",
+    "read_surface": "store.surface", "curvature": "commands", "estimate": "commands",
+    "info": "commands",
 }
 
 __all__ = sorted(_PUBLIC)

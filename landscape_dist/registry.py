@@ -9,12 +9,14 @@ checks names against a registry without importing the planes, the figures or the
 Adding a built-in means one module and one line in the tables below; adding one from outside the
 package means ``REGISTRY.register("name")`` on a class or function (or ``REGISTRY.add(name,
 "module:attribute")``), and its tests. An entry registered in the driver reaches Ray workers by its
-location (:meth:`Registry.added`), so it must live in a module the workers can import.
+location (:func:`plugins`, :func:`restore_plugins`): it must live in a module, not in ``__main__``.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from typing import Callable, Generic, TypeVar
 
 T = TypeVar("T")
@@ -61,7 +63,11 @@ class Registry(Generic[T]):
         self._add(name, None, location)
 
     def _add(self, name: str, entry, location: str | None) -> None:
-        if name in self._locations or name in self._entries:
+        # a module that registers its entries when imported, imported by a worker that knew
+        # them from the driver (restore), registers the same location again: not a clash
+        known = self._locations.get(name)
+        again = known is not None and known == location and name not in self._entries
+        if not again and (name in self._locations or name in self._entries):
             raise ValueError(f"The {self.what} {name!r} is registered twice.")
         if location is not None:
             self._locations[name] = location
@@ -129,3 +135,37 @@ BACKENDS: Registry = Registry("execution backend", {
     "ray": "landscape_dist.execution.ray_pool:RayPool",
     "local": "landscape_dist.execution.local:InProcessPool",
 })
+
+
+REGISTRIES = {"plane kinds": PLANE_KINDS, "quantities": QUANTITIES, "output formats": OUTPUT_FORMATS,
+              "backends": BACKENDS}
+
+
+def _import_root(location: str) -> str | None:
+    """The directory that must be on ``sys.path`` for ``location``'s module to import."""
+    module = sys.modules.get(location.partition(":")[0])
+    file = getattr(module, "__file__", None)
+    if not file:
+        return None
+    root = os.path.dirname(os.path.abspath(file))
+    for _ in range(module.__name__.count(".") + (os.path.basename(file) == "__init__.py")):
+        root = os.path.dirname(root)
+    return root
+
+
+def plugins() -> dict:
+    """What this process registered from outside the package, for a worker process to register
+    too (:func:`restore_plugins`): each registry's added entries by location, and the
+    directories their modules import from."""
+    entries = {key: registry.added() for key, registry in REGISTRIES.items() if registry.added()}
+    roots = {_import_root(where) for added in entries.values() for where in added.values()}
+    return {"entries": entries, "paths": sorted(r for r in roots if r)}
+
+
+def restore_plugins(found: dict) -> None:
+    """Register in this process what :func:`plugins` found in another."""
+    for path in found.get("paths", ()):
+        if path not in sys.path:
+            sys.path.append(path)
+    for key, added in found.get("entries", {}).items():
+        REGISTRIES[key].restore(added)

@@ -123,23 +123,22 @@ def bench_in_process(source, grid) -> tuple[dict, list[dict]]:
     """In process, all cores: the evaluator's strategy chosen by timing (``tune``), then every
     strategy it timed forced in turn; points/s over the whole grid, best of 2 (compiled first).
     Returns the tuned evaluator's choice and one row per strategy."""
-    from landscape_dist.model.evaluator import LandscapeEvaluator, strategy_label
+    from landscape_dist.model.evaluator import LandscapeEvaluator
+    from landscape_dist.model.strategy import Strategy
 
     model, x, y, layout, centre, directions = _setup(source)
     coords = _grid(grid)
     tuned = LandscapeEvaluator(model, x, y, tune=True).set_plane(centre, directions)
     tuned.evaluate(coords[:max(tuned.points_per_call, 64)])  # times the strategies on these
     choice = tuned.choice
-    chosen = strategy_label(choice["method"], choice["shortcut"], choice["fold"], choice["xla"],
-                            choice["parallel"])
+    chosen = Strategy(choice["method"], choice["shortcut"], choice["fold"], choice["xla"],
+                      choice["parallel"])
     rows = []
     # a grid too small to time strategies on is measured with the default one alone
-    timed = tuned.timed_strategies or ((choice["method"], choice["shortcut"], choice["fold"],
-                                        choice["xla"], choice["parallel"]),)
-    for strategy in timed:
+    for strategy in tuned.timed_strategies or (chosen,):
         ev = LandscapeEvaluator(model, x, y).set_plane(centre, directions)
-        ev.use(*strategy)
-        if strategy_label(*strategy) == chosen:
+        ev.force_strategy(strategy)
+        if strategy == chosen:
             ev.points_per_call = choice["points_per_call"]
         ev.evaluate(coords[:ev.points_per_call])  # compiles
         best = 0.0
@@ -147,7 +146,7 @@ def bench_in_process(source, grid) -> tuple[dict, list[dict]]:
             t0 = time.perf_counter()
             ev.evaluate(coords)
             best = max(best, len(coords) / (time.perf_counter() - t0))
-        rows.append({"strategy": strategy_label(*strategy), "chosen": strategy_label(*strategy) == chosen,
+        rows.append({"strategy": strategy.label, "chosen": strategy == chosen,
                      "points_per_call": ev.points_per_call, "points_per_s": best})
     return choice, rows
 
@@ -177,7 +176,7 @@ def bench_ray(source, grid, workers, tile, repeats=2, probe=None, order="coarse_
     from landscape_dist.config import config_from_dict
     from landscape_dist.execution import RayPool
     from landscape_dist.model.sources import DataSpec, ModelSpec
-    from landscape_dist.pipeline import sweep
+    from landscape_dist.commands import sweep
 
     config = config_from_dict({
         "model": {"source": source}, "data": {"source": source},
@@ -454,7 +453,7 @@ def _timed_sweep(model_file: str, data_file: str, n: int, where: str, refine: bo
     from landscape_dist.config import config_from_dict
     from landscape_dist.execution import InProcessPool
     from landscape_dist.model.sources import DataSpec, ModelSpec
-    from landscape_dist.pipeline import sweep
+    from landscape_dist.commands import sweep
     from landscape_dist.store.surface import read_surface
 
     config = config_from_dict({

@@ -8,7 +8,7 @@ from landscape_dist.config import ConfigError, config_from_dict
 from landscape_dist.core.layout import WeightLayout
 from landscape_dist.model.evaluator import LandscapeEvaluator
 from landscape_dist.model.sources import DataSpec, ModelSpec
-from landscape_dist.pipeline import plot, sweep
+from landscape_dist.commands import plot, sweep
 from landscape_dist.planes.file import save_directions
 from landscape_dist.store.surface import read_surface
 
@@ -93,7 +93,7 @@ def test_plane_through_three_models_meets_each_at_its_coordinates(tmp_path, thre
 def test_interpolation_between_checkpoints_of_the_path(tmp_path):
     from landscape_dist.model.reference import evaluate_per_point
     from landscape_dist.model.trajectory import read_trajectory
-    from landscape_dist.pipeline import train
+    from landscape_dist.commands import train
 
     base = {"model": {"source": "parabola"}, "data": {"source": "parabola"},
             "train": {"epochs": 2, "record_every": 1}, "grid": {"x": {"min": 0.0, "max": 1.0,
@@ -156,7 +156,7 @@ def test_bad_between_model_settings_are_one_line(tmp_path, three_models):
 def test_several_training_runs_share_one_pca_plane_and_are_models(tmp_path):
     from landscape_dist.model.reference import evaluate_per_point
     from landscape_dist.model.trajectory import read_trajectory
-    from landscape_dist.pipeline import train
+    from landscape_dist.commands import train
 
     base = {"model": {"source": "parabola"}, "data": {"source": "parabola"},
             "train": {"epochs": 3, "record_every": 1, "learning_rate": 0.01,
@@ -235,7 +235,7 @@ def test_recompute_needs_batch_normalisation_and_one_shard(tmp_path):
     parabola = config_from_dict({"grid": {"x": {"points": 3}, "y": None}, "slices": [
         {"name": "s", "directions": {"kind": "interpolate", "models": ["path:0", "path:-1"],
                                      "batchnorm": "recompute"}}], "train": {"epochs": 1}})
-    from landscape_dist.pipeline import train
+    from landscape_dist.commands import train
 
     train(parabola, tmp_path)
     with pytest.raises(ValueError) as err:

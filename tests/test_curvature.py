@@ -13,10 +13,11 @@ import pytest
 from landscape_dist.config import CurvatureConfig, EvaluationConfig, config_from_dict
 from landscape_dist.core.lanczos import (hutchinson, lanczos, quadrature, rademacher, ritz_pairs,
                                          spectral_density, extreme_eigenvalues)
-from landscape_dist.curvature import PoolHessian, analyse, layer_groups
+from landscape_dist.core.curvature import analyse, layer_groups
+from landscape_dist.execution.products import PoolHessian
 from landscape_dist.execution import InProcessPool, RayPool
 from landscape_dist.model.sources import DataSpec, ModelSpec
-from landscape_dist.pipeline import sweep
+from landscape_dist.commands import sweep
 from landscape_dist.store.surface import read_surface
 
 LSQ = ("tests.factories:least_squares_model", "tests.factories:least_squares_data")
@@ -81,7 +82,7 @@ MAP = ("loss", "hessian_max", "hessian_min")
 
 def _pool(model, data, shards=1, quantities=("loss",), **evaluation):
     return InProcessPool(ModelSpec.from_source(model), DataSpec(data, num_shards=shards),
-                         EvaluationConfig(**evaluation), quantities)
+                         EvaluationConfig(**evaluation), quantities=quantities)
 
 
 def _centre(pool):
@@ -262,7 +263,7 @@ def test_hessian_directions_are_the_dense_eigenvectors_and_resume_from_the_journ
     def refuse(*args, **kwargs):
         raise AssertionError("the directions were computed again instead of read back")
 
-    monkeypatch.setattr("landscape_dist.curvature.PoolHessian.__call__", refuse)
+    monkeypatch.setattr("landscape_dist.execution.products.PoolHessian.__call__", refuse)
     summary = sweep(config, tmp_path, in_process=True, progress=False)
     assert summary["slices"]["hess"]["tiles_resumed"] == 1
     surface = read_surface(tmp_path / "surface.h5")["hess"]
@@ -341,7 +342,7 @@ def test_curvature_command_writes_a_readable_file_and_refuses_to_replace_it(tmp_
 
 
 def test_eigenvalue_maps_on_several_datasets_are_kept_and_drawn_per_dataset(tmp_path):
-    from landscape_dist.pipeline import plot
+    from landscape_dist.commands import plot
 
     exact = np.linalg.eigvalsh(_least_squares_hessian())
     config = config_from_dict({

@@ -8,7 +8,7 @@ import pytest
 from landscape_dist.config import config_from_dict
 from landscape_dist.execution import InProcessPool, RayPool
 from landscape_dist.model.sources import ModelSpec
-from landscape_dist.pipeline import plot, sweep
+from landscape_dist.commands import plot, sweep
 from landscape_dist.store.surface import read_surface
 
 GRID = {"x": {"points": 3}, "y": {"points": 3}, "tile": [3, 3]}
@@ -64,7 +64,7 @@ def test_shards_split_each_dataset(tmp_path, separate):
 
 
 def _data_specs(config):
-    from landscape_dist.sweep import _data_spec
+    from landscape_dist.sweeping.inputs import data_specs as _data_spec
 
     return _data_spec(config)
 

@@ -9,7 +9,7 @@ from landscape_dist.config import ClusterConfig, config_from_dict
 from landscape_dist.execution import InProcessPool, RayPool
 from landscape_dist.model.reference import evaluate_per_point, points_to_weights
 from landscape_dist.model.sources import DataSpec, ModelSpec
-from landscape_dist.pipeline import sweep
+from landscape_dist.commands import sweep
 from landscape_dist.store.surface import read_surface
 
 

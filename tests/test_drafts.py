@@ -11,10 +11,10 @@ from landscape_dist.config.schema import SettingError
 from landscape_dist.core.layout import WeightLayout
 from landscape_dist.errors import SourceError
 from landscape_dist.execution import InProcessPool
-from landscape_dist.figures.static import describe
+from landscape_dist.figures.static import caption_text
 from landscape_dist.model.evaluator import LandscapeEvaluator
 from landscape_dist.model.sources import DataSpec, ModelSpec
-from landscape_dist.pipeline import sweep
+from landscape_dist.commands import sweep
 from landscape_dist.store.surface import read_surface
 
 
@@ -90,7 +90,7 @@ def test_draft_then_final_in_the_same_directory(tmp_path):
     summary = sweep(config, tmp_path, pool=_pool(config), progress=False)
     assert summary["slices"]["random"]["subset"] == {"loss_stderr": {"examples": 300, "of": 1797}}
     draft = read_surface(tmp_path / "surface.h5")["random"]
-    assert "draft: 300 of 1,797 examples" in describe(draft)
+    assert "draft: 300 of 1,797 examples" in caption_text(draft)
     sharded = config_from_dict({**SETTINGS, "data": {"source": "digits", "shards": 2}})
     sweep(sharded, tmp_path / "sharded", pool=_pool(sharded, 2), progress=False)
     two = read_surface(tmp_path / "sharded" / "surface.h5")["random"]
@@ -108,7 +108,7 @@ def test_draft_then_final_in_the_same_directory(tmp_path):
     final = read_surface(tmp_path / "surface.h5")["random"]
     kept = read_surface(tmp_path / "surface_draft.h5")["random"]
     np.testing.assert_array_equal(kept.values["loss"], draft.values["loss"])
-    assert "loss_stderr" not in final.values and "draft" not in describe(final)
+    assert "loss_stderr" not in final.values and "draft" not in caption_text(final)
     z = np.abs(final.values["loss"] - draft.values["loss"]) / draft.values["loss_stderr"]
     assert np.mean(z <= 3) >= 0.99
 

@@ -1,10 +1,13 @@
 """The compiled evaluator against Keras's own per-point evaluation (set weights, evaluate)."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from landscape_dist.core.directions import random_directions
-from landscape_dist.model.evaluator import LandscapeEvaluator, intra_op_threads, strategy_label
+from landscape_dist.model.evaluator import LandscapeEvaluator
+from landscape_dist.model.strategy import Strategy, intra_op_threads
 from landscape_dist.model.folding import foldable_pairs
 from landscape_dist.model.reference import evaluate_per_point, points_to_weights
 from landscape_dist.model.sources import DataSpec, ModelSpec
@@ -151,8 +154,9 @@ def test_tuned_strategy_is_timed_recorded_and_changes_no_value(source, data, fir
     assert choice["tuned"] and set(timings) == first | second
     assert choice["points_per_call"] == tuned.points_per_call
     assert str(choice["points_per_call"]) in choice["us_per_point_by_points_per_call"]
-    assert strategy_label(choice["method"], choice["shortcut"], choice["fold"], choice["xla"],
-                          choice["parallel"]) == min(timings, key=timings.get)
+    assert Strategy(choice["method"], choice["shortcut"], choice["fold"], choice["xla"],
+                    choice["parallel"]).label == min(timings, key=timings.get)
+    assert {s.label for s in tuned.timed_strategies} == set(timings)
     ref = ev.evaluate(grid)  # the untuned default strategy
     for name in ref:
         np.testing.assert_allclose(got[name], ref[name], rtol=1e-5, atol=1e-7)
@@ -194,7 +198,7 @@ def test_the_tuner_keeps_to_strategies_that_keep_the_models_precision(source, da
 ])
 def test_every_strategy_equals_per_point_keras_evaluation(source, data, strategy):
     model, x, y, ev, centre, directions, coords = _setup(source, data, train_epochs=2)
-    ev.use(**strategy)
+    ev.force_strategy(replace(ev.strategy, **strategy))
     _assert_matches_per_point(model, x, y, ev, centre, directions, coords[:5])  # 5: uneven parts
     assert {k: ev.choice[k] for k in strategy} == strategy
 
@@ -211,7 +215,7 @@ def test_batch_norms_fold_only_where_they_may():
 
 def test_a_sweep_stores_each_workers_strategy(tmp_path):
     from landscape_dist.config import config_from_dict
-    from landscape_dist.pipeline import sweep
+    from landscape_dist.commands import sweep
     from landscape_dist.store.surface import read_surface
 
     # two tiles: a worker evaluates its first at once and times the strategies on the next
@@ -224,3 +228,45 @@ def test_a_sweep_stores_each_workers_strategy(tmp_path):
                             "evaluation": {"tune": False}})
     untuned = sweep(off, tmp_path / "off", in_process=True, progress=False)
     assert untuned["slices"]["random"]["evaluation_strategies"][0][""]["tuned"] is False
+
+
+@pytest.mark.parametrize("source, data", [
+    ("tests.factories:two_output_model", "tests.factories:two_output_data"),  # weighted terms, L2
+    ("tests.factories:wide_sequential_model", "tests.factories:wide_sequential_data"),  # one loss, L2
+])
+def test_the_objective_is_the_loss_the_grid_shows(source, data):
+    import tensorflow as tf
+
+    model, x, y, ev, centre, directions, coords = _setup(source, data, train_epochs=1)
+    weights = ev.weights_at(coords)
+    objective = [float(ev.objective(tf.constant(w), ev.non_trainable_at())) for w in weights]
+    np.testing.assert_allclose(objective, ev.evaluate_weights(weights)["loss"], rtol=1e-5)
+
+
+def test_strategies_are_checked_labelled_and_forced_only_as_strategies():
+    assert Strategy("loop", True, True, True, 2).label == "loop + shortcut + fold + xla + parallel 2"
+    assert Strategy().label == "vectorized" and Strategy("loop", parallel=1).label == "loop"
+    for bad in (dict(method="scan"), dict(parallel=0), dict(parallel=1.5), dict(parallel=True)):
+        with pytest.raises(ValueError, match="The '(method|parallel)' parameter must be"):
+            Strategy(**bad)
+    model, x, y, ev, centre, directions, coords = _setup("parabola")
+    with pytest.raises(TypeError, match="The 'strategy' parameter must be a Strategy"):
+        ev.force_strategy(("loop", False, False, False, 1))
+
+
+def test_the_tuners_rounds_keep_their_order_and_precision_rules():
+    from landscape_dist.model.tuning import call_sizes, first_round, second_round
+
+    labels = [s.label for s in first_round("auto", "vectorized", True, True)]
+    assert labels == ["vectorized + shortcut", "vectorized", "vectorized + fold",
+                      "loop + shortcut", "loop", "loop + fold"]
+    assert [s.label for s in first_round("loop", "loop", False, False)] == ["loop"]
+    best = Strategy("vectorized", fold=True)
+    assert [s.label for s in second_round(best, ["float32"], 4)] == [
+        "loop + fold + xla", "loop + fold + parallel 4", "loop + fold + xla + parallel 4"]
+    assert [s.label for s in second_round(best, ["float64"], 4)] == ["loop + fold + parallel 4"]
+    assert [s.label for s in second_round(best, ["float32"], 1)] == ["loop + fold + xla"]
+    assert second_round(best, ["mixed_bfloat16"], 4) == []
+    assert call_sizes(Strategy("vectorized"), 256, 10_000, 1e-6) == [64, 16]
+    assert call_sizes(Strategy("loop"), 256, 600, 1e-6) == [64, 16, 512]  # 1024 > the job's points
+    assert call_sizes(Strategy("loop"), 256, 10_000, 1e-3) == [64, 16]  # a larger call is slow

@@ -19,7 +19,7 @@ from landscape_dist.figures.formats import OUTPUT_FORMATS
 from landscape_dist.model.quantities import QUANTITIES, QuantityKind
 from landscape_dist.model.sources import DataSpec, ModelSpec
 from landscape_dist.model.trajectory import read_trajectory
-from landscape_dist.pipeline import plot, sweep
+from landscape_dist.commands import plot, sweep
 from landscape_dist.planes import PLANE_KINDS, PlaneKind
 from landscape_dist.store.surface import read_surface
 

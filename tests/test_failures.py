@@ -10,9 +10,9 @@ from landscape_dist.callbacks import SweepCallback
 from landscape_dist.config import config_from_dict
 from landscape_dist.execution import InProcessPool, Job, RayPool, TileError
 from landscape_dist.model.sources import DataSpec, ModelSpec
-from landscape_dist.pipeline import sweep
+from landscape_dist.commands import sweep
 from landscape_dist.store.surface import read_surface
-from landscape_dist.sweep import SETTINGS
+from landscape_dist.config.words import SETTING_WORDS as SETTINGS
 
 
 def _config(shape=(12, 9), tile=(1, 9)):

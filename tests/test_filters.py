@@ -13,7 +13,7 @@ from landscape_dist.core.layout import WeightLayout
 from landscape_dist.model.filters import FilterRuleWarning, filter_rules
 from landscape_dist.model.reference import evaluate_per_point, points_to_weights
 from landscape_dist.model.sources import DataSpec, ModelSpec
-from landscape_dist.pipeline import sweep
+from landscape_dist.commands import sweep
 from landscape_dist.store.surface import read_surface
 
 

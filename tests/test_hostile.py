@@ -191,7 +191,7 @@ def test_plot_refuses_files_that_are_not_finished_surfaces(tmp_path, capsys):
     assert err.endswith("). Give a surface.h5 written by 'landscape-dist sweep'.")
 
     from landscape_dist.callbacks import SweepCallback
-    from landscape_dist.pipeline import sweep
+    from landscape_dist.commands import sweep
 
     class Stop(SweepCallback):
         def on_tile_end(self, name, tile, result):

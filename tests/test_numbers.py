@@ -5,7 +5,7 @@ import pytest
 
 from landscape_dist.config import config_from_dict
 from landscape_dist.core.numbers import quadratic_fit, surface_numbers
-from landscape_dist.pipeline import sweep
+from landscape_dist.commands import sweep
 from landscape_dist.store.surface import read_surface
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from landscape_dist.config import ConfigError, config_from_dict
-from landscape_dist.pipeline import run
+from landscape_dist.commands import run
 from landscape_dist.store.surface import read_surface
 
 FORMATS = ["png", "html", "vtp", "gif"]

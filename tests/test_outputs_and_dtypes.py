@@ -11,9 +11,9 @@ from landscape_dist.execution import InProcessPool, Job
 from landscape_dist.model.evaluator import LandscapeEvaluator
 from landscape_dist.model.reference import evaluate_per_point, points_to_weights
 from landscape_dist.model.sources import DataSpec, ModelSpec
-from landscape_dist.pipeline import sweep
+from landscape_dist.commands import sweep
 from landscape_dist.store.surface import read_surface
-from landscape_dist.sweep import SETTINGS
+from landscape_dist.config.words import SETTING_WORDS as SETTINGS
 
 F = "tests.factories:"
 

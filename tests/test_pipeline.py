@@ -12,7 +12,7 @@ import pytest
 
 from landscape_dist.cli import main
 from landscape_dist.config import config_from_dict
-from landscape_dist.pipeline import sweep, train
+from landscape_dist.commands import sweep, train
 from landscape_dist.store.surface import read_run_info, read_surface
 from landscape_dist.model.trajectory import read_trajectory
 
@@ -195,7 +195,7 @@ def test_diverged_points_are_stored_counted_and_masked(tmp_path):
 
 
 def test_live_preview_is_drawn_during_the_sweep(tmp_path, monkeypatch):
-    from landscape_dist.callbacks import LivePreview
+    from landscape_dist.figures.live import LivePreview
 
     fractions = []
     draw = LivePreview.draw

@@ -18,9 +18,9 @@ from landscape_dist.errors import FilterRuleWarning, SourceError
 from landscape_dist.execution.relay import Answer, answer
 from landscape_dist.execution.worker import LandscapeWorker
 from landscape_dist.model.sources import DataSpec, ModelSpec
-from landscape_dist.pipeline import sweep
+from landscape_dist.commands import sweep
 from landscape_dist.store.surface import read_surface
-from landscape_dist.sweep import prepare_portable
+from landscape_dist.sweeping.inputs import prepare_portable
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 SETTINGS = {"model": {"source": "parabola"}, "data": {"source": "parabola"},
@@ -89,7 +89,7 @@ def test_a_worker_prepares_in_the_callers_directory_and_only_on_the_callers_node
                              config.evaluation)
     node = ray_cluster.get_runtime_context().get_node_id()
     here = os.getcwd()
-    target = "landscape_dist.sweep:prepare_portable"
+    target = "landscape_dist.sweeping.inputs:prepare_portable"
     assert worker.call(target, (config, Path("out")), str(tmp_path), "another node") is None
     inputs = worker.call(target, (config, Path("out")), str(tmp_path), node).deliver()
     assert os.getcwd() == here

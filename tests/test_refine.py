@@ -14,7 +14,7 @@ from landscape_dist.config.schema import SettingError
 from landscape_dist.core.refine import Refiner, contour_shift, fill, lattice, strides
 from landscape_dist.execution import InProcessPool, RayPool
 from landscape_dist.model.sources import DataSpec, ModelSpec
-from landscape_dist.pipeline import plot, sweep
+from landscape_dist.commands import plot, sweep
 from landscape_dist.store.surface import read_surface
 
 
@@ -135,10 +135,10 @@ def test_refined_sweep_stores_evaluated_values_and_a_labelled_picture(tmp_path, 
         assert np.isnan(f["slices/random/values/loss"][...]).sum() == 33 * 33 - info["evaluated"]
     images = plot(tmp_path / "surface.h5", tmp_path / "figures", config)
     assert any(name.endswith("random_contour.png") for name in images)
-    from landscape_dist.figures.static import describe
+    from landscape_dist.figures.static import caption_text
 
     assert f"refined: {info['evaluated']:,} of 1,089 points evaluated, the rest interpolated" in \
-        describe(surface)
+        caption_text(surface)
 
 
 class _Interrupt(Exception):

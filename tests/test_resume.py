@@ -16,7 +16,7 @@ from landscape_dist.execution import InProcessPool
 from landscape_dist.cli import FLAGS
 from landscape_dist.store.journal import TileJournal
 from landscape_dist.model.sources import DataSpec, ModelSpec
-from landscape_dist.pipeline import sweep
+from landscape_dist.commands import sweep
 from landscape_dist.store.surface import read_surface
 
 SETTINGS = {"model": {"source": "parabola"}, "data": {"source": "parabola"},
@@ -161,7 +161,7 @@ def test_cli_killed_with_sigkill_resumes_with_only_the_missing_tiles(tmp_path):
 
 
 def test_interrupted_run_resumes_without_training_again(tmp_path):
-    from landscape_dist.pipeline import run, train
+    from landscape_dist.commands import run, train
 
     settings = yaml.safe_load(yaml.safe_dump(SETTINGS))
     settings["train"] = {"epochs": 2, "batch_size": 64, "record_every": 1, "record_unit": "epoch"}

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from landscape_dist.config import ConfigError, config_from_dict
-from landscape_dist.pipeline import plot, sweep
+from landscape_dist.commands import plot, sweep
 from landscape_dist.store.surface import read_surface
 
 GRID_2D = {"x": {"points": 5}, "y": {"points": 5}, "tile": [5, 5]}

@@ -9,9 +9,9 @@ from landscape_dist.execution.cluster import actor_resources
 from landscape_dist.core.quantities import Part, QuantitySet
 from landscape_dist.core.shards import shard_bounds
 from landscape_dist.model.sources import DataSpec, ModelSpec
-from landscape_dist.pipeline import sweep
+from landscape_dist.commands import sweep
 from landscape_dist.store.surface import read_surface
-from landscape_dist.sweep import SETTINGS
+from landscape_dist.config.words import SETTING_WORDS as SETTINGS
 
 
 def _digits_subset(tmp_path, n=301):

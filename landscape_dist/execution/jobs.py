@@ -16,11 +16,11 @@ __all__ = ["Job", "JobQueue", "ShardGather", "POINTS", "WEIGHTS", "TileError"]
 
 @dataclass(frozen=True)
 class Job:
-    """Evaluate ``items`` (plane coordinates for POINTS, flat weights for WEIGHTS); the result is
-    reported under ``key`` (a tile index, a path chunk)."""
+    """Evaluate ``items`` (plane coordinates for POINTS, flat weights for WEIGHTS, vectors for
+    HVP), ``which`` says; the result is reported under ``key`` (a tile index, a path chunk)."""
 
     key: object
-    kind: str
+    which: str
     items: np.ndarray
 
 

@@ -1,7 +1,8 @@
 """The worker: a model replica with its data and the current plane, evaluating jobs.
 
-The same class runs in this process (:class:`~landscape_dist.execution.local.InProcessPool`) and
-as a Ray actor (:class:`~landscape_dist.execution.ray_pool.RayPool`).
+The same class runs in this process (:class:`~landscape_dist.execution.local.InProcessPool`), as
+a Ray actor (:class:`~landscape_dist.execution.ray_pool.RayPool`) or wherever another backend puts
+it; pools call its methods by name (see :class:`~landscape_dist.execution.scheduler.Backend`).
 """
 
 from __future__ import annotations
@@ -14,12 +15,11 @@ import tempfile
 from ..core.quantities import HVP, QuantitySet
 from ..errors import in_terms
 from ..model.quantities import DEFAULT_QUANTITIES
+from ..registry import QUANTITIES, restore_plugins
 
 
 def _kinds(evaluator, names, evaluation) -> list:
     """One instance of each quantity kind asked for, told which of its names are wanted."""
-    from ..model.quantities import QUANTITIES
-
     by_class: dict = {}
     for name in names:
         by_class.setdefault(QUANTITIES[name], []).append(name)
@@ -89,11 +89,15 @@ class LandscapeWorker:
     Built from a :class:`~landscape_dist.model.sources.ModelSpec` and a
     :class:`~landscape_dist.model.sources.DataSpec`; the plane arrives from the object store.
     ``remote=True`` (an actor): bad model or data is reported by :meth:`ready` instead of raised.
+    ``plugins``: what the driver registered from outside the package (plane kinds, quantities,
+    output formats, backends: ``registry.plugins()`` there), registered here first.
     """
 
     def __init__(self, model_spec, data_spec, evaluation, threads: int | None = None,
                  use_gpu: bool = False, remote: bool = False, shard: int = 0,
-                 quantities: tuple[str, ...] = DEFAULT_QUANTITIES):
+                 quantities: tuple[str, ...] = DEFAULT_QUANTITIES,
+                 plugins: dict | None = None):
+        restore_plugins(plugins or {})  # before any quantity is looked up
         self.tmp = None
         if remote:  # TensorFlow's autograph leaves its generated files behind in killed processes
             self.tmp = tempfile.mkdtemp(prefix="landscape_dist-worker-")
@@ -114,7 +118,7 @@ class LandscapeWorker:
                     evaluator = LandscapeEvaluator(model, x, y, batch_size=evaluation.batch_size,
                                                    memory_budget_mb=evaluation.memory_budget_mb,
                                                    mode=evaluation.mode,
-                                                   tune=getattr(evaluation, "tune", False),
+                                                   tune=evaluation.tune,
                                                    tune_after=1,  # the first tile comes sooner
                                                    population=((spec.examples, total)
                                                                if spec.examples else None))
@@ -151,9 +155,8 @@ class LandscapeWorker:
             from .relay import portable_error
 
             return {"error": portable_error(self.error)}  # unpickles where Keras is not imported
-        import ray
-
-        node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+        ray = sys.modules.get("ray")  # a worker outside Ray need not import it
+        node = ray.get_runtime_context().get_node_id() if ray and ray.is_initialized() else None
         return {"pid": os.getpid(), "node": node, "tmp": self.tmp, "quantities": self.quantities,
                 "described": self.described, "sizes": self.sizes,
                 "points_per_call": self.evaluator.points_per_call,
@@ -175,7 +178,7 @@ class LandscapeWorker:
         """Each evaluator's strategy (and the timings it was chosen by), by dataset."""
         return {dataset: ev.choice for dataset, ev in self.evaluators.items()}
 
-    def use(self, quantities: tuple[str, ...]) -> bool:
+    def select_quantities(self, quantities: tuple[str, ...]) -> bool:
         """Compute only ``quantities`` (configuration names this worker was built for) from now."""
         self.quantities = active_quantities(self.described, quantities)
         self.active = tuple(quantities)

@@ -23,7 +23,7 @@ def animate_path(surface, file: Path, cfg, writer: str = "pillow") -> Path:
     """``cfg.animation_frames`` frames over ``cfg.animation_seconds``: the filled contours of the
     slice's main loss, the path drawn up to the frame's point (between checkpoints, linearly),
     the title giving its epoch and true loss."""
-    from .static import _axis_labels, _format_colorbar, contour_levels
+    from .static import label_axes, format_colorbar, contour_levels
 
     if writer == "ffmpeg" and not animation.writers.is_available("ffmpeg"):
         raise OutputError("The output format 'mp4' needs ffmpeg, which is not installed here. "
@@ -40,8 +40,8 @@ def animate_path(surface, file: Path, cfg, writer: str = "pillow") -> Path:
     z = np.ma.masked_invalid(surface.shown[name])
     if z.count():
         cs = ax.contourf(X, Y, z, levels=levels, norm=norm, cmap="viridis")
-        _format_colorbar(fig.colorbar(cs, ax=ax, label=name), norm)
-    _axis_labels(ax, surface)
+        format_colorbar(fig.colorbar(cs, ax=ax, label=name), norm)
+    label_axes(ax, surface)
     ax.plot(coords[:, 0], coords[:, 1], color="white", alpha=0.3, linewidth=1)
     (trail,) = ax.plot([], [], color="tab:red", linewidth=1.8)
     (head,) = ax.plot([], [], marker="o", color="tab:red", markeredgecolor="white", markersize=8)
@@ -104,12 +104,12 @@ def write_animations(surface_file: Path, out: Path, cfg, suffix: str) -> list[st
     """A ``<slice>_path<suffix>`` animation for each 2-D slice with a path of 2 or more finite
     checkpoints drawn on it (``plot.show_path``)."""
     from ..store.surface import read_surface
-    from .static import _show_path
+    from .static import draws_path
 
     written = []
     for name, surface in read_surface(surface_file).items():
         path = surface.path
-        if (surface.ndim != 2 or path is None or not _show_path(surface, cfg)
+        if (surface.ndim != 2 or path is None or not draws_path(surface, cfg)
                 or np.sum(np.all(np.isfinite(path.coords[:, :2]), axis=1)) < 2):
             continue
         writer = "ffmpeg" if suffix == ".mp4" else "pillow"

@@ -5,7 +5,32 @@ from __future__ import annotations
 
 import numpy as np
 
-HESSIAN_PAIR = ("hessian_max", "hessian_min")
+from ..model.quantities import kind_of_quantity
+from ..planes.base import kind_of
+
+def figures_apart(names) -> tuple[dict[str, tuple[str, str]], frozenset[str]]:
+    """Of a surface's quantities ``names``, those drawn apart from the filled contours every
+    other quantity gets: the eigen maps, as dataset prefix ('' with one dataset, 'train/' ...)
+    -> (largest, smallest eigenvalue's quantity), for each prefix holding both; and the
+    quantities given no filled contours of their own."""
+    names = set(names)
+    maps, apart = {}, set()
+    for name in sorted(names):
+        together = kind_of_quantity(name).drawn_together  # its kind says (the eigen map's pair)
+        prefix, _, base = name.rpartition("/")
+        prefix = f"{prefix}/" if prefix else ""
+        if together and base in together:
+            apart.add(base)
+            pair = tuple(f"{prefix}{q}" for q in together)
+            if base == together[0] and all(q in names for q in pair):
+                maps[prefix] = pair
+    return maps, frozenset(apart) & names
+
+
+def axis_labels(surface, short: bool = False) -> list[str]:
+    """The labels of the slice's axes, as the kind of its plane gives them (``short`` where
+    there is little room: 3-D views, heat maps, the interactive page)."""
+    return kind_of(surface.meta).axis_labels(surface.meta, surface.ndim, short)
 
 
 def file_stem(slice_name: str, quantity: str, main: str) -> str:

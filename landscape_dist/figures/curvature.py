@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..config.schema import PlotConfig  # noqa: E402
+from .common import axis_labels, figures_apart  # noqa: E402
 
 
 def plot_density(result: dict, file: Path, dpi: int = 120) -> Path:
@@ -50,7 +51,9 @@ def eigen_ratio(top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
 def plot_eigen_map(surface, file: Path, cfg: PlotConfig, prefix: str = "") -> Path:
     """The largest and the smallest Hessian eigenvalue over a slice, and the ratio |min/max|;
     ``prefix``: ``<dataset>/`` for one of several datasets."""
-    top, bottom = surface.shown[f"{prefix}hessian_max"], surface.shown[f"{prefix}hessian_min"]
+    top_name, bottom_name = figures_apart(surface.values)[0][prefix]
+    top, bottom = surface.shown[top_name], surface.shown[bottom_name]
+    labels = axis_labels(surface, short=True)
     ratio = eigen_ratio(top, bottom)
     panels = (("largest eigenvalue", top, "magma"), ("smallest eigenvalue", bottom, "RdBu_r"),
               ("|min / max|", ratio, "viridis"))
@@ -59,7 +62,7 @@ def plot_eigen_map(surface, file: Path, cfg: PlotConfig, prefix: str = "") -> Pa
         for ax, (title, z, _) in zip(axes, panels):
             ax.plot(surface.xcoordinates, np.ma.masked_invalid(z))
             ax.set_title(title, fontsize=9)
-            ax.set_xlabel("direction 0")
+            ax.set_xlabel(labels[0])
     else:
         X, Y = np.meshgrid(surface.xcoordinates, surface.ycoordinates)
         for ax, (title, z, cmap) in zip(axes, panels):
@@ -75,8 +78,8 @@ def plot_eigen_map(surface, file: Path, cfg: PlotConfig, prefix: str = "") -> Pa
                 fig.colorbar(cs, ax=ax)
             ax.plot(0, 0, marker="+", color="black", markersize=8)
             ax.set_title(title, fontsize=9)
-            ax.set_xlabel("direction 0")
-            ax.set_ylabel("direction 1")
+            ax.set_xlabel(labels[0])
+            ax.set_ylabel(labels[1])
     on = f" on {prefix[:-1]}" if prefix else ""
     fig.suptitle(f"Hessian eigenvalues{on} on slice '{surface.name}' (Lanczos at every point)",
                  fontsize=10)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import heights, on_slice, quantities
+from .common import axis_labels, heights, on_slice, quantities
 
 _STATUS_SCRIPT = """
 <script>
@@ -97,19 +97,19 @@ def slice_figure(surface, cfg):
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
+    from .static import draws_path
+
     names = quantities(surface)
+    labels = axis_labels(surface, short=True)
     if surface.ndim == 1:
         fig = go.Figure([go.Scatter(x=surface.xcoordinates, y=_nan_to_none(surface.shown[q]),
                                     name=q, mode="lines") for q in names])
-        fig.update_layout(height=420, title=f"slice '{surface.name}'", xaxis_title="direction 0")
+        fig.update_layout(height=420, title=f"slice '{surface.name}'", xaxis_title=labels[0])
         return fig
-    from .static import _show_path
-
-    show_path = _show_path(surface, cfg) and bool(_path_traces(surface, names[0], cfg, False))
+    show_path = draws_path(surface, cfg) and bool(_path_traces(surface, names[0], cfg, False))
     fig = make_subplots(rows=1, cols=2, specs=[[{"type": "surface"}, {"type": "xy"}]],
                         subplot_titles=("3-D", "contours"), horizontal_spacing=0.08)
     first = names[0]
-    pca = surface.meta.get("kind") == "pca"
     buttons = [_quantity_button(surface, q, cfg, show_path) for q in names]
     z, scale = heights(surface.shown[first], cfg)
     colour, prefix = _colours(surface.shown[first], cfg)
@@ -133,11 +133,9 @@ def slice_figure(surface, cfg):
         updatemenus=[dict(buttons=buttons, direction="down", x=0.0, y=1.16, xanchor="left",
                           showactive=True)] if len(names) > 1 else [],
         margin=dict(l=10, r=10, t=90, b=10),
-        scene=dict(xaxis_title="PC 1" if pca else "direction 0",
-                   yaxis_title="PC 2" if pca else "direction 1",
-                   zaxis_title=f"{scale}{first}"))
-    fig.update_xaxes(title_text="PC 1" if pca else "direction 0", row=1, col=2)
-    fig.update_yaxes(title_text="PC 2" if pca else "direction 1", row=1, col=2)
+        scene=dict(xaxis_title=labels[0], yaxis_title=labels[1], zaxis_title=f"{scale}{first}"))
+    fig.update_xaxes(title_text=labels[0], row=1, col=2)
+    fig.update_yaxes(title_text=labels[1], row=1, col=2)
     return fig
 
 
@@ -163,9 +161,9 @@ def _quantity_button(surface, q: str, cfg, show_path: bool) -> dict:
 
 
 def _caption(surface) -> str:
-    from .static import describe
+    from .static import caption_text
 
-    return html.escape(describe(surface))
+    return html.escape(caption_text(surface))
 
 
 def write_page(surface_file: Path, file: Path, cfg) -> Path:

@@ -16,10 +16,12 @@ from matplotlib import colors, ticker  # noqa: E402
 
 from ..config.schema import PlotConfig  # noqa: E402
 from ..core.projection import off_plane_fraction  # noqa: E402
+from ..planes.base import kind_of  # noqa: E402
 from ..store.surface import Surface, read_surface  # noqa: E402
+from .common import axis_labels, figures_apart, file_stem, quantities  # noqa: E402
 
 
-def _format_colorbar(cbar, norm) -> None:
+def format_colorbar(cbar, norm) -> None:
     """Readable ticks on a colour bar with log-spaced levels."""
     if norm is not None:
         cbar.ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
@@ -47,26 +49,11 @@ def contour_levels(values: np.ndarray, n: int, log: bool = True) -> np.ndarray:
     return np.linspace(lo, hi, n)
 
 
-def describe(surface: Surface) -> str:
-    """A caption: direction kind, normalisation, and cosine or explained variance."""
+def caption_text(surface: Surface) -> str:
+    """A caption: what the plane's kind says of it (e.g. its directions' normalisation and
+    cosine, or the explained variance), then whether it is a draft or refined."""
     m = surface.meta
-    if m.get("kind") == "pca":
-        evr = m.get("explained_variance_ratio", [])
-        text = "PCA of the training path, explained variance " + " / ".join(f"{100 * v:.1f}%" for v in evr)
-    elif m.get("kind") in ("interpolate", "models"):
-        text = (f"{'line' if m['kind'] == 'interpolate' else 'plane'} through "
-                f"{', '.join(Path(r).name for r in m.get('models', []))}; batch-norm statistics: "
-                f"{m.get('batchnorm')}")
-    elif m.get("kind") == "file":
-        text = f"directions from {Path(str(m.get('file'))).name}"
-    elif m.get("kind") == "hessian":
-        text = (f"Hessian eigenvectors {', '.join(m.get('which', []))} at the centre, "
-                f"{m.get('normalization')} normalisation"
-                + ("" if m.get("converged", True) else " (Lanczos not converged)"))
-    else:
-        text = f"random directions, {m.get('normalization')} normalisation, seed {m.get('seed')}"
-        if "cosine" in m:
-            text += f", cos(d0, d1) = {m['cosine']:.3f}"
+    text = kind_of(m).caption(m)
     subset = next(iter((m.get("subset") or {}).values()), None)
     if subset:
         text += f"; draft: {subset['examples']:,} of {subset['of']:,} examples"
@@ -78,16 +65,18 @@ def describe(surface: Surface) -> str:
 
 
 def caption(surface: Surface, width: int = 90) -> str:
-    """:func:`describe` wrapped to lines that fit a figure's width."""
+    """:func:`caption_text` wrapped to lines that fit a figure's width."""
     import textwrap
 
-    return textwrap.fill(describe(surface), width)
+    return textwrap.fill(caption_text(surface), width)
 
 
-def _show_path(surface: Surface, cfg: PlotConfig) -> bool:
+def draws_path(surface: Surface, cfg: PlotConfig) -> bool:
+    """Whether the recorded path is drawn on ``surface``: ``plot.show_path``, where ``auto``
+    asks the plane's kind."""
     if surface.path is None or cfg.show_path == "never":
         return False
-    return cfg.show_path == "always" or surface.meta.get("kind") == "pca"
+    return cfg.show_path == "always" or kind_of(surface.meta).draws_path(surface.meta)
 
 
 def _overlay_path(ax, surface: Surface, fig=None):
@@ -132,22 +121,12 @@ def _mark_models(ax, surface: Surface) -> None:
                         fontsize=8, color="tab:red", zorder=6)
 
 
-def _axis_labels(ax, surface: Surface):
-    if surface.meta.get("kind") == "pca":
-        evr = surface.meta.get("explained_variance_ratio", [0, 0])
-        ax.set_xlabel(f"PC 1 ({100 * evr[0]:.1f}%)")
-        if surface.ndim == 2:
-            ax.set_ylabel(f"PC 2 ({100 * evr[1]:.1f}%)")
-    elif surface.meta.get("kind") == "hessian":
-        which, values = surface.meta.get("which", []), surface.meta.get("eigenvalues", [])
-        labels = [f"Hessian eigenvector {w} (eigenvalue {v:.4g})" for w, v in zip(which, values)]
-        ax.set_xlabel(labels[0] if labels else "direction 0")
-        if surface.ndim == 2:
-            ax.set_ylabel(labels[1] if len(labels) > 1 else "direction 1")
-    else:
-        ax.set_xlabel("direction 0")
-        if surface.ndim == 2:
-            ax.set_ylabel("direction 1")
+def label_axes(ax, surface: Surface):
+    """Label the axes of a slice's figure as the kind of its plane names them."""
+    labels = axis_labels(surface)
+    ax.set_xlabel(labels[0])
+    if surface.ndim == 2:
+        ax.set_ylabel(labels[1])
 
 
 def plot_contour(surface: Surface, file: Path, cfg: PlotConfig, quantity: str | None = None,
@@ -176,11 +155,11 @@ def plot_contour(surface: Surface, file: Path, cfg: PlotConfig, quantity: str | 
     else:
         cs = ax.contour(X, Y, z, levels=levels, norm=norm, cmap="viridis", linewidths=0.9)
         ax.clabel(cs, cs.levels[::3], inline=True, fontsize=7, fmt="%.3g")
-    if _show_path(surface, cfg):
+    if draws_path(surface, cfg):
         _overlay_path(ax, surface, fig if not filled else None)
     ax.plot(0, 0, marker="+", color="red", markersize=10, zorder=6)
     _mark_models(ax, surface)
-    _axis_labels(ax, surface)
+    label_axes(ax, surface)
     masked = int(np.sum(~np.isfinite(surface.shown[quantity])))
     title = f"{quantity} on slice '{surface.name}'"
     if masked:
@@ -208,7 +187,7 @@ def plot_curve(surface: Surface, file: Path, cfg: PlotConfig) -> Path:
         ax2.set_ylabel(", ".join(others))
         ax2.legend(loc="upper right", fontsize=8)
     _mark_models(ax, surface)
-    _axis_labels(ax, surface)
+    label_axes(ax, surface)
     ax.set_title(f"{name} along slice '{surface.name}'\n{caption(surface)}", fontsize=9,
                  pad=14 if surface.meta.get("model_coords") else 6)
     return _save(fig, file, cfg.dpi)
@@ -260,7 +239,7 @@ def plot_seeds(members: list, file: Path, cfg: PlotConfig) -> Path:
         finite = curves[np.isfinite(curves)]
         if cfg.log_levels and finite.size and finite.min() > 0:
             ax.set_yscale("log")
-        ax.set_xlabel("direction 0")
+        ax.set_xlabel(axis_labels(members[0])[0])
         ax.set_ylabel("loss")
         ax.legend(fontsize=8)
         ax.set_title(f"loss along '{group}' for seeds {seeds}", fontsize=9)
@@ -283,7 +262,7 @@ def plot_seeds(members: list, file: Path, cfg: PlotConfig) -> Path:
     for ax in axes.ravel()[len(members):]:
         ax.set_visible(False)
     if cs is not None:
-        _format_colorbar(fig.colorbar(cs, ax=axes.ravel().tolist(), label="loss (shared levels)"), norm)
+        format_colorbar(fig.colorbar(cs, ax=axes.ravel().tolist(), label="loss (shared levels)"), norm)
     fig.suptitle(f"slice '{group}' for {len(members)} seeds", fontsize=10)
     fig.savefig(file, dpi=cfg.dpi)
     plt.close(fig)
@@ -307,7 +286,7 @@ def plot_datasets(surface: Surface, file: Path, cfg: PlotConfig) -> Path:
                  label="gap")
         ax2.set_ylabel(gap_label, color="tab:red")
         ax.legend(fontsize=8, loc="upper left")
-        _axis_labels(ax, surface)
+        label_axes(ax, surface)
         ax.set_title(f"datasets on slice '{surface.name}'", fontsize=9)
         return _save(fig, file, cfg.dpi)
     panels = len(datasets) + 1
@@ -322,7 +301,7 @@ def plot_datasets(surface: Surface, file: Path, cfg: PlotConfig) -> Path:
             cs = ax.contourf(X, Y, z, levels=levels, norm=norm, cmap="viridis")
         ax.set_title(f"{d} loss", fontsize=9)
     if cs is not None:
-        _format_colorbar(fig.colorbar(cs, ax=list(axes[:-1]), label="loss (shared levels)"), norm)
+        format_colorbar(fig.colorbar(cs, ax=list(axes[:-1]), label="loss (shared levels)"), norm)
     z = np.ma.masked_invalid(gap)
     if z.count():
         bound = float(np.max(np.abs(z.compressed()))) or 1.0
@@ -360,14 +339,15 @@ def plot_surface_file(path: Path, out: Path, cfg: PlotConfig, suffix: str | None
             written.append(plot_curve(surface, out / f"{name}_1d{suffix}", cfg))
         if len(surface.datasets) > 1:
             written.append(plot_datasets(surface, out / f"{name}_datasets{suffix}", cfg))
+        eigen_maps, _ = figures_apart(surface.values)
         for dataset in surface.datasets:  # '' for one dataset, else each dataset's maps
             prefix = f"{dataset}/" if dataset else ""
-            if f"{prefix}hessian_max" in surface.values and f"{prefix}hessian_min" in surface.values:
+            if prefix in eigen_maps:
                 from .curvature import plot_eigen_map
 
                 stem = f"{name}_{dataset}" if dataset else name
                 written.append(plot_eigen_map(surface, out / f"{stem}_hessian{suffix}", cfg, prefix))
-        if surface.path is not None and surface.loss_name in surface.path.values and _show_path(surface, cfg):
+        if surface.path is not None and surface.loss_name in surface.path.values and draws_path(surface, cfg):
             written.append(plot_path_loss(surface, out / f"{name}_path{suffix}", cfg))
     return [str(p) for p in written]
 
@@ -389,17 +369,17 @@ def _shared_levels(surface: Surface, cfg: PlotConfig) -> dict:
 def _per_quantity(surface: Surface, out: Path, cfg: PlotConfig, suffix: str) -> list[Path]:
     """For every quantity of a 2-D slice: a 3-D view and a heat map; and filled contours of
     those besides the main loss (the Hessian's pair has a figure of its own)."""
-    from .common import HESSIAN_PAIR, file_stem, quantities
     from .surface3d import plot_heatmap, plot_surface3d
 
     main, written = surface.loss_name, []
+    _, no_contours = figures_apart(surface.values)
     levels = _shared_levels(surface, cfg)
     for quantity in quantities(surface):
         stem = file_stem(surface.name, quantity, main)
         written.append(plot_surface3d(surface, out / f"{stem}_3d{suffix}", cfg, quantity,
-                                      _show_path(surface, cfg)))
+                                      draws_path(surface, cfg)))
         written.append(plot_heatmap(surface, out / f"{stem}_heatmap{suffix}", cfg, quantity))
-        if quantity != main and quantity not in HESSIAN_PAIR:
+        if quantity != main and quantity not in no_contours:
             written.append(plot_contour(surface, out / f"{stem}_filled{suffix}", cfg, quantity,
                                         filled=True, levels=levels[quantity]))
     return written

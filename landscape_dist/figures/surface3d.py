@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib import colors  # noqa: E402
 
-from .common import heights, on_slice  # noqa: E402
+from .common import axis_labels, heights, on_slice  # noqa: E402
 
 
 def _norm(values: np.ndarray, cfg):
@@ -22,6 +22,12 @@ def _norm(values: np.ndarray, cfg):
     if finite.size and finite.max() > finite.min():
         return colors.Normalize(finite.min(), finite.max())
     return None
+
+
+def _label_axes(ax, surface) -> None:
+    xlabel, ylabel = axis_labels(surface, short=True)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
 
 
 def _title(surface, quantity: str, values: np.ndarray, what: str) -> str:
@@ -61,8 +67,7 @@ def plot_surface3d(surface, file: Path, cfg, quantity: str, show_path: bool) -> 
         ax.plot(path.coords[:, 0], path.coords[:, 1], true_z, color="tab:red", linewidth=1.6,
                 label="path, true value", zorder=6)
         ax.legend(fontsize=7, loc="upper left")
-    ax.set_xlabel("direction 0" if surface.meta.get("kind") != "pca" else "PC 1")
-    ax.set_ylabel("direction 1" if surface.meta.get("kind") != "pca" else "PC 2")
+    _label_axes(ax, surface)
     ax.set_zlabel(f"{scale}{quantity}")
     ax.set_title(_title(surface, quantity, raw, "3-D"), fontsize=9)
     fig.savefig(file, dpi=cfg.dpi)
@@ -81,8 +86,7 @@ def plot_heatmap(surface, file: Path, cfg, quantity: str) -> Path:
                          norm=norm, cmap=cmap, shading="nearest")
     fig.colorbar(mesh, ax=ax, label=quantity)
     ax.plot(0, 0, marker="+", color="red", markersize=10)
-    ax.set_xlabel("direction 0" if surface.meta.get("kind") != "pca" else "PC 1")
-    ax.set_ylabel("direction 1" if surface.meta.get("kind") != "pca" else "PC 2")
+    _label_axes(ax, surface)
     ax.set_title(_title(surface, quantity, raw, "heat map"), fontsize=9)
     fig.tight_layout()
     fig.savefig(file, dpi=cfg.dpi)

@@ -4,130 +4,34 @@ The weights at a point, ``centre + a*d0 + b*d1``, are formed inside a ``tf.funct
 ``model.stateless_call``, vectorised over points with ``tf.vectorized_map`` (or, where a model's ops
 do not vectorise, a compiled ``tf.map_fn`` loop). Non-trainable state (batch-norm statistics) stays
 at the centre and layers run in inference mode. The data stays on the device as constant batches.
+How a call's points are evaluated is a :class:`~landscape_dist.model.strategy.Strategy`, forced
+or chosen by timing (:mod:`landscape_dist.model.tuning`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import time
+from dataclasses import replace
 
 import numpy as np
 import tensorflow as tf
 
 from ..core.layout import WeightLayout
-from ..core.quantities import POINTS, WEIGHTS, Part, QuantitySet, StandardError
-from ..core.labels import arrange_labels, label_arrays, map_labels
+from ..core.quantities import POINTS, WEIGHTS
+from ..core.labels import arrange_labels, map_labels
 from ..errors import SourceError
-from .checks import (DATA, activations_per_example, check_data, compile_metrics, dtype_policies,
-                     loss_callable, loss_terms, output_names, per_example_loss, predictions,
-                     raw_loss)
+from .checks import DATA, activations_per_example, check_data, compile_metrics, output_names
 from .folding import FoldedForward
+from .loss import BatchLoss
 from .shortcut import FirstLayerShortcut
+from .statistics import PlaneStatistics
+from .strategy import UNAVAILABLE, Strategy, call_body, quiet_tensorflow
+from .tuning import StrategyTuner
 
 log = logging.getLogger(__name__)
 
 _MAX_POINTS_PER_CALL = 1024
-_MAX_LOOP_POINTS_PER_CALL = 4096  # a loop's calls: their inputs are coordinates, a few per point
-_LARGER_CALL_S = 0.25  # the tuner tries calls larger than the budget's only where they are this quick
 MODES = ("auto", "vectorized", "loop")
-
-
-def intra_op_threads() -> int:
-    """The threads TensorFlow's ops in this process may use: as configured, else the CPUs this
-    process may run on."""
-    configured = tf.config.threading.get_intra_op_parallelism_threads()
-    if configured:
-        return int(configured)
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def strategy_label(method: str, shortcut: bool = False, fold: bool = False, xla: bool = False,
-                   parallel: int = 1) -> str:
-    """How a strategy is named in the timings: ``loop + fold + xla + parallel 2``."""
-    return "".join((method, " + shortcut" if shortcut else "", " + fold" if fold else "",
-                    " + xla" if xla else "", f" + parallel {parallel}" if parallel > 1 else ""))
-
-
-def _blocked(body, block: int, width: int, threads: int, dtype):
-    """``body`` over a call's items in blocks of exactly ``block`` rows, the last padded with
-    copies of the final item (their values are dropped): one input shape for XLA to compile,
-    whatever the call's size. With ``threads`` > 1 the blocks run at the same time, each with
-    single-threaded ops (a tf.data map on a private pool of that many threads): many small
-    per-point kernels keep every core busy instead of splitting each kernel over the cores."""
-    options = tf.data.Options()
-    options.threading.private_threadpool_size = threads
-    options.threading.max_intra_op_parallelism = 1
-    options.autotune.enabled = False
-
-    def run(batch):
-        n = tf.shape(batch)[0]
-        count = (n + block - 1) // block
-        padded = tf.concat([batch, tf.repeat(batch[-1:], count * block - n, axis=0)], axis=0)
-        blocks = tf.reshape(padded, tf.stack([count, block, width]))
-        if threads > 1:
-            data = tf.data.Dataset.from_tensor_slices(blocks).map(
-                body, num_parallel_calls=threads, deterministic=True).with_options(options)
-            out = data.batch(tf.cast(count, tf.int64)).get_single_element()
-        else:
-            out = tf.map_fn(body, blocks, fn_output_signature=dtype)
-        return tf.reshape(out, tf.stack([count * block, -1]))[:n]
-
-    return run
-
-
-def _hold(values, held):
-    """``values`` in variables: assigned into ``held`` where its shapes and dtypes match (so that
-    compiled functions reading them stay valid), else in new variables. Returns the variables and
-    whether they are new."""
-    values = [np.asarray(v) for v in values]
-    if held is not None and len(held) == len(values) and all(
-            tuple(h.shape) == v.shape and h.dtype.as_numpy_dtype == v.dtype
-            for h, v in zip(held, values)):
-        for h, v in zip(held, values):
-            h.assign(v)
-        return held, False
-    return [tf.Variable(v, trainable=False) for v in values], True
-
-
-@contextlib.contextmanager
-def _calibrating(model):
-    """While tracing a calibration pass: batch-norm momentum 0 (the statistics become the
-    calibration data's own), noise and dropout layers off; restored afterwards."""
-    import keras
-
-    saved = []
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        if isinstance(layer, keras.layers.BatchNormalization):
-            saved.append((layer, "momentum", layer.momentum))
-            layer.momentum = 0.0
-        elif isinstance(layer, (keras.layers.Dropout, keras.layers.GaussianDropout,
-                                keras.layers.AlphaDropout)):
-            saved.append((layer, "rate", layer.rate))
-            layer.rate = 0.0
-        elif isinstance(layer, keras.layers.GaussianNoise):
-            saved.append((layer, "stddev", layer.stddev))
-            layer.stddev = 0.0
-    try:
-        yield
-    finally:
-        for layer, name, value in saved:
-            setattr(layer, name, value)
-
-
-@contextlib.contextmanager
-def _quiet_tensorflow():
-    logger = tf.get_logger()
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 class LandscapeEvaluator:
@@ -137,14 +41,15 @@ class LandscapeEvaluator:
     shape (P, k), a dict of name -> (P,) float64 arrays: ``loss`` and every compiled metric.
     ``evaluate_weights(weights)`` does the same for full weight vectors (P, size). ``parts``
     returns the values before shards are combined, as :attr:`quantities` describes them.
+    ``objective`` is the same loss as a differentiable function of the weights.
 
     ``mode``: ``auto`` tries strict vectorisation over points and falls back to a compiled loop;
     ``vectorized`` lets ``pfor`` loop over just the ops it cannot vectorise; ``loop`` always
     loops. :attr:`method` is what is in use (``vectorized`` or ``loop``). The points of a call
-    may also go in fixed blocks, each compiled by XLA (:attr:`xla`) and/or run :attr:`parallel`
-    at a time with single-threaded ops; batch norms may be folded into the layers before them
-    (:attr:`fold`); ``tune`` times these strategies on the first job of plane coordinates
-    after ``tune_after`` such jobs evaluated as they come (:meth:`use` forces one).
+    may also go in fixed blocks, each compiled by XLA and/or run several at a time with
+    single-threaded ops; batch norms may be folded into the layers before them: the whole
+    :attr:`strategy`. ``tune`` times the strategies on the first job of plane coordinates after
+    ``tune_after`` such jobs evaluated as they come (:meth:`force_strategy` forces one).
     """
 
     def __init__(self, model, x, y, *, batch_size: int | None = None,
@@ -156,7 +61,6 @@ class LandscapeEvaluator:
                              f"Got {mode!r} instead.")
         self.model = model
         self.mode = mode
-        self.method = "loop" if mode == "loop" else "vectorized"
         self.output_names = output_names(model)
         x = np.asarray(x)
         try:
@@ -177,7 +81,25 @@ class LandscapeEvaluator:
         # (n, N): x holds (a shard of) a random subset of n of the N examples; the standard
         # error of the data loss over the subset is then returned too (``loss_stderr``)
         self._population = tuple(int(v) for v in population) if population else None
-        self._metrics = compile_metrics(model)
+        self._read_metrics()
+        self._loss = BatchLoss(model, self.output_names, self.dtype)
+        self.quantities = self._loss.quantities(self.metric_names, self._population)
+        self.names = self.quantities.names
+        self._size_batches(memory_budget_mb, batch_size)
+        self._batches = [(tf.constant(x[i:i + self.batch_size]),
+                          map_labels(lambda a: tf.constant(a[i:i + self.batch_size]), y))
+                         for i in range(0, self.n_examples, self.batch_size)]
+        self._init_plane_state(shortcut)
+        # batch normalisations folded into the layers before them, where any can be
+        self.folding = FoldedForward(model) if FoldedForward.applies(model) else None
+        # the untuned default: the shortcut where it applies, nothing folded, no blocks
+        self._strategy = Strategy("loop" if mode == "loop" else "vectorized", shortcut=True)
+        self._tuner = StrategyTuner() if tune else None
+        self._untimed = int(tune_after)  # jobs still to evaluate before the timings
+
+    def _read_metrics(self) -> None:
+        """The compiled metrics' container, its initial state and its result names."""
+        self._metrics = compile_metrics(self.model)
         if self._metrics is not None:
             self._metrics.reset_state()
             self._metric_init = [v.numpy() for v in self._metrics.variables]
@@ -185,58 +107,15 @@ class LandscapeEvaluator:
         else:
             self._metric_init = []
             self.metric_names = ()
-        self.quantities = self._describe()
-        self.names = self.quantities.names
-        self._size_batches(memory_budget_mb, batch_size)
-        self._batches = [(tf.constant(x[i:i + self.batch_size]),
-                          map_labels(lambda a: tf.constant(a[i:i + self.batch_size]), y))
-                         for i in range(0, self.n_examples, self.batch_size)]
-        self._non_trainable = _hold([v.numpy() for v in model.non_trainable_variables], None)[0]
-        self._nt_dirs = None  # directions of the non-trainable values, when they move with the plane
-        self._recompute = None  # examples batch-norm statistics are re-estimated on, per point
-        self._calibration = None
+
+    def _init_plane_state(self, shortcut: bool) -> None:
+        """No plane yet: the model's non-trainable values, no compiled functions."""
+        self._statistics = PlaneStatistics(self.model)
         self._centre = None
         self._directions = None
         self._compiled = {}
         self._allow_shortcut = bool(shortcut)
         self.shortcut = None  # a FirstLayerShortcut once a plane is set, where one applies
-        self._shortcut_on = True  # whether the shortcut (where there is one) is used
-        # batch normalisations folded into the layers before them, where any can be
-        self.folding = FoldedForward(model) if FoldedForward.applies(model) else None
-        self.fold = False  # whether the folded forward pass is used
-        self.xla = False  # blocks of points compiled by XLA
-        self.parallel = 1  # blocks of a call evaluated at the same time, single-threaded each
-        self._tune = bool(tune)
-        self._untimed = int(tune_after)  # jobs still to evaluate before the timings
-        self._timings: dict | None = None  # strategy -> seconds per point, once measured
-        self._calls: dict = {}  # points per call -> seconds per point, for the chosen strategy
-
-    def _describe(self) -> QuantitySet:
-        """The parts this evaluator returns: the data loss (one part per output loss for a model
-        with several, as Keras's ``evaluate`` reports ``<output>_loss``), the regularisation
-        (added once) and the compiled metrics; ``loss`` is their weighted sum."""
-        model = self.model
-        several = len(self.output_names) > 1 or isinstance(model.loss, (list, tuple, dict))
-        self._loss = None if several else loss_callable(model)
-        if not several:  # the per-example form, for the standard error over a subset
-            self._raw_loss = raw_loss(model)
-            self._raw_loss_weight = 1.0
-        self._terms = loss_terms(model, self.output_names) if several else None
-        if self._terms is not None and len(self._terms) > 1:
-            data = tuple(Part(f"{t.name}_loss", "mean") for t in self._terms)
-            weights = tuple((f"{t.name}_loss", t.weight) for t in self._terms)
-        else:
-            weight = self._terms[0].weight if self._terms else 1.0
-            data, weights = (Part("loss_data", "mean", stored=False),), (("loss_data", weight),)
-        parts = (data + (Part("regularization", "first", stored=False),)
-                 + tuple(Part(name, "mean") for name in self.metric_names))
-        stderrs = ()
-        if self._population:  # the per-example data loss's mean and mean square, in float64, last
-            parts += (Part("loss_mean64", "mean", stored=False), Part("loss_sq", "mean", stored=False))
-            stderrs = (StandardError("loss_stderr", (("loss_mean64", 1.0),), "loss_sq",
-                                     *self._population),)
-        return QuantitySet(parts, sums=(("loss", weights + (("regularization", 1.0),)),),
-                           stderrs=stderrs)
 
     def _size_batches(self, memory_budget_mb: float, batch_size: int | None) -> None:
         """Examples per data batch and points per compiled call, from the memory budget."""
@@ -249,6 +128,17 @@ class LandscapeEvaluator:
         self.points_per_call = int(max(1, min(_MAX_POINTS_PER_CALL, budget // per_point)))
         self._budget_points = self.points_per_call
         self._budget = budget
+
+    @property
+    def memory_budget_bytes(self) -> float:
+        """The memory budget of a compiled call, in bytes (``memory_budget_mb`` given)."""
+        return self._budget
+
+    @property
+    def budget_points(self) -> int:
+        """Points per call the memory budget allows where every point of a call is held at once
+        (the vectorised method, weight vectors as inputs); a loop's calls may be larger."""
+        return self._budget_points
 
     # ---------------------------------------------------------------- the plane
 
@@ -266,27 +156,10 @@ class LandscapeEvaluator:
             raise ValueError(f"The plane does not fit the model: the model has {self.layout.size} "
                              f"trainable weights, the centre has shape {centre.shape} and the "
                              f"directions {directions.shape}.")
-        if recompute != self._recompute:
-            self._recompute = recompute
-            self._calibration = None if recompute is None else tf.constant(
-                np.concatenate([xb.numpy() for xb, _ in self._batches])[:recompute])
+        if self._statistics.set_recompute(recompute, [xb for xb, _ in self._batches]):
             self._compiled = {}
         # held in variables: a new plane of the same shapes keeps the compiled functions
-        fresh = False
-        if non_trainable is not None:
-            self._non_trainable, fresh = _hold(non_trainable, self._non_trainable)
-        if non_trainable_directions is None:
-            fresh |= self._nt_dirs is not None
-            self._nt_dirs = None
-        else:
-            old = self._nt_dirs if self._nt_dirs and len(self._nt_dirs) == len(
-                non_trainable_directions) else [None] * len(non_trainable_directions)
-            held = [_hold([np.asarray(v, nt.dtype.as_numpy_dtype) for v, nt in
-                           zip(d, self._non_trainable)], before)
-                    for d, before in zip(non_trainable_directions, old)]
-            fresh |= self._nt_dirs is None or any(new for _, new in held)
-            self._nt_dirs = [values for values, _ in held]
-        if fresh:
+        if self._statistics.hold(non_trainable, non_trainable_directions):
             self._compiled = {}
         if self._directions is None or tuple(self._directions.shape) != directions.shape:
             self._centre = tf.Variable(centre, trainable=False)
@@ -295,8 +168,14 @@ class LandscapeEvaluator:
         else:
             self._centre.assign(centre)
             self._directions.assign(directions)
+        self._place_shortcut(centre, directions)
+        return self
+
+    def _place_shortcut(self, centre: np.ndarray, directions: np.ndarray) -> None:
+        """The first-layer shortcut for this plane, where it applies (built anew for another
+        number of directions, its pre-activations recomputed for every plane)."""
         k = directions.shape[0]
-        if self._recompute is not None:
+        if self._statistics.recompute is not None:
             self.shortcut = None  # statistics depend on the whole forward pass at each point
         elif self._allow_shortcut and (self.shortcut is None or self.shortcut.k != k):
             applies = FirstLayerShortcut.applies(self.model, self.n_examples, k, self._budget / 2)
@@ -305,13 +184,25 @@ class LandscapeEvaluator:
                 self._forget(POINTS)
         if self.shortcut is not None:
             self.shortcut.set_plane(centre, directions)
-        return self
 
     @property
-    def budget_points(self) -> int:
-        """Points per call the memory budget allows where every point of a call is held at once
-        (the vectorised method, weight vectors as inputs); a loop's calls may be larger."""
-        return self._budget_points
+    def centre(self) -> np.ndarray | None:
+        """The plane's centre, flat weights (size,) in the model's weight dtype; None before
+        :meth:`set_plane`."""
+        return None if self._centre is None else self._centre.numpy()
+
+    @property
+    def recompute(self) -> int | None:
+        """The examples the batch-norm statistics are re-estimated on at every point (see
+        :meth:`set_plane`); None where the statistics are given."""
+        return self._statistics.recompute
+
+    @property
+    def statistics_move(self) -> bool:
+        """Whether the non-trainable values move with the plane (:meth:`set_plane` was given
+        their directions): they then depend on a point's plane coordinates, not only on its
+        weights."""
+        return self._statistics.directions is not None
 
     @property
     def _block(self) -> int:
@@ -324,33 +215,38 @@ class LandscapeEvaluator:
         """Drop the compiled functions for ``which`` input (they captured the old plane's shape)."""
         self._compiled = {key: fn for key, fn in self._compiled.items() if key[0] != which}
 
-    # ---------------------------------------------------------------- evaluation
+    # ---------------------------------------------------------------- values at one point
 
-    def _point_values(self, flat_weights, coords=None):
-        """The parts (see :attr:`quantities`) at one flat weight vector, as one tensor.
-        With ``coords`` (the point's plane coordinates) the first-layer shortcut is used."""
+    def _unflatten(self, flat_weights) -> list:
+        """The model's trainable weights, shaped, from a flat vector (size,)."""
+        parts = tf.split(flat_weights, self.layout.sizes)
+        return [tf.reshape(p, s) for p, s in zip(parts, self.layout.shapes)]
+
+    def _forward(self, weights, non_trainable, xb):
+        """The model's outputs on a batch in inference mode, and its layers' losses."""
+        y_pred, _, losses = self.model.stateless_call(
+            weights, non_trainable, xb, training=False, return_losses=True)
+        return y_pred, losses
+
+    def _predictor(self, flat_weights, coords, strategy: Strategy):
+        """``predict(index, xb) -> (outputs, layer losses)`` at one point for batch ``index``:
+        by the first-layer shortcut where the strategy uses it (``coords`` given), else the
+        folded or the full forward pass, with statistics re-estimated first where asked."""
         non_trainable = self.non_trainable_at(coords)
-        if coords is None or self.shortcut is None or not self._shortcut_on:
-            parts = tf.split(flat_weights, self.layout.sizes)
-            weights = [tf.reshape(p, s) for p, s in zip(parts, self.layout.shapes)]
-            if self._recompute is not None:
-                with _calibrating(self.model):
-                    _, non_trainable = self.model.stateless_call(
-                        weights, non_trainable, self._calibration, training=True)
-            if self.fold and self.folding is not None:
-                def predict(index, xb):
-                    return self.folding.predict(weights, non_trainable, xb)
-            else:
-                def predict(index, xb):
-                    y_pred, _, losses = self.model.stateless_call(
-                        weights, non_trainable, xb, training=False, return_losses=True)
-                    return y_pred, losses
-        else:
-            def predict(index, xb):
-                return self.shortcut.predict(index, coords, flat_weights, non_trainable)
+        if coords is not None and strategy.shortcut:
+            return lambda index, xb: self.shortcut.predict(index, coords, flat_weights, non_trainable)
+        weights = self._unflatten(flat_weights)
+        non_trainable = self._statistics.reestimate(self.model, weights, non_trainable)
+        if strategy.fold:
+            return lambda index, xb: self.folding.predict(weights, non_trainable, xb)
+        return lambda index, xb: self._forward(weights, non_trainable, xb)
+
+    def _point_values(self, flat_weights, coords, strategy: Strategy):
+        """The parts (see :attr:`quantities`) at one flat weight vector, as one tensor (V,);
+        ``coords`` (k,) the point's plane coordinates (None for weight vectors)."""
+        predict = self._predictor(flat_weights, coords, strategy)
         acc = self.dtype  # sums in float32 (float64 for float64 models)
-        n_data = 1 if self._terms is None else max(1, len(self._terms))
-        loss_sums = [tf.constant(0.0, acc)] * n_data
+        data_sums = [tf.constant(0.0, acc)] * len(self._loss.weights)
         reg_sum = tf.constant(0.0, acc)
         # the standard error's sums in float64: the variance is a difference of two of them
         sum64 = sq_sum = tf.constant(0.0, tf.float64)
@@ -358,28 +254,19 @@ class LandscapeEvaluator:
         for index, (xb, yb) in enumerate(self._batches):
             y_pred, losses = predict(index, xb)
             n = float(xb.shape[0])
-            if self._terms is None:
-                loss_sums[0] += tf.cast(self._loss(yb, y_pred), acc) * n
-                if self._population:
-                    each = self._raw_loss_weight * per_example_loss(self._raw_loss, yb, y_pred,
-                                                                    tf.float64)
-            else:
-                preds, labels = predictions(y_pred, self.output_names), label_arrays(yb)
-                for j, term in enumerate(self._terms):
-                    loss_sums[j] += tf.cast(term.fn(labels[term.output], preds[term.output]), acc) * n
-                if self._population:
-                    each = tf.add_n([term.weight * per_example_loss(
-                        term.fn, labels[term.output], preds[term.output], tf.float64)
-                        for term in self._terms])
-                y_pred = preds
+            data, scored = self._loss.data(yb, y_pred)
+            for j, value in enumerate(data):
+                data_sums[j] += value * n
             if self._population:
+                each = self._loss.per_example(yb, y_pred)
                 sum64 += tf.reduce_sum(each)
                 sq_sum += tf.reduce_sum(tf.square(each))
-            if losses:  # regularisation, as Keras adds it to each batch's loss
-                reg_sum += tf.add_n([tf.cast(v, acc) for v in losses]) * n
+            regularization = self._loss.regularization(losses)
+            if regularization is not None:
+                reg_sum += regularization * n
             if self._metrics is not None:
-                metric_vars = self._metrics.stateless_update_state(metric_vars, yb, y_pred)
-        values = [v / float(self.n_examples) for v in loss_sums] + [reg_sum / float(self.n_examples)]
+                metric_vars = self._metrics.stateless_update_state(metric_vars, yb, scored)
+        values = [v / float(self.n_examples) for v in data_sums + [reg_sum]]
         if self._metrics is not None:
             result = self._metrics.stateless_result(metric_vars)
             values += [tf.cast(result[name], acc) for name in self.metric_names]
@@ -391,76 +278,130 @@ class LandscapeEvaluator:
     def non_trainable_at(self, coords=None) -> list:
         """The non-trainable values (batch-norm statistics) at plane coordinates ``coords`` (k,):
         the centre's, moved along their directions where the plane carries them."""
-        if coords is None or self._nt_dirs is None:
-            return self._non_trainable
-        return [nt + tf.add_n([tf.cast(coords[j], nt.dtype) * d[i]
-                               for j, d in enumerate(self._nt_dirs)])
-                for i, nt in enumerate(self._non_trainable)]
+        return self._statistics.at(coords)
 
     def objective(self, flat_weights, non_trainable) -> tf.Tensor:
         """The loss the grid shows, as a differentiable function of the flat weights (size,): the
         data loss over every batch (each output's loss weighted as compiled) plus the
         regularisation; in inference mode with the given non-trainable values. For tracing."""
-        parts = tf.split(flat_weights, self.layout.sizes)
-        weights = [tf.reshape(p, s) for p, s in zip(parts, self.layout.shapes)]
+        weights = self._unflatten(flat_weights)
         total = tf.constant(0.0, self.dtype)
         for xb, yb in self._batches:
-            y_pred, _, losses = self.model.stateless_call(
-                weights, non_trainable, xb, training=False, return_losses=True)
+            y_pred, losses = self._forward(weights, non_trainable, xb)
             share = float(xb.shape[0]) / float(self.n_examples)
-            if self._terms is None:
-                batch = tf.cast(self._loss(yb, y_pred), self.dtype)
-            else:
-                preds, labels = predictions(y_pred, self.output_names), label_arrays(yb)
-                batch = tf.add_n([term.weight * tf.cast(term.fn(labels[term.output],
-                                                                preds[term.output]), self.dtype)
-                                  for term in self._terms])
-            if losses:
-                batch += tf.add_n([tf.cast(v, self.dtype) for v in losses])
-            total += share * batch
+            data, _ = self._loss.data(yb, y_pred)
+            total += share * self._loss.total(data, self._loss.regularization(losses))
         return total
 
+    # ---------------------------------------------------------------- strategies
+
+    @property
+    def strategy(self) -> Strategy:
+        """The strategy as forced or chosen; its shortcut and fold take effect only where they
+        apply (:attr:`choice` reports what does)."""
+        return self._strategy
+
+    @property
+    def method(self) -> str:
+        """``vectorized`` or ``loop``: how the points of a call are evaluated."""
+        return self._strategy.method
+
+    def force_strategy(self, strategy: Strategy) -> "LandscapeEvaluator":
+        """Evaluate by ``strategy`` from now on (see :class:`Strategy`)."""
+        if not isinstance(strategy, Strategy):
+            raise TypeError(f"The 'strategy' parameter must be a Strategy. Got {strategy!r} "
+                            f"instead.")
+        self._strategy = strategy
+        return self
+
+    def _in_effect(self) -> Strategy:
+        """The strategy as it takes effect: the shortcut and the fold only where they apply."""
+        s = self._strategy
+        return replace(s, shortcut=s.shortcut and self.shortcut is not None,
+                       fold=s.fold and self.folding is not None)
+
+    @property
+    def timed_strategies(self) -> tuple[Strategy, ...]:
+        """The strategies the tuner timed (none before it has chosen)."""
+        return tuple(self._tuner.timings_) if self._tuner is not None else ()
+
+    @property
+    def choice(self) -> dict:
+        """The strategy in use (method, shortcut, fold, xla, parallel parts, points per call)
+        and, where it was chosen by timing the candidates (``tune``), their microseconds per
+        point (``us_per_point``, by :attr:`Strategy.label`) and those of the chosen one by
+        points per call (``us_per_point_by_points_per_call``)."""
+        s = self._in_effect()
+        tuned = self._tuner is not None and self._tuner.strategy_ is not None
+        return {"tuned": tuned, "method": s.method, "shortcut": s.shortcut, "fold": s.fold,
+                "xla": s.xla, "parallel": s.parallel, "points_per_call": self.points_per_call,
+                **(self._tuner.report() if tuned else {})}
+
+    def _tune(self, items: np.ndarray) -> None:
+        """Choose the strategy on this job's points, unless jobs to evaluate untimed remain."""
+        if self._untimed > 0:  # the first results come without waiting for the timings
+            self._untimed -= 1
+            return
+        chosen = self._tuner.choose(self, items)
+        if chosen is not None:
+            self.force_strategy(chosen)
+            self.points_per_call = self._tuner.points_per_call_
+            log.debug("evaluation strategy: %s", self.choice)
+
+    # ---------------------------------------------------------------- compiled calls
+
     def _function(self, which: str):
-        """The compiled function for POINTS or WEIGHTS input and the current strategy, built once
-        per plane shape."""
-        key = (which, self.method, self.shortcut is not None and self._shortcut_on,
-               self.folding is not None and self.fold, self.xla, self.parallel)
+        """The compiled function for POINTS or WEIGHTS input and the strategy in effect, built
+        once per plane shape."""
+        strategy = self._in_effect()
+        key = (which, strategy)
         if key not in self._compiled:
             if which == POINTS:
-                k = int(self._directions.shape[0])
+                width = int(self._directions.shape[0])
 
                 def point(c):
                     flat = self._centre + tf.linalg.matvec(self._directions, c, transpose_a=True)
-                    return self._point_values(flat, c)
+                    return self._point_values(flat, c, strategy)
             else:
-                k, point = self.layout.size, self._point_values
+                width = self.layout.size
+
+                def point(flat):
+                    return self._point_values(flat, None, strategy)
             out = tf.float64 if self._population else self.dtype
-            if self.method == "loop":
-                body = lambda batch: tf.map_fn(point, batch, fn_output_signature=out)  # noqa: E731
-            else:
-                # 'auto' first tries strict vectorisation and falls back to a loop over points;
-                # 'vectorized' lets pfor loop over just the ops it cannot vectorise.
-                strict = self.mode == "auto"
-                body = lambda batch: tf.vectorized_map(  # noqa: E731
-                    point, batch, fallback_to_while_loop=not strict)
-            if self.xla:  # one fused program per block: no per-op dispatch, fused elementwise work
-                body = tf.function(body, jit_compile=True)
-            if self.xla or self.parallel > 1:
-                body = _blocked(body, self._block, k, self.parallel, out)
+            body = call_body(point, strategy, width=width, out=out, strict=self.mode == "auto",
+                             block=self._block)
             self._compiled[key] = tf.function(
-                body, input_signature=[tf.TensorSpec([None, k], self.dtype)])
+                body, input_signature=[tf.TensorSpec([None, width], self.dtype)])
         return self._compiled[key]
+
+    def compiled_call(self, coords) -> np.ndarray:
+        """One compiled call at plane coordinates (P, k) in the model's weight dtype, by the
+        strategy in effect (compiled on first use): the parts, (P, V) in :attr:`quantities`'s
+        order. No fallback to a loop and no tuning: for timing strategies."""
+        return self._function(POINTS)(coords).numpy()
+
+    def _call(self, which: str, chunk):
+        try:
+            if self.method == "vectorized" and self.mode == "auto":
+                with quiet_tensorflow():  # a failed vectorisation logs the whole graph node
+                    return self._function(which)(chunk).numpy()
+            return self._function(which)(chunk).numpy()
+        except UNAVAILABLE as err:
+            if self.method == "loop" or self.mode != "auto":
+                raise
+            # Some ops have no vectorised form; fall back to a compiled loop over points.
+            log.info("vectorised evaluation unavailable (%s); using a compiled loop",
+                     str(err).splitlines()[0] if str(err) else type(err).__name__)
+            self._strategy = replace(self._strategy, method="loop")
+            return self._function(which)(chunk).numpy()
 
     def _run(self, which: str, items: np.ndarray) -> dict[str, np.ndarray]:
         """The parts (see :attr:`quantities`) at every item; dict of (P,) float64 arrays."""
         if which == POINTS and self._directions is None:
             raise RuntimeError("Call set_plane(centre, directions) before evaluate().")
         out = np.empty((len(items), len(self.quantities.parts)), dtype=np.float64)
-        if which == POINTS and self._tune and self._timings is None:
-            if self._untimed > 0:  # the first results come without waiting for the timings
-                self._untimed -= 1
-            else:
-                self._choose(items)
+        if which == POINTS and self._tuner is not None and self._tuner.strategy_ is None:
+            self._tune(items)
         # weight vectors are inputs of (points, size): the memory budget sets their calls
         size = self.points_per_call if which == POINTS else min(self.points_per_call,
                                                                  self.budget_points)
@@ -469,155 +410,7 @@ class LandscapeEvaluator:
             out[start:start + len(chunk)] = self._call(which, chunk)
         return {part.name: out[:, i] for i, part in enumerate(self.quantities.parts)}
 
-    _TUNE_MIN_POINTS = 64  # a first job smaller than this is evaluated as it comes, untimed
-
-    def use(self, method: str | None = None, shortcut: bool | None = None,
-            fold: bool | None = None, xla: bool | None = None,
-            parallel: int | None = None) -> "LandscapeEvaluator":
-        """Force a strategy (None keeps the current setting): ``method`` 'vectorized' or 'loop',
-        the first-layer ``shortcut`` and the batch-norm ``fold`` (each where it applies; the
-        shortcut wins where both are on), ``xla`` (blocks of points compiled by XLA),
-        ``parallel`` (blocks of a call run at the same time, single-threaded each)."""
-        if method is not None:
-            if method not in ("vectorized", "loop"):
-                raise ValueError(f"The 'method' parameter must be 'vectorized' or 'loop'. "
-                                 f"Got {method!r} instead.")
-            self.method = method
-        if shortcut is not None:
-            self._shortcut_on = bool(shortcut)
-        if fold is not None:
-            self.fold = bool(fold)
-        if xla is not None:
-            self.xla = bool(xla)
-        if parallel is not None:
-            if int(parallel) < 1:
-                raise ValueError(f"The 'parallel' parameter must be an integer >= 1. "
-                                 f"Got {parallel!r} instead.")
-            self.parallel = int(parallel)
-        return self
-
-    def _choose(self, items: np.ndarray) -> None:
-        """Time the strategies on the first job's points (each compiled first, then timed twice
-        on the same points, the better pass kept) and keep the fastest. First vectorised or
-        looped over points (``mode: auto``), each plain, with the first-layer shortcut and with
-        batch norms folded (each where it applies); then the best of those as a loop in blocks
-        compiled by XLA, and in blocks run one per thread with single-threaded ops (with and
-        without XLA) where this process has several threads; then fewer points per call. Every
-        strategy gives the same values up to float32 rounding. Recorded in :attr:`choice`."""
-        # a model whose memory budget fits only a few points per call is costly per point: a
-        # few points time it well enough
-        least = 8 if self.points_per_call <= 4 else self._TUNE_MIN_POINTS
-        if len(items) < least:
-            return
-        budget_points = self.points_per_call
-        n = min(len(items), max(budget_points, least))
-        sample = tf.constant(items[:n])
-
-        def timed(size: int, points=sample) -> float:
-            """Seconds per point of the current strategy over ``points``, ``size`` per call."""
-            t0 = time.perf_counter()
-            for start in range(0, len(points), size):
-                self._function(POINTS)(points[start:start + size]).numpy()
-            return (time.perf_counter() - t0) / len(points)
-
-        timings = {}
-
-        def candidate(*strategy) -> None:  # (method, shortcut, fold, xla, parallel)
-            self._strategy = strategy
-            try:
-                with _quiet_tensorflow():
-                    timed(budget_points)  # compiles, and warms the shapes up
-                    # the better of two passes: one pass is easily disturbed on a shared machine
-                    timings[strategy] = min(timed(budget_points), timed(budget_points))
-            except (ValueError, TypeError, NotImplementedError, tf.errors.OpError):
-                pass  # e.g. ops without a vectorised form, or without an XLA kernel
-
-        default = self._strategy
-        methods = ("vectorized", "loop") if self.mode == "auto" else (self.method,)
-        variants = ([(True, False)] if self.shortcut is not None else []) + [(False, False)] + (
-            [(False, True)] if self.folding is not None else [])
-        for method in methods:
-            for shortcut, fold in variants:
-                candidate(method, shortcut, fold, False, 1)
-        # XLA and single-threaded kernels round mixed precision differently (up to 1e-2 for
-        # bfloat16), and XLA a float64 model to float32's precision: offered where they agree
-        # with the default to float32 rounding
-        policies = dtype_policies(self.model)
-        if timings and "loop" in methods and policies in (["float32"], ["float64"]):
-            _, shortcut, fold, _, _ = min(timings, key=timings.get)
-            # a tf.data map runs on the host: parallel blocks are for models evaluated on CPUs
-            on_gpu = bool(tf.config.list_logical_devices("GPU"))
-            threads = 1 if on_gpu else min(intra_op_threads(), n)
-            second = [(True, 1)] if policies == ["float32"] else []  # (xla, parallel)
-            if threads > 1:
-                second += [(False, threads)] + ([(True, threads)] if second else [])
-            for xla, parallel in second:
-                candidate("loop", shortcut, fold, xla, parallel)
-        if not timings:
-            self._strategy = default
-            return
-        best = min(timings, key=timings.get)
-        self._strategy = best
-        calls = {budget_points: timings[best]}
-        sizes = [s for s in (budget_points // 4, budget_points // 16) if s >= 8]
-        if best[0] == "loop":
-            # a loop holds a few points' activations at a time, whatever the call's size (the
-            # budget is for the vectorised method): larger calls where the job has the points
-            # and a call stays short (they pay where the per-call overhead is what remains)
-            sizes += [s for s in (2 * budget_points, 4 * budget_points)
-                      if s <= min(len(items), _MAX_LOOP_POINTS_PER_CALL)
-                      and timings[best] * s <= _LARGER_CALL_S]
-        for size in sizes:  # the same function takes any number of points
-            points = sample if size <= n else tf.constant(items[:size])
-            timed(size, points)  # new shapes warm up first
-            calls[size] = timed(size, points)
-        self.points_per_call = min(calls, key=calls.get)
-        self._timings, self._calls = timings, calls
-        log.debug("evaluation strategy: %s", self.choice)
-
-    @property
-    def _strategy(self) -> tuple:
-        """(method, shortcut, fold, xla, parallel) as set, whether or not each applies."""
-        return self.method, self._shortcut_on, self.fold, self.xla, self.parallel
-
-    @_strategy.setter
-    def _strategy(self, strategy: tuple) -> None:
-        self.method, self._shortcut_on, self.fold, self.xla, self.parallel = strategy
-
-    @property
-    def timed_strategies(self) -> tuple:
-        """The strategies the tuner timed, each (method, shortcut, fold, xla, parallel)."""
-        return tuple(self._timings or ())
-
-    @property
-    def choice(self) -> dict:
-        """The strategy in use (method, shortcut, fold, xla, parallel parts, points per call)
-        and, where it was chosen by timing the candidates (``tune``), their microseconds per
-        point."""
-        timed = {} if self._timings is None else {
-            "us_per_point": {strategy_label(*key): round(t * 1e6, 2)
-                             for key, t in self._timings.items()},
-            "us_per_point_by_points_per_call": {str(k): round(v * 1e6, 2)
-                                                for k, v in self._calls.items()}}
-        return {"tuned": self._timings is not None, "method": self.method,
-                "shortcut": self.shortcut is not None and self._shortcut_on,
-                "fold": self.folding is not None and self.fold, "xla": self.xla,
-                "parallel": self.parallel, "points_per_call": self.points_per_call, **timed}
-
-    def _call(self, which: str, chunk):
-        try:
-            if self.method == "vectorized" and self.mode == "auto":
-                with _quiet_tensorflow():  # a failed vectorisation logs the whole graph node
-                    return self._function(which)(chunk).numpy()
-            return self._function(which)(chunk).numpy()
-        except (ValueError, TypeError, NotImplementedError, tf.errors.OpError) as err:
-            if self.method == "loop" or self.mode != "auto":
-                raise
-            # Some ops have no vectorised form; fall back to a compiled loop over points.
-            log.info("vectorised evaluation unavailable (%s); using a compiled loop",
-                     str(err).splitlines()[0] if str(err) else type(err).__name__)
-            self.method = "loop"
-            return self._function(which)(chunk).numpy()
+    # ---------------------------------------------------------------- entry points
 
     def parts(self, which: str, items) -> dict[str, np.ndarray]:
         """The parts (``loss_data``, ``regularization``, metrics) at ``items``: plane coordinates

@@ -29,7 +29,7 @@ class HessianProducts:
     a vectorised one on the first call and keeps the faster (:attr:`method`, :attr:`timings`)."""
 
     def __init__(self, evaluator, mode: str = "auto"):
-        if evaluator._recompute is not None:
+        if evaluator.recompute is not None:
             raise SourceError("Hessian products need the batch-norm statistics of the slice as "
                               "given (batchnorm: centre or interpolate); re-estimated statistics "
                               "(batchnorm: recompute) are not differentiated through.")
@@ -123,9 +123,9 @@ class HessianProducts:
 
     def at_centre(self, vectors) -> np.ndarray:
         """H(centre) v for each row of ``vectors`` (m, size), at the current plane's centre."""
-        ev = self.evaluator
-        if ev._centre is None:
+        centre = self.evaluator.centre
+        if centre is None:
             raise RuntimeError("Call set_plane(centre, directions) before Hessian products.")
         vectors = np.atleast_2d(vectors)
-        centre = np.broadcast_to(ev._centre.numpy(), vectors.shape)
+        centre = np.broadcast_to(centre, vectors.shape)
         return self.products(centre, vectors)

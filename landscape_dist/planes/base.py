@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -44,6 +44,28 @@ class PlaneKind:
     fits_path: bool = False  # an axis range may be fitted to the projected path ('min: null')
     dims: tuple[int, ...] = (1, 2)  # the grid dimensions the kind can draw
     needs_products: bool = False  # built from Hessian products, once the pool runs
+    # the metadata keys that go into the sweep's summary and into info(): the kind's name, the
+    # cosine that Plane.make adds to every 2-D plane, and what each kind adds of its own
+    summary_keys: tuple[str, ...] = ("kind", "cosine")
+
+    # What the kind says about a plane it built, asked with the plane's stored metadata (the
+    # ``meta`` of a Surface read back from its file), so that the figures, the summary and info()
+    # need not know the kinds. The defaults fit any kind, one from a plugin included.
+
+    def caption(self, meta: Mapping) -> str:
+        """The kind's part of a figure's caption, e.g. ``"random directions, filter
+        normalisation, seed 0"``; by default ``"<kind> directions"``."""
+        return f"{meta['kind']} directions" if meta.get("kind") else "directions"
+
+    def axis_labels(self, meta: Mapping, ndim: int, short: bool = False) -> list[str]:
+        """The labels of the slice's ``ndim`` axes, ``short`` where there is little room (3-D
+        views, heat maps, the interactive page); by default ``direction 0``, ``direction 1``."""
+        return [f"direction {i}" for i in range(ndim)]
+
+    def draws_path(self, meta: Mapping) -> bool:
+        """Whether the recorded training path is drawn on the slice by default (``plot.show_path:
+        auto``): where the plane is built to hold it."""
+        return False
 
     def to_store(self, plane: Plane) -> dict:
         """What an interrupted sweep keeps of a plane built from products (arrays and plain
@@ -66,6 +88,14 @@ class PlaneKind:
     def common_meta(cfg: DirectionConfig, centre: np.ndarray) -> dict:
         return {"kind": cfg.kind, "normalization": cfg.normalization, "ignore": cfg.ignore,
                 "seed": cfg.seed, "centre_norm": float(np.linalg.norm(centre))}
+
+
+def kind_of(meta: Mapping) -> PlaneKind:
+    """The kind that built the plane whose stored metadata is ``meta`` (by ``meta["kind"]``); the
+    base :class:`PlaneKind` for a kind not registered in this process (a file written with a
+    plugin's kind still plots, with the default caption and labels)."""
+    name = meta.get("kind")
+    return PLANE_KINDS[name]() if isinstance(name, str) and name in PLANE_KINDS else PlaneKind()
 
 
 def build_plane(slice_cfg: SliceConfig, context: PlaneContext) -> Plane:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -51,6 +52,11 @@ class BetweenModels(DirectionConfig):
 
 class _BetweenModels(PlaneKind):
     config = BetweenModels
+    shape = ""  # what the models span, as the caption names it
+
+    def caption(self, meta):
+        return (f"{self.shape} through {', '.join(Path(r).name for r in meta.get('models', []))}; "
+                f"batch-norm statistics: {meta.get('batchnorm')}")
 
     def uses_path(self, cfg):
         return any(CHECKPOINT.match(ref) for ref in cfg.models)
@@ -96,6 +102,7 @@ class InterpolatePlane(_BetweenModels):
     """The line ``A + x (B - A)``: A at x = 0, B at x = 1 (x may run outside [0, 1])."""
 
     dims = (1,)
+    shape = "line"
 
     def build(self, cfg, context, k):
         (a, nt_a), (b, nt_b) = self._load(cfg, context)
@@ -109,6 +116,7 @@ class ModelsPlane(_BetweenModels):
     orthogonal to it (scaled to ``|d0|``), so B sits at (1, 0) and C at (cx, cy)."""
 
     dims = (2,)
+    shape = "plane"
 
     def build(self, cfg, context, k):
         (a, nt_a), (b, nt_b), (c, nt_c) = self._load(cfg, context)

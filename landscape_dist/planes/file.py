@@ -75,6 +75,9 @@ class FilePlane(PlaneKind):
 
     config = FileDirections
 
+    def caption(self, meta):
+        return f"directions from {Path(str(meta.get('file'))).name}"
+
     def build(self, cfg, context, k):
         path = Path(cfg.file)
         directions, layout = _read(path, cfg.slice)

@@ -2,7 +2,7 @@
 
 ``which`` names them: ``top1``, ``top2``... (by eigenvalue, largest first) and ``min`` (the
 smallest, most negative eigenvalue). They are computed once, by Lanczos on Hessian products the
-workers compute (:mod:`landscape_dist.curvature`), scaled by the slice's normalisation (``none``
+workers compute (:mod:`landscape_dist.core.curvature`), scaled by the slice's normalisation (``none``
 by default: unit eigenvectors, so a grid unit is a unit of distance in weight space; ``model``
 keeps them eigenvectors too, at the centre's norm) and stored with their eigenvalues.
 """
@@ -51,9 +51,22 @@ class HessianPlane(PlaneKind):
 
     config = HessianDirections
     needs_products = True
+    summary_keys = ("kind", "cosine", "which", "eigenvalues", "converged")
+
+    def caption(self, meta):
+        return (f"Hessian eigenvectors {', '.join(meta.get('which', []))} at the centre, "
+                f"{meta.get('normalization')} normalisation"
+                + ("" if meta.get("converged", True) else " (Lanczos not converged)"))
+
+    def axis_labels(self, meta, ndim, short=False):
+        labels = [f"Hessian eigenvector {w} (eigenvalue {v:.4g})"
+                  for w, v in zip(meta.get("which", []), meta.get("eigenvalues", []))]
+        default = super().axis_labels(meta, ndim)
+        return default if short else [labels[i] if i < len(labels) else default[i]
+                                      for i in range(ndim)]
 
     def build(self, cfg, context, k):
-        from ..curvature import centre_eigen
+        from ..core.curvature import centre_eigen
 
         if len(cfg.which) != k:
             raise LandscapeError(f"A {k}-D slice needs {k} Hessian directions; 'which' names "
@@ -61,7 +74,7 @@ class HessianPlane(PlaneKind):
                                  f"dimension in the {{kind}}'s 'which'.")
         if context.products is None:
             raise LandscapeError("Hessian directions are built from the workers' products, once "
-                                 "the pool runs (see landscape_dist.sweep.build_deferred).")
+                                 "the pool runs (see landscape_dist.sweeping.inputs.build_deferred).")
         settings = context.curvature or CurvatureConfig()
         top_k = min(max(cfg.top_k, 1), context.layout.size)
         if settings.steps <= top_k:

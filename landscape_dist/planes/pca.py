@@ -33,6 +33,20 @@ class PCAPlane(PlaneKind):
     config = PCADirections
     needs_path = True
     fits_path = True
+    summary_keys = ("kind", "cosine", "explained_variance_ratio")
+
+    def caption(self, meta):
+        return "PCA of the training path, explained variance " + " / ".join(
+            f"{100 * v:.1f}%" for v in meta.get("explained_variance_ratio", []))
+
+    def axis_labels(self, meta, ndim, short=False):
+        if short:
+            return [f"PC {i + 1}" for i in range(ndim)]
+        evr = meta.get("explained_variance_ratio", [0, 0])
+        return [f"PC {i + 1} ({100 * evr[i]:.1f}%)" for i in range(ndim)]
+
+    def draws_path(self, meta):
+        return True  # the plane the path's own principal components span
 
     def build(self, cfg, context, k):
         if context.path is None:

@@ -30,7 +30,12 @@ class RandomPlane(PlaneKind):
     """Directions drawn from N(0, 1) with the slice's seed, rescaled to the centre's norms by
     ``normalization`` (filter, layer, model, none); biases and norms zeroed by ``ignore: biasbn``."""
 
-    config = RandomDirections
+    config = RandomDirections  # its summaries: the base's keys (kind, cosine)
+
+    def caption(self, meta):
+        text = (f"random directions, {meta.get('normalization')} normalisation, "
+                f"seed {meta.get('seed')}")
+        return text + (f", cos(d0, d1) = {meta['cosine']:.3f}" if "cosine" in meta else "")
 
     def build(self, cfg, context, k):
         layout = context.layout

@@ -273,7 +273,7 @@ class Surface:
         return names or [""]
 
 
-def _attr(value):
+def read_attr(value):
     if isinstance(value, bytes):
         value = value.decode()
     if isinstance(value, str) and value[:1] in "[{":
@@ -374,7 +374,7 @@ def read_surface(path: str | Path, unfinished: bool = False) -> dict[str, Surfac
             out[name] = Surface(
                 name, g["xcoordinates"][...], g["ycoordinates"][...] if "ycoordinates" in g else None,
                 values, g["done"][...],
-                {k: _attr(v) for k, v in g.attrs.items()}, plane["centre"][...],
+                {k: read_attr(v) for k, v in g.attrs.items()}, plane["centre"][...],
                 plane["directions"][...], layout, nt, p, moving, runs, filled, interpolated)
         return out
 

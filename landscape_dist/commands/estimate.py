@@ -11,21 +11,23 @@ every refinement evaluates whole, at most every point.
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
 
-from .config.schema import Config
+from ..config.schema import Config
+from ..core.grid import split_tiles
+from ..core.refine import lattice, strides
+from ..sweeping.inputs import data_specs
 
 
 def _workers(config: Config) -> tuple[int, str]:
     """The workers the pool would have, and where that number comes from (a local Ray is not
     started for this: its CPUs are this machine's)."""
-    import os
-
     cluster = config.cluster
     if cluster.address:
-        from .execution.cluster import check_resources, connect_ray
+        from ..execution.cluster import check_resources, connect_ray
 
         connect_ray(cluster.address)
         resolved = check_resources(cluster)
@@ -40,11 +42,11 @@ def _probe(config: Config, slice_cfg, model_spec, data_spec, threads: int | None
     """Points per second of one worker on the slice's first tile (at most as many points as fit
     in ``seconds_budget`` after compiling), with random directions: the cost of a point does not
     depend on the plane."""
-    from .core.directions import random_directions
-    from .core.grid import axis_coordinates, split_tiles
-    from .core.layout import WeightLayout
-    from .execution.worker import LandscapeWorker
-    from .model.reference import flops_per_example
+    from ..core.directions import random_directions
+    from ..core.grid import axis_coordinates
+    from ..core.layout import WeightLayout
+    from ..execution.worker import LandscapeWorker
+    from ..model.reference import flops_per_example
 
     try:
         worker = LandscapeWorker(model_spec, data_spec, config.evaluation, threads=threads,
@@ -84,11 +86,10 @@ def estimate(config: Config, in_process: bool = False) -> dict:
     """The estimate of sweeping every slice of ``config`` (see the module docstring); with
     ``in_process`` one worker with this process's threads, else the pool's workers, each probed
     with the threads a worker gets (``cluster.cpus_per_worker``)."""
-    from .model.sources import ModelSpec
-    from .sweep import _data_spec
+    from ..model.sources import ModelSpec
 
     model_spec = ModelSpec.from_source(config.model.source, config.model.unsafe_deserialization)
-    data_spec = _data_spec(config)
+    data_spec = data_specs(config)
     if isinstance(data_spec, dict):
         data_spec = next(iter(data_spec.values()))  # the first dataset's cost stands for each
         several = len(config.data.datasets)
@@ -99,7 +100,7 @@ def estimate(config: Config, in_process: bool = False) -> dict:
     groups = max(1, workers // max(1, config.data.shards))  # each job goes to every shard
     out, total, low = {"workers": workers, "workers_from": source, "slices": {}}, 0.0, 0.0
     probes: dict = {}
-    from .core.grid import split_tiles
+    from ..core.grid import split_tiles
 
     for slice_cfg in config.slices:
         key = (tuple(slice_cfg.quantities), slice_cfg.grid.ndim, slice_cfg.grid.tile)
@@ -131,26 +132,6 @@ def estimate(config: Config, in_process: bool = False) -> dict:
 
 def _coarse_points(shape: tuple[int, int]) -> int:
     """The points every refinement evaluates: the lattice of the second-coarsest stride."""
-    from .core.refine import lattice, strides
-
     visited = strides(shape)
     s = visited[min(1, len(visited) - 1)]
     return len(lattice(shape[0], s)) * len(lattice(shape[1], s))
-
-
-def estimate_lines(result: dict) -> list[str]:
-    workers = result["workers"]
-    lines = [f"dry run: nothing written; {workers} worker{'s' * (workers != 1)} "
-             f"({result['workers_from']})"]
-    for name, s in result["slices"].items():
-        lines.append(f"  slice '{name}': {s['points']:,} points in {s['tiles']} tiles, "
-                     f"{s['gflop_per_point']:.3g} GFLOP per point (forward), "
-                     f"{s['probe_points_per_s']:,.1f} points/s on one worker (probe of "
-                     f"{s['probe_points']} points), about {s['estimated_s']:.0f} s for every "
-                     f"point; refined (grid.refine{'' if s['refined'] else ', not set'}): "
-                     f"{s['refined_estimated_s'][0]:.0f} to {s['refined_estimated_s'][1]:.0f} s "
-                     f"(at least {s['refined_points_at_least']:,} points)")
-    low, high = result["as_configured_s"]
-    span = f"about {high:.0f} s" if low == high else f"{low:.0f} to {high:.0f} s (refined slices)"
-    lines.append(f"estimated sweep as configured: {span}, plus the pool's start-up")
-    return lines

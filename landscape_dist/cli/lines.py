@@ -1,46 +1,8 @@
-"""What the command line says: short human summaries of each command's result, what a surface
-file holds (``landscape-dist info``), and TensorFlow imported without its start-up banners."""
+"""What the command line says: short human summaries of each command's result."""
 
 from __future__ import annotations
 
-import json
-import os
-import re
-import sys
-import tempfile
 from pathlib import Path
-
-# Lines TensorFlow's C++ runtime prints while it loads, before any logging setting applies.
-_BANNERS = re.compile(
-    r"All log messages before absl::InitializeLog|oneDNN custom operations are on|"
-    r"Could not find cuda drivers|cpu_feature_guard|This TensorFlow binary is optimized|"
-    r"To enable the following instructions|rebuild TensorFlow with the appropriate compiler|"
-    r"Unable to register cu(DNN|FFT|BLAS) factory|computation placer already registered|"
-    r"TF-TRT Warning|failed call to cuInit")
-
-
-def import_tensorflow_quietly() -> None:
-    """Import TensorFlow with its start-up banners removed from stderr (anything else written to
-    stderr meanwhile is passed on afterwards). The C++ runtime writes them to file descriptor 2
-    directly, so they are captured there. (Importing it in a thread beside Ray's start-up was
-    tried: other imports of TensorFlow's modules from the main thread meanwhile can meet the
-    import lock's deadlock detection.)"""
-    if "tensorflow" in sys.modules:
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), 2)
-        try:
-            import tensorflow  # noqa: F401
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-        capture.seek(0)
-        text = capture.read().decode("utf-8", errors="replace")
-    kept = [line for line in text.splitlines() if line.strip() and not _BANNERS.search(line)]
-    if kept:
-        print("\n".join(kept), file=sys.stderr)
 
 
 def _rate(value) -> str:
@@ -98,50 +60,6 @@ def summary_lines(command: str, result, out: str | None) -> list[str]:
     return []
 
 
-def describe_surface(path: str | Path) -> dict:
-    """What a surface file holds: per slice its grid, quantities, done fraction and direction
-    settings; the configuration and package versions; finished or not."""
-    import h5py
-
-    from .store.surface import _attr, check_surface
-
-    check_surface(path, unfinished=True)
-    with h5py.File(path, "r") as f:
-        info = {"file": str(path), "complete": bool(f.attrs.get("complete", True)),
-                "versions": _attr(f.attrs.get("versions", "{}")),
-                "config": _yaml(f.attrs.get("config", "")), "slices": {}}
-        for name in json.loads(f.attrs["slices"]):
-            g = f["slices"][name]
-            done = g["done"][...]
-            quantities = []
-            g["values"].visititems(lambda key, item: quantities.append(key)
-                                   if isinstance(item, h5py.Dataset) else None)
-            meta = {k: _attr(v) for k, v in g.attrs.items()}
-            grid = {"x": [float(g["xcoordinates"][0]), float(g["xcoordinates"][-1]),
-                          int(len(g["xcoordinates"]))]}
-            if "ycoordinates" in g:
-                grid["y"] = [float(g["ycoordinates"][0]), float(g["ycoordinates"][-1]),
-                             int(len(g["ycoordinates"]))]
-            info["slices"][name] = {
-                "grid": grid, "points": int(done.size), "done": int(done.sum()),
-                "quantities": quantities, "path": "path" in g,
-                "directions": {k: meta[k] for k in ("kind", "normalization", "ignore", "seed",
-                                                    "which", "eigenvalues", "cosine",
-                                                    "explained_variance_ratio") if k in meta}}
-    return info
-
-
-def _yaml(text) -> dict:
-    import yaml
-
-    text = text.decode() if isinstance(text, bytes) else str(text)
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def info_lines(info: dict) -> list[str]:
     """``describe_surface``'s answer as text."""
     versions = info.get("versions") or {}
@@ -160,4 +78,23 @@ def info_lines(info: dict) -> list[str]:
         for section in ("model", "data", "evaluation"):
             if section in config:
                 lines.append(f"  {section}: " + ", ".join(f"{k} {v}" for k, v in config[section].items()))
+    return lines
+
+
+def estimate_lines(result: dict) -> list[str]:
+    """A dry run's estimate as text."""
+    workers = result["workers"]
+    lines = [f"dry run: nothing written; {workers} worker{'s' * (workers != 1)} "
+             f"({result['workers_from']})"]
+    for name, s in result["slices"].items():
+        lines.append(f"  slice '{name}': {s['points']:,} points in {s['tiles']} tiles, "
+                     f"{s['gflop_per_point']:.3g} GFLOP per point (forward), "
+                     f"{s['probe_points_per_s']:,.1f} points/s on one worker (probe of "
+                     f"{s['probe_points']} points), about {s['estimated_s']:.0f} s for every "
+                     f"point; refined (grid.refine{'' if s['refined'] else ', not set'}): "
+                     f"{s['refined_estimated_s'][0]:.0f} to {s['refined_estimated_s'][1]:.0f} s "
+                     f"(at least {s['refined_points_at_least']:,} points)")
+    low, high = result["as_configured_s"]
+    span = f"about {high:.0f} s" if low == high else f"{low:.0f} to {high:.0f} s (refined slices)"
+    lines.append(f"estimated sweep as configured: {span}, plus the pool's start-up")
     return lines

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .config.schema import Config
-from .errors import OutputError
-from .model.trajectory import Trajectory
-from .store.outdir import nearest_existing
+from ..config.schema import Config
+from ..errors import OutputError
+from ..model.trajectory import Trajectory
+from .outdir import nearest_existing
 
 log = logging.getLogger("landscape_dist")
 

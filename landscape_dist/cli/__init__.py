@@ -9,8 +9,8 @@ import signal
 import sys
 import threading
 
-from .errors import LandscapeError, TileError, request_interrupt
-from .registry import OUTPUT_FORMATS
+from ..errors import LandscapeError, TileError, request_interrupt
+from ..registry import OUTPUT_FORMATS
 
 # How the command line names what library messages speak of (see errors.LandscapeError).
 FLAGS = {"overwrite": "--overwrite", "out": "--out", "train": "'landscape-dist train' (or 'run')",
@@ -21,7 +21,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="landscape-dist",
         description="Loss-landscape slices of Keras models, evaluated on a pool of Ray actors.")
-    from . import __version__
+    from .. import __version__
 
     parser.add_argument("--version", action="version", version=f"landscape-dist {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -97,7 +97,7 @@ def _formats(text: str) -> tuple[str, ...]:
 
 
 def _config(args):
-    from .config import load_config
+    from ..config import load_config
 
     overrides = list(args.overrides)
     if getattr(args, "address", None):
@@ -116,8 +116,8 @@ def _kept(args) -> str:
                 f"incomplete). Run the same command again.")
     if args.command not in ("sweep", "run"):
         return "nothing was written. Run the command again."
-    from .core.grid import split_tiles
-    from .store.journal import TileJournal
+    from ..core.grid import split_tiles
+    from ..store.journal import TileJournal
 
     journal = os.path.join(args.out, "surface.h5.journal")
     if not os.path.isfile(journal):
@@ -133,35 +133,31 @@ def _kept(args) -> str:
     return (f"{done}{of} tiles are kept in {journal}. Run the same command again to resume.")
 
 
-def _dispatch(args, pipeline):
+def _dispatch(args, commands):
     """Run the command ``args`` names; its result (a summary, or the written paths)."""
     if args.command == "info":
-        from .report import describe_surface
-
-        return describe_surface(args.surface)
+        return commands.info(args.surface)
     if args.command == "wait-cluster":
-        from .execution.cluster import wait_for_cluster
+        from ..execution.cluster import wait_for_cluster
 
         return wait_for_cluster(args.address, args.nodes, args.timeout)
     if args.command == "train":
-        return pipeline.train(_config(args), args.out, overwrite=args.overwrite)
+        return commands.train(_config(args), args.out, overwrite=args.overwrite)
     if args.command == "curvature":
-        return pipeline.curvature(_config(args), args.out, overwrite=args.overwrite,
+        return commands.curvature(_config(args), args.out, overwrite=args.overwrite,
                                   in_process=args.in_process)
     if args.command in ("sweep", "run") and args.dry_run:
-        from .estimate import estimate
-
-        return estimate(_config(args), in_process=args.in_process)
+        return commands.estimate(_config(args), in_process=args.in_process)
     if args.command in ("sweep", "run"):
         if args.command == "sweep":
-            return pipeline.sweep(_config(args), args.out, overwrite=args.overwrite,
+            return commands.sweep(_config(args), args.out, overwrite=args.overwrite,
                                   progress=not args.no_progress, in_process=args.in_process,
                                   final=args.final)
-        return pipeline.run(_config(args), args.out, overwrite=args.overwrite,
+        return commands.run(_config(args), args.out, overwrite=args.overwrite,
                             progress=not args.no_progress, in_process=args.in_process)
-    from .config import load_config
+    from ..config import load_config
 
-    return pipeline.plot(args.surface, args.out, load_config(args.config), formats=args.format)
+    return commands.plot(args.surface, args.out, load_config(args.config), formats=args.format)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,19 +174,19 @@ def main(argv: list[str] | None = None) -> int:
     logger = logging.getLogger("landscape_dist")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
-    # a sweep or run on Ray imports TensorFlow once its actors are starting (pipeline.run,
+    # a sweep or run on Ray imports TensorFlow once its actors are starting (commands.run,
     # sweep.sweep), so that Ray's start and theirs overlap the import here
     if args.command in ("train", "curvature") or (
             args.command in ("sweep", "run") and (args.in_process or args.dry_run)):
-        from .report import import_tensorflow_quietly
+        from ..model.runtime import import_tensorflow_quietly
 
         import_tensorflow_quietly()
-    from . import pipeline
+    from .. import commands
 
     main_thread = threading.current_thread() is threading.main_thread()  # where signals go
     previous = signal.signal(signal.SIGINT, request_interrupt) if main_thread else None
     try:
-        result = _dispatch(args, pipeline)
+        result = _dispatch(args, commands)
     except KeyboardInterrupt:
         print(f"landscape-dist: interrupted; {_kept(args)}", file=sys.stderr)
         return 130
@@ -207,10 +203,11 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(signal.SIGINT, previous)
         logger.removeHandler(handler)  # a library caller's logging stays as it was
     if args.json:
-        print(pipeline.to_json(result))
+        from ..store.summary import to_json
+
+        print(to_json(result))
     else:
-        from .estimate import estimate_lines
-        from .report import info_lines, summary_lines
+        from .lines import estimate_lines, info_lines, summary_lines
 
         if args.command == "info":
             lines = info_lines(result)
@@ -225,6 +222,3 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(lines), file=sys.stdout if args.command == "info" else sys.stderr)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,12 @@
+"""The library functions behind the command line, one module each; every CLI command is a thin
+shell over the function of the same name."""
+
+from .curvature import curvature
+from .estimate import estimate
+from .info import info
+from .plot import plot
+from .run import run
+from .sweep import sweep
+from .train import train
+
+__all__ = ["curvature", "estimate", "info", "plot", "run", "sweep", "train"]
