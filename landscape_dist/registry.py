@@ -15,8 +15,10 @@ location (:func:`plugins`, :func:`restore_plugins`): it must live in a module, n
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import sys
+from dataclasses import dataclass
 from typing import Callable, Generic, TypeVar
 
 T = TypeVar("T")
@@ -34,10 +36,23 @@ def locate(location: str):
 def location_of(entry) -> str | None:
     """Where ``entry`` (a class or function) can be imported from, or None (defined in a
     function, or in ``__main__``, which another process cannot import)."""
-    module, name = getattr(entry, "__module__", None), getattr(entry, "__qualname__", "")
+    if not (inspect.isclass(entry) or inspect.isfunction(entry)):
+        return None
+    module, name = entry.__module__, entry.__qualname__
     if not module or module == "__main__" or "<locals>" in name:
         return None
     return f"{module}:{name}"
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    """An output format with settings of its own, registered in :data:`OUTPUT_FORMATS` in place
+    of a plain writer function: ``write(surface_file, out_dir, plot_config, settings) -> paths``,
+    and ``settings``, the frozen dataclass of its settings (``plot.options.<name>`` in the
+    configuration, checked when the configuration is loaded)."""
+
+    write: Callable
+    settings: type
 
 
 class Registry(Generic[T]):

@@ -38,3 +38,23 @@ def ray_cluster(simulated_cluster):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+def pytest_collection_modifyitems(items):
+    """Tests on the shared Ray cluster are marked ``ray``, tests that start a child process
+    ``subprocess``; both are ``slow``: ``pytest -m "not slow"`` is the quick loop."""
+    import inspect
+
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        try:
+            source = inspect.getsource(item.function)
+        except (OSError, TypeError, AttributeError):
+            source = ""
+        marks = []
+        if "ray_cluster" in names or "simulated_cluster" in names:
+            marks.append("ray")
+        if "subprocess" in source or "sys.executable" in source:
+            marks.append("subprocess")
+        for mark in marks + (["slow"] if marks else []):
+            item.add_marker(getattr(pytest.mark, mark))

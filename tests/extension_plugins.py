@@ -55,3 +55,22 @@ def write_npz(surface_file, out, cfg):
         np.savez(path, **surface.values)
         written.append(str(path))
     return written
+
+
+@dataclass(frozen=True)
+class NpzSettings:
+    """Settings of the test format ``npz2``: compressed or not, and a file-name suffix."""
+
+    compressed: bool = False
+    suffix: str = ""
+
+
+def write_npz_with_settings(surface_file, out, cfg, settings: NpzSettings):
+    """Every slice's values as ``<slice><suffix>.npz``, compressed if the settings say so."""
+    save = np.savez_compressed if settings.compressed else np.savez
+    written = []
+    for name, surface in read_surface(surface_file).items():
+        path = out / f"{name}{settings.suffix}.npz"
+        save(path, **surface.values)
+        written.append(str(path))
+    return written

@@ -63,6 +63,7 @@ def test_interpolation_meets_both_models(tmp_path, three_models, batchnorm):
     assert [p.rsplit("/", 1)[1] for p in images] == ["s_1d.png"]
 
 
+@pytest.mark.slow
 def test_plane_through_three_models_meets_each_at_its_coordinates(tmp_path, three_models):
     files, own = three_models
     config = _config({"kind": "models", "models": files, "batchnorm": "interpolate"},
@@ -90,6 +91,7 @@ def test_plane_through_three_models_meets_each_at_its_coordinates(tmp_path, thre
     assert plot(tmp_path / "surface.h5", tmp_path)[0].endswith("s_contour.png")
 
 
+@pytest.mark.slow
 def test_interpolation_between_checkpoints_of_the_path(tmp_path):
     from landscape_dist.model.reference import evaluate_per_point
     from landscape_dist.model.trajectory import read_trajectory
@@ -153,6 +155,7 @@ def test_bad_between_model_settings_are_one_line(tmp_path, three_models):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_several_training_runs_share_one_pca_plane_and_are_models(tmp_path):
     from landscape_dist.model.reference import evaluate_per_point
     from landscape_dist.model.trajectory import read_trajectory

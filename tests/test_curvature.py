@@ -122,6 +122,7 @@ def _at_centre(pool):
 CFG = CurvatureConfig(top_k=4, trace_vectors=60, density_vectors=3, density_steps=5, seed=2)
 
 
+@pytest.mark.slow
 def test_least_squares_eigenvalues_trace_layers_and_map_equal_the_closed_form(tmp_path):
     exact = np.linalg.eigvalsh(_least_squares_hessian())
     pool = _pool(*LSQ)
@@ -146,6 +147,7 @@ def test_least_squares_eigenvalues_trace_layers_and_map_equal_the_closed_form(tm
     assert summary["slices"]["map"]["hessian_max_range"] == pytest.approx([exact[-1]] * 2, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_mlp_curvature_equals_the_dense_hessian():
     pool = _pool(*MLP)
     centre = _at_centre(pool)
@@ -169,6 +171,7 @@ def test_mlp_curvature_equals_the_dense_hessian():
         assert value == pytest.approx(np.linalg.eigvalsh(block)[-1], abs=1e-4 * scale)
 
 
+@pytest.mark.slow
 def test_eigenvalue_map_points_equal_the_dense_hessian_at_their_weights():
     from landscape_dist.model.quantities import HessianExtremes
 
@@ -188,6 +191,7 @@ def test_eigenvalue_map_points_equal_the_dense_hessian_at_their_weights():
         "loop", "vectorized"}
 
 
+@pytest.mark.slow
 def test_sharded_products_and_curvature_equal_the_unsharded():
     whole, halves = _pool(*MLP), _pool(*MLP, shards=2)
     _at_centre(whole), _at_centre(halves)
@@ -211,6 +215,7 @@ def _map_config(**extra):
         "cluster": {"num_workers": 2, "max_tile_retries": 2}, **extra})
 
 
+@pytest.mark.slow
 def test_ray_products_and_a_map_with_a_killed_worker_equal_in_process(ray_cluster, tmp_path):
     from tests.test_failures import _AfterTiles
 
@@ -243,6 +248,7 @@ class _Stop(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_hessian_directions_are_the_dense_eigenvectors_and_resume_from_the_journal(tmp_path, monkeypatch):
     from landscape_dist.callbacks import SweepCallback
 
@@ -341,6 +347,7 @@ def test_curvature_command_writes_a_readable_file_and_refuses_to_replace_it(tmp_
         f"give another --out.")
 
 
+@pytest.mark.slow
 def test_eigenvalue_maps_on_several_datasets_are_kept_and_drawn_per_dataset(tmp_path):
     from landscape_dist.commands import plot
 

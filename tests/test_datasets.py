@@ -39,6 +39,7 @@ def _check(surface, separate):
                                        separate[split].values[name], rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_several_datasets_equal_separate_sweeps(tmp_path, separate):
     config = _config({"train": "digits_train", "test": "digits_test"})
     summary = sweep(config, tmp_path, in_process=True, progress=False)
@@ -54,6 +55,7 @@ def test_several_datasets_equal_separate_sweeps(tmp_path, separate):
     assert "r_datasets.png" in images
 
 
+@pytest.mark.slow
 def test_shards_split_each_dataset(tmp_path, separate):
     config = _config({"train": "digits_train", "test": "digits_test"}, shards=3)
     pool = InProcessPool(ModelSpec.from_source("digits"),
@@ -69,6 +71,7 @@ def _data_specs(config):
     return _data_spec(config)
 
 
+@pytest.mark.slow
 def test_several_datasets_on_ray_workers(ray_cluster, tmp_path, separate):
     config = _config({"train": "digits_train", "test": "digits_test"}, shards=2, workers=2)
     pool = RayPool(ModelSpec.from_source("digits"), _data_specs(config), config.evaluation,

@@ -37,6 +37,7 @@ def test_loopback_only(ray_cluster):
     assert {n["NodeManagerAddress"] for n in ray_cluster.nodes()} == {"127.0.0.1"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", ["parabola", "digits"])
 def test_ray_grid_equals_in_process_and_per_point_keras(ray_cluster, tmp_path, source):
     config = _config(source, shape=(3, 4) if source == "digits" else (5, 7))
@@ -64,6 +65,7 @@ def test_ray_grid_equals_in_process_and_per_point_keras(ray_cluster, tmp_path, s
         np.testing.assert_allclose(ray_surface.values[name].ravel(), ref[name], rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_grid_is_the_same_whatever_workers_and_tiles(ray_cluster, tmp_path):
     results = []
     for workers, tiles in ((2, [(2, 3), (5, 1)]), (1, [(4, 7), (1, 1)])):
@@ -92,6 +94,7 @@ def test_pool_larger_than_the_cluster_is_refused(ray_cluster):
         check_resources(ClusterConfig(num_workers=1, gpus_per_worker=1.0))
 
 
+@pytest.mark.slow
 def test_wait_cluster_returns_once_the_nodes_are_there_and_says_when_they_are_not(
         ray_cluster, simulated_cluster):
     from landscape_dist.execution.cluster import wait_for_cluster

@@ -85,6 +85,7 @@ class _Stop(SweepCallback):
         raise KeyboardInterrupt
 
 
+@pytest.mark.slow
 def test_draft_then_final_in_the_same_directory(tmp_path):
     config = config_from_dict(SETTINGS)
     summary = sweep(config, tmp_path, pool=_pool(config), progress=False)

@@ -110,6 +110,7 @@ def test_first_layer_shortcut_equals_the_full_forward_pass(source, data, applies
     assert tiny.shortcut is None  # the pre-activations must fit in the memory budget
 
 
+@pytest.mark.slow
 def test_a_loop_may_take_calls_larger_than_the_budget_but_weight_vectors_never_do(monkeypatch):
     model, x, y, ev, centre, directions, coords = _setup("parabola")
     grid = np.stack(np.meshgrid(np.linspace(-1, 1, 9), np.linspace(-1, 1, 9)), -1).reshape(-1, 2)
@@ -133,6 +134,7 @@ def test_a_loop_may_take_calls_larger_than_the_budget_but_weight_vectors_never_d
     assert sizes == [("weights", 16)] * 2 + [("weights", 8)] + [("coords", 64), ("coords", 17)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source, data, first", [
     ("parabola", None, {"vectorized", "loop"}),  # the shortcut does not apply (one input)
     ("digits", None, {"loop + shortcut", "loop"}),  # convolutions do not vectorise; the shortcut applies
@@ -185,6 +187,7 @@ def test_the_tuner_keeps_to_strategies_that_keep_the_models_precision(source, da
         np.testing.assert_allclose(got[name], ref[name], rtol=rtol, atol=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source, data, strategy", [
     ("parabola", None, dict(method="loop", xla=True)),
     ("parabola", None, dict(method="loop", parallel=2)),
@@ -213,6 +216,7 @@ def test_batch_norms_fold_only_where_they_may():
     assert foldable_pairs(bn_dropout_model()) == []  # Dense with ReLU, then the norm
 
 
+@pytest.mark.slow
 def test_a_sweep_stores_each_workers_strategy(tmp_path):
     from landscape_dist.config import config_from_dict
     from landscape_dist.commands import sweep

@@ -201,3 +201,35 @@ def test_trajectory_files_of_the_first_format_read_back(tmp_path):
 def test_layout_attributes_round_trip():
     layout = WeightLayout(("a", "b"), ((2, 3), ()))
     assert WeightLayout.from_attrs(layout.to_attrs()) == layout
+
+
+@pytest.fixture
+def npz_with_settings():
+    from extension_plugins import NpzSettings, write_npz_with_settings
+    from landscape_dist.registry import OutputFormat
+
+    OUTPUT_FORMATS.register("npz2")(OutputFormat(write_npz_with_settings, NpzSettings))
+    yield NpzSettings
+    OUTPUT_FORMATS.remove("npz2")
+
+
+def test_an_output_format_owns_its_settings(tmp_path, npz_with_settings):
+    config = config_from_dict({"grid": GRID, "plot": {"format": "npz2", "options": {
+        "npz2": {"compressed": True, "suffix": "_z"}}}})
+    assert config.plot.options == {"npz2": npz_with_settings(compressed=True, suffix="_z")}
+    assert config_from_dict(config.to_dict()).plot == config.plot  # the stored config reloads
+    sweep(config, tmp_path, in_process=True, progress=False)
+    written = plot(tmp_path / "surface.h5", tmp_path / "figs", config)
+    assert written == [str(tmp_path / "figs" / "random_z.npz")]
+    with np.load(written[0]) as stored:  # a compressed archive: deflated members
+        assert stored.zip.infolist()[0].compress_type == 8
+    plain = config_from_dict({"plot": {"format": "npz2"}})  # no options: the format's defaults
+    assert plot(tmp_path / "surface.h5", tmp_path / "plain", plain) == [
+        str(tmp_path / "plain" / "random.npz")]
+    with pytest.raises(ConfigError) as err:
+        config_from_dict({"plot": {"options": {"npz2": {"compresed": True}}}})
+    assert str(err.value) == "Unknown setting 'plot.options.npz2.compresed'. Did you mean 'compressed'?"
+    with pytest.raises(ConfigError) as err:
+        config_from_dict({"plot": {"options": {"png": {"dpi": 3}}}})
+    assert str(err.value) == ("The 'plot.options' setting must be a mapping whose keys are output "
+                              "formats with settings of their own (npz2). Got 'png' instead.")

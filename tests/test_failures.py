@@ -54,6 +54,7 @@ class _AfterTiles(SweepCallback):
             self.action()
 
 
+@pytest.mark.slow
 def test_killed_worker_process_gives_the_undisturbed_grid(ray_cluster, tmp_path):
     config = _config()
     pool = _pool(config)
@@ -70,6 +71,7 @@ def test_killed_worker_process_gives_the_undisturbed_grid(ray_cluster, tmp_path)
     _assert_equals_undisturbed(config, tmp_path)
 
 
+@pytest.mark.slow
 def test_removed_node_gives_the_undisturbed_grid(ray_cluster, simulated_cluster, tmp_path):
     config = _config()
     head = ray_cluster.get_runtime_context().get_node_id()
@@ -88,6 +90,7 @@ def test_removed_node_gives_the_undisturbed_grid(ray_cluster, simulated_cluster,
     _assert_equals_undisturbed(config, tmp_path)
 
 
+@pytest.mark.slow
 def test_error_in_the_evaluation_is_reported_not_retried(ray_cluster):
     config = _config()
     pool = _pool(config)
@@ -106,6 +109,7 @@ def test_error_in_the_evaluation_is_reported_not_retried(ray_cluster):
     assert "TypeError: Binding inputs to tf.function failed" in message  # the original error
 
 
+@pytest.mark.slow
 def test_data_that_does_not_fit_is_refused_by_the_workers_in_one_line(ray_cluster, tmp_path):
     np.savez(tmp_path / "d.npz", x=np.zeros((8, 5), np.float32), y=np.zeros(8, np.float32))
     config = _config()

@@ -225,6 +225,7 @@ def test_train_does_not_replace_what_a_surface_was_made_from(tmp_path, capsys):
 
 # ------------------------------------------------------------------ a diverged run
 
+@pytest.mark.slow
 def test_a_diverged_run_still_gives_a_complete_honest_surface(tmp_path):
     settings = {**BASE, "train": {"epochs": 2, "learning_rate": 1.0e6, "record_every": 2,
                                   "record_unit": "step"},
@@ -274,6 +275,7 @@ def _wait_for_tiles(proc, journal: Path, count: int, timeout: float = 120.0) -> 
     raise AssertionError("the sweep ended before it could be interrupted")
 
 
+@pytest.mark.slow
 def test_ctrl_c_is_one_line_with_the_tiles_kept(tmp_path):
     # one point per tile, many tiles: the sweep cannot end before it is interrupted
     settings = {**BASE, "grid": {"x": {"points": 80}, "y": {"points": 60}, "tile": [1, 1]}}
@@ -323,6 +325,7 @@ def _alive(pids) -> set[int]:
     return left
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc")
 def test_a_killed_driver_leaves_no_ray_process_behind(tmp_path):
     settings = {**BASE, "grid": {"x": {"points": 60}, "y": {"points": 60}, "tile": [1, 1]},
@@ -353,6 +356,7 @@ def test_the_command_line_starts_without_tensorflow_or_ray():
     assert proc.stdout.strip().splitlines()[-1] == "[]"
 
 
+@pytest.mark.slow
 def test_ray_workers_remove_their_temporary_files(ray_cluster):
     from landscape_dist.execution import RayPool
     from landscape_dist.model.sources import DataSpec, ModelSpec

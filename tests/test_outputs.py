@@ -39,6 +39,7 @@ def made(tmp_path_factory):
     return out, summary, config
 
 
+@pytest.mark.slow
 def test_run_writes_every_format_next_to_the_contours(made):
     out, summary, _ = made
     names = sorted(os.path.basename(p) for p in summary["images"])
@@ -177,6 +178,7 @@ def _browse(page, tmp_path, *extra):
                           text=True, timeout=120)
 
 
+@pytest.mark.slow
 def test_page_renders_in_a_headless_browser(made, tmp_path):
     from PIL import Image
 
@@ -197,6 +199,7 @@ def test_page_renders_in_a_headless_browser(made, tmp_path):
     assert pixels.std() > 20  # not blank
 
 
+@pytest.mark.slow
 def test_page_reports_a_script_error(made, tmp_path):
     out, _, _ = made
     broken = tmp_path / "broken.html"
@@ -231,6 +234,7 @@ def test_version_and_info(made):
     assert info["config"]["plot"]["formats"] == FORMATS
 
 
+@pytest.mark.slow
 def test_sweep_says_a_short_summary_on_stderr_and_json_only_when_asked(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text(json.dumps({**TINY, "slices": [TINY["slices"][0]]}))
@@ -246,6 +250,7 @@ def test_sweep_says_a_short_summary_on_stderr_and_json_only_when_asked(tmp_path)
     assert json.loads(proc.stdout)["slices"]["random"]["points"] == 42
 
 
+@pytest.mark.slow
 def test_dry_run_estimates_and_writes_nothing(tmp_path):
     from landscape_dist.model.examples import parabola_data, parabola_model
     from landscape_dist.model.reference import flops_per_example

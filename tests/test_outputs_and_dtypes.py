@@ -48,6 +48,7 @@ def test_two_outputs_give_the_weighted_loss_each_outputs_loss_and_metrics(tmp_pa
     assert np.all(reg > 0) and np.ptp(reg) > 0
 
 
+@pytest.mark.slow
 def test_two_outputs_combine_exactly_over_shards_and_read_from_npz(tmp_path):
     from tests.factories import two_output_data
 

@@ -138,6 +138,7 @@ def test_cli_bad_setting_exits_non_zero_with_one_line(tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_cli_run_end_to_end_on_ray(tmp_path):
     """The installed command in a fresh process: local Ray, train, sweep, plot."""
     cfg = tmp_path / "tiny.yaml"
@@ -160,6 +161,7 @@ def test_cli_run_end_to_end_on_ray(tmp_path):
     assert not (out / "surface.h5.partial").exists()
 
 
+@pytest.mark.slow
 def test_diverged_points_are_stored_counted_and_masked(tmp_path):
     from landscape_dist.model.reference import evaluate_per_point, points_to_weights
     from landscape_dist.model.sources import DataSpec, ModelSpec
@@ -194,6 +196,7 @@ def test_diverged_points_are_stored_counted_and_masked(tmp_path):
                                                      "random_3d.png", "random_heatmap.png"]
 
 
+@pytest.mark.slow
 def test_live_preview_is_drawn_during_the_sweep(tmp_path, monkeypatch):
     from landscape_dist.figures.live import LivePreview
 

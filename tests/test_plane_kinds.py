@@ -87,6 +87,7 @@ def test_kind_of_finds_the_registered_kind_or_the_base(axes_kind):
     assert base.draws_path({"kind": "fisher"}) is False and base.summary_keys == ("kind", "cosine")
 
 
+@pytest.mark.slow
 def test_a_registered_kind_gives_its_slices_captions_labels_and_summaries(tmp_path, axes_kind):
     config = config_from_dict({"grid": GRID, "slices": [
         {"name": "plane", "directions": {"kind": "axes", "first": 3, "second": 70}},

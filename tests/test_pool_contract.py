@@ -95,6 +95,7 @@ def _assert_reference(values, plane):
         np.testing.assert_allclose(got, plane[2][name], rtol=1e-5, atol=1e-7, err_msg=name)
 
 
+@pytest.mark.slow
 def test_a_grid_equals_per_point_keras(backend, plane):
     pool = _pool(backend)
     try:
@@ -110,6 +111,7 @@ def test_a_grid_equals_per_point_keras(backend, plane):
         pool.close()
 
 
+@pytest.mark.slow
 def test_two_shards_combine_exactly(backend, plane):
     pool = _pool(backend, shards=2)
     try:
@@ -121,6 +123,7 @@ def test_two_shards_combine_exactly(backend, plane):
         pool.close()
 
 
+@pytest.mark.slow
 def test_selected_quantities_change_the_names(backend, plane, plugin):
     pool = _pool(backend, quantities=("loss", plugin.NAME))
     try:
@@ -150,6 +153,7 @@ def _lose(backend, pool, handle):
         pool.backend.lose(handle)
 
 
+@pytest.mark.slow
 def test_a_worker_lost_mid_run_changes_nothing(backend, plane):
     pool = _pool(backend)
     try:

@@ -130,6 +130,7 @@ def _cli(tmp_path, settings, *extra):
     return proc.stdout.strip(), lines[-1] if lines else "", proc.stderr
 
 
+@pytest.mark.slow
 def test_a_ray_sweep_from_the_command_line_prepares_beside_its_driver(tmp_path):
     printed, _, err = _cli(tmp_path, SETTINGS)
     assert printed == "0 []", err  # done, and the driver never imported TensorFlow or Keras
@@ -140,6 +141,7 @@ def test_a_ray_sweep_from_the_command_line_prepares_beside_its_driver(tmp_path):
     np.testing.assert_allclose(beside.values["loss"], whole.values["loss"], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_worker_imports_tensorflow_without_kerass_optional_integrations():
     code = ("import sys\n"
             "from landscape_dist.execution.worker import import_tensorflow_lean\n"

@@ -174,6 +174,7 @@ def test_interrupted_refined_sweep_resumes_the_same_points(tmp_path, full):
     _assert_refined_matches(resumed, full)
 
 
+@pytest.mark.slow
 def test_refined_sweep_on_ray_with_shards_and_a_killed_worker(ray_cluster, tmp_path, full):
     config = _config(data={"source": "parabola", "shards": 2},
                      cluster={"num_workers": 2, "max_tile_retries": 2})

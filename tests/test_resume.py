@@ -129,6 +129,7 @@ def test_overwrite_starts_again(tmp_path):
     assert read_surface(tmp_path / "surface.h5")["random"].values["loss"].shape == (6, 11)
 
 
+@pytest.mark.slow
 def test_cli_killed_with_sigkill_resumes_with_only_the_missing_tiles(tmp_path):
     settings = yaml.safe_load(yaml.safe_dump(SETTINGS))
     settings["grid"] = {"x": {"min": -1.0, "max": 1.0, "points": 40},
@@ -160,6 +161,7 @@ def test_cli_killed_with_sigkill_resumes_with_only_the_missing_tiles(tmp_path):
     _assert_equals_uninterrupted(config_from_dict(settings), out / "surface.h5", tmp_path / "whole")
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_without_training_again(tmp_path):
     from landscape_dist.commands import run, train
 

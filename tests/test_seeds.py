@@ -12,6 +12,7 @@ GRID_2D = {"x": {"points": 5}, "y": {"points": 5}, "tile": [5, 5]}
 GRID_1D = {"x": {"points": 7}, "y": None}
 
 
+@pytest.mark.slow
 def test_seeds_expand_into_slices_equal_to_single_seed_slices(tmp_path):
     config = config_from_dict({"slices": [
         {"name": "r", "directions": {"seeds": [3, 5, 8]}, "grid": GRID_2D},

@@ -73,6 +73,7 @@ def test_factory_is_asked_for_its_shard_only(tmp_path):
     np.testing.assert_array_equal(x[:, 0], np.arange(20, 30))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shards", [2, 3])
 def test_sharded_sweep_equals_the_unsharded_one_in_process(tmp_path, shards):
     source = _digits_subset(tmp_path)
@@ -87,6 +88,7 @@ def test_sharded_sweep_equals_the_unsharded_one_in_process(tmp_path, shards):
         np.testing.assert_allclose(surfaces[shards].values[name], surfaces[1].values[name], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_sharded_sweep_on_ray_equals_the_unsharded_one(ray_cluster, tmp_path):
     source = _digits_subset(tmp_path)
     ref_config = _config(source, "digits", 1)

@@ -56,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--final", action="store_true",
                            help="sweep on every example (evaluation.examples ignored) after a "
                                 "draft: the draft's OUT/surface.h5 becomes OUT/surface_draft.h5")
+    _add_other_commands(sub, with_config)
+    return parser
+
+
+def _add_other_commands(sub, with_config) -> None:
+    """``wait-cluster``, ``curvature``, ``plot`` and ``info``."""
     p = sub.add_parser("wait-cluster", help="wait until a Ray cluster answers and has NODES nodes "
                        "(for batch scripts); exit 2 with one line when it does not in time")
     p.add_argument("address", help="the head's host:port (or 'auto')")
@@ -82,7 +88,6 @@ def _parser() -> argparse.ArgumentParser:
                                     "progress, settings, versions")
     p.add_argument("surface", help="a surface file (finished or not)")
     p.add_argument("--json", action="store_true", help="print it as JSON")
-    return parser
 
 
 def _formats(text: str) -> tuple[str, ...]:
@@ -160,6 +165,29 @@ def _dispatch(args, commands):
     return commands.plot(args.surface, args.out, load_config(args.config), formats=args.format)
 
 
+def _say(args, result) -> None:
+    """The result as JSON on stdout (``--json``), else a short summary (``info`` on stdout, the
+    others on stderr)."""
+    if args.json:
+        from ..store.summary import to_json
+
+        print(to_json(result))
+        return
+    from .lines import estimate_lines, info_lines, summary_lines
+
+    if args.command == "info":
+        lines = info_lines(result)
+    elif args.command == "wait-cluster":
+        lines = [f"Ray cluster at {args.address}: {result['nodes']} nodes, "
+                 f"{result['resources'].get('CPU', 0):g} CPUs, "
+                 f"{result['resources'].get('GPU', 0):g} GPUs"]
+    elif getattr(args, "dry_run", False):
+        lines = estimate_lines(result)
+    else:
+        lines = summary_lines(args.command, result, getattr(args, "out", None))
+    print("\n".join(lines), file=sys.stdout if args.command == "info" else sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     parser = _parser()
@@ -202,23 +230,6 @@ def main(argv: list[str] | None = None) -> int:
         if main_thread:
             signal.signal(signal.SIGINT, previous)
         logger.removeHandler(handler)  # a library caller's logging stays as it was
-    if args.json:
-        from ..store.summary import to_json
-
-        print(to_json(result))
-    else:
-        from .lines import estimate_lines, info_lines, summary_lines
-
-        if args.command == "info":
-            lines = info_lines(result)
-        elif args.command == "wait-cluster":
-            lines = [f"Ray cluster at {args.address}: {result['nodes']} nodes, "
-                     f"{result['resources'].get('CPU', 0):g} CPUs, "
-                     f"{result['resources'].get('GPU', 0):g} GPUs"]
-        elif getattr(args, "dry_run", False):
-            lines = estimate_lines(result)
-        else:
-            lines = summary_lines(args.command, result, getattr(args, "out", None))
-        print("\n".join(lines), file=sys.stdout if args.command == "info" else sys.stderr)
+    _say(args, result)
     return 0
 

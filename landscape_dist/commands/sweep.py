@@ -53,13 +53,24 @@ def final_config(config: Config, out: Path) -> Config:
                                                                       examples=None))
 
 
-def _prepare(config: Config, out: Path, early) -> SweepInputs:
+def _prepare(config: Config, out: Path, early, journal_path: Path, overwrite: bool):
     """The sweep's inputs, prepared by a worker of the starting pool ``early`` where it can (see
-    the module docstring), else here."""
-    inputs = None
-    if early is not None and "tensorflow" not in sys.modules:
-        inputs = early.call_beside("landscape_dist.sweeping.inputs:prepare_portable", config, out)
-    return inputs if inputs is not None else prepare_portable(config, out)
+    the module docstring), else here; their fingerprint, and the journal's check against it
+    (None with ``overwrite``). Bad input closes ``early`` before it is raised."""
+    try:
+        inputs = None
+        if early is not None and "tensorflow" not in sys.modules:
+            inputs = early.call_beside("landscape_dist.sweeping.inputs:prepare_portable", config,
+                                       out)
+        if inputs is None:
+            inputs = prepare_portable(config, out)
+        fingerprint_ = inputs.fingerprint(config)
+        checked = None if overwrite else TileJournal.check(journal_path, fingerprint_)
+    except BaseException:
+        if early is not None:
+            early.close()
+        raise
+    return inputs, fingerprint_, checked
 
 
 def _sweep_slices(config: Config, inputs: SweepInputs, out: Path, pool, journal: TileJournal,
@@ -107,14 +118,7 @@ def sweep(config: Config, out: str | Path, *, pool=None, callbacks: list[SweepCa
         # the workers start (TensorFlow, model, data) while the planes are prepared
         early = started or (start_pool(config, in_process) if own_pool else None)
         journal_path = out / "surface.h5.journal"
-        try:
-            inputs = _prepare(config, out, early)
-            fingerprint_ = inputs.fingerprint(config)
-            checked = None if overwrite else TileJournal.check(journal_path, fingerprint_)
-        except BaseException:
-            if early is not None:
-                early.close()
-            raise
+        inputs, fingerprint_, checked = _prepare(config, out, early, journal_path, overwrite)
         journal = None
         partial, target = out / "surface.h5.partial", out / "surface.h5"
         try:

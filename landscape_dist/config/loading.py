@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from ..registry import PLANE_KINDS
+from ..registry import OUTPUT_FORMATS, PLANE_KINDS, OutputFormat
 from .schema import (DEFAULT_ORDER, DEFAULT_TILE, AxisConfig, Config, ConfigError, GridConfig,
                      RefineConfig, SettingError, SliceConfig, must)
 
@@ -135,7 +135,33 @@ def config_from_dict(data: dict) -> Config:
         own_grid = raw.pop("grid", None) or {}
         grid = _merge(default_grid, own_grid) if isinstance(own_grid, dict) else own_grid
         slices.extend(_expand_seeds(_build_slice(raw, grid, f"slices.{i}", own_grid)))
-    return dataclasses.replace(build(Config, data), slices=tuple(slices))
+    options = _format_options(data)
+    config = build(Config, data)
+    return dataclasses.replace(config, slices=tuple(slices),
+                               plot=dataclasses.replace(config.plot, options=options))
+
+
+def _format_options(data: dict) -> dict:
+    """``plot.options``: each named output format's own settings, built as the dataclass the
+    format declares (removed from ``data``, which keeps the rest of ``plot``)."""
+    plot = data.get("plot")
+    if not isinstance(plot, dict) or plot.get("options") is None:
+        return {}
+    plot = dict(plot)
+    raw = plot.pop("options")
+    data["plot"] = plot
+    if not isinstance(raw, dict):
+        raise must("plot.options", "a mapping of output format names to their settings", raw)
+    options = {}
+    for name, settings in raw.items():
+        entry = OUTPUT_FORMATS[name] if name in OUTPUT_FORMATS else None
+        if not isinstance(entry, OutputFormat):
+            with_settings = [n for n in OUTPUT_FORMATS.names()
+                             if isinstance(OUTPUT_FORMATS[n], OutputFormat)]
+            raise must("plot.options", f"a mapping whose keys are output formats with settings of "
+                       f"their own ({', '.join(with_settings) or 'none registered'})", name)
+        options[name] = build(entry.settings, settings, f"plot.options.{name}")
+    return options
 
 
 def _merge(base: dict, over: dict) -> dict:

@@ -1,7 +1,9 @@
 """Output formats (``plot.format``, ``plot.formats``): the built-in writers, each listed in
 :data:`~landscape_dist.registry.OUTPUT_FORMATS` under its configuration name.
 
-A writer is ``writer(surface_file, out_dir, plot_config) -> list of written paths``. A new built-in
+A writer is ``writer(surface_file, out_dir, plot_config) -> list of written paths``; a format with
+settings of its own is an :class:`~landscape_dist.registry.OutputFormat` (its writer then also
+gets its settings, ``plot.options.<name>``). A new built-in
 format is one function (here or in a module of its own) and one line in the registry's table; one
 from outside the package registers itself with ``OUTPUT_FORMATS.register(name)``. This module
 imports no plotting library: writers import theirs when called.
@@ -12,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from ..registry import OUTPUT_FORMATS
+from ..registry import OUTPUT_FORMATS, OutputFormat
 
 Writer = Callable[[Path, Path, object], list]
 
@@ -63,5 +65,9 @@ def write_outputs(surface_file, out, cfg, formats: tuple[str, ...] | None = None
     paths."""
     written = []
     for name in formats or cfg.all_formats:
-        written += OUTPUT_FORMATS[name](Path(surface_file), Path(out), cfg)
+        entry = OUTPUT_FORMATS[name]
+        if isinstance(entry, OutputFormat):  # a format with settings of its own gets them
+            written += entry.write(Path(surface_file), Path(out), cfg, cfg.settings_of(name))
+        else:
+            written += entry(Path(surface_file), Path(out), cfg)
     return written

@@ -1,0 +1,280 @@
+"""The sections of a configuration other than its slices: the model, the data, training, the
+pool, evaluation, figures and the curvature at the centre; each a frozen dataclass checking its own
+fields."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from ..registry import BACKENDS, OUTPUT_FORMATS, OutputFormat
+from .rules import MAX_LEVELS, SettingError, check_finite, is_int, must
+
+RECORD_UNITS = ("epoch", "step")
+EVAL_MODES = ("auto", "vectorized", "loop")
+TRAIN_RUN_KEYS = ("epochs", "batch_size", "optimizer", "learning_rate", "record_every",
+                  "record_unit", "seed")
+SHOW_PATH = ("auto", "always", "never")
+MAX_DPI = 1200  # a 6.4-inch figure at 1200 dpi is already 7680 pixels wide
+
+
+@dataclass(frozen=True)
+class CurvatureConfig:
+    """The Hessian at the centre (``landscape-dist curvature``, and in ``run`` when the section
+    is given): top eigenvalues and the most negative one by Lanczos, the trace by Hutchinson's
+    estimator, the spectral density by stochastic Lanczos quadrature, each layer's top
+    eigenvalue."""
+
+    top_k: int = 5
+    steps: int = 150  # Lanczos steps at most for the eigenvalues (each one product)
+    tol: float = 1e-6  # relative residual at which a Ritz value counts as converged
+    trace_vectors: int = 100
+    density_vectors: int = 8
+    density_steps: int = 80
+    density_width: float = 0.01  # Gaussian width of each node, relative to the spectrum's span
+    per_layer: bool = True
+    seed: int = 0
+
+    def __post_init__(self):
+        check_finite(self)
+        for key, low in (("top_k", 1), ("steps", 2), ("trace_vectors", 2), ("density_vectors", 1),
+                         ("density_steps", 2)):
+            value = getattr(self, key)
+            if not is_int(value) or value < low:
+                raise must(key, f"an integer >= {low}", value)
+        if self.steps <= self.top_k:
+            raise must("steps", f"greater than {{at}}top_k={self.top_k}", self.steps)
+        if not 0 < self.tol < 1:
+            raise must("tol", "a number between 0 and 1 (a relative tolerance)", self.tol)
+        if not 0 < self.density_width < 1:
+            raise must("density_width", "a number between 0 and 1 (a fraction of the spectrum's "
+                       "span)", self.density_width)
+        if not is_int(self.seed):
+            raise must("seed", "an integer", self.seed)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Where the model comes from and where its centre weights are."""
+
+    source: str = "parabola"
+    centre: str | None = None
+    unsafe_deserialization: bool = False
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the evaluation data comes from (a built-in name, an .npz file, a directory with
+    x.npy and y.npy, or module:function) and how many shards workers split it into. ``source``
+    may name several datasets (``{train: ..., test: ...}``): every point is then evaluated on
+    each, and every quantity is kept per dataset (``train/loss``, ``test/loss``...)."""
+
+    source: str | dict[str, str] = "parabola"
+    shards: int = 1
+
+    def __post_init__(self):
+        check_finite(self)
+        if not is_int(self.shards) or self.shards < 1:
+            raise must("shards", "an integer >= 1", self.shards)
+        if isinstance(self.source, dict):
+            for key in self.source:
+                if not key or not key.replace("_", "").replace("-", "").isalnum():
+                    raise must("source", "a mapping whose dataset names are letters, digits, '-' "
+                               "or '_'", dict(self.source))
+
+    @property
+    def datasets(self) -> dict[str, str] | None:
+        """Dataset name -> source when several are named, else None."""
+        return dict(self.source) if isinstance(self.source, dict) else None
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training with a recorded path."""
+
+    epochs: int = 100
+    batch_size: int = 32
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    record_every: int = 1
+    record_unit: str = "epoch"
+    seed: int = 0
+    runs: tuple[dict[str, Any], ...] = ()  # several runs, each these settings with its overrides
+
+    def __post_init__(self):
+        check_finite(self)
+        for i, run in enumerate(self.runs):
+            unknown = [k for k in run if k not in TRAIN_RUN_KEYS]
+            if unknown:
+                raise must(f"runs.{i}", f"a mapping of training settings ({', '.join(TRAIN_RUN_KEYS)})",
+                           dict(run))
+            try:
+                dataclasses.replace(self, runs=(), **run)  # each run's settings are checked too
+            except SettingError as err:
+                raise err.under(f"runs.{i}") from None
+        for key in ("epochs", "batch_size", "record_every"):
+            value = getattr(self, key)
+            if not is_int(value) or value < 1:
+                raise must(key, "an integer >= 1", value)
+        if not self.learning_rate > 0:
+            raise must("learning_rate", "a number > 0", self.learning_rate)
+        if self.record_unit not in RECORD_UNITS:
+            raise must("record_unit", f"one of {RECORD_UNITS}", self.record_unit)
+
+    @property
+    def run_settings(self) -> list["TrainConfig"]:
+        """The settings of each run: this one alone, or one per entry of ``runs``."""
+        return [dataclasses.replace(self, runs=(), **run) for run in self.runs] or [self]
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """The pool: which execution backend runs the workers (``ray``, ``local`` in this process, or
+    one registered), where Ray runs, and how many workers with what resources."""
+
+    backend: str = "ray"
+    address: str | None = None
+    num_workers: int | None = None  # None: one per GPU when workers use GPUs, else one per CPU
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float | None = None  # None: 1 if the Ray cluster has GPUs, else 0
+    max_tile_retries: int = 3
+
+    def __post_init__(self):
+        check_finite(self)
+        backends = BACKENDS.names()
+        if self.backend not in backends:
+            raise must("backend", f"one of {backends}", self.backend)
+        n = self.num_workers
+        if n is not None and (not is_int(n) or n < 1):
+            raise must("num_workers", "an integer >= 1 or null (automatic)", n)
+        if not self.cpus_per_worker > 0:
+            raise must("cpus_per_worker", "a number > 0", self.cpus_per_worker)
+        if self.gpus_per_worker is not None and not self.gpus_per_worker >= 0:
+            raise must("gpus_per_worker", "a number >= 0 or null (automatic)", self.gpus_per_worker)
+        if self.max_tile_retries < 0:
+            raise must("max_tile_retries", "an integer >= 0", self.max_tile_retries)
+
+    @property
+    def threads_per_worker(self) -> int:
+        return max(1, int(self.cpus_per_worker))
+
+    @property
+    def resolved(self) -> bool:
+        return self.num_workers is not None and self.gpus_per_worker is not None
+
+    def resolve(self, resources: dict) -> "ClusterConfig":
+        """Concrete worker count and GPUs per worker for a Ray cluster with ``resources``
+        (``ray.cluster_resources()``): by default one worker per GPU where there are GPUs,
+        else one per ``cpus_per_worker`` CPUs."""
+        gpus = float(resources.get("GPU", 0.0))
+        per_gpu = self.gpus_per_worker if self.gpus_per_worker is not None else (1.0 if gpus >= 1 else 0.0)
+        n = self.num_workers
+        if n is None:
+            if per_gpu > 0:
+                n = int(gpus // per_gpu + 1e-9)
+            else:
+                n = int(float(resources.get("CPU", 1.0)) // self.cpus_per_worker + 1e-9)
+            n = max(1, n)
+        return dataclasses.replace(self, num_workers=n, gpus_per_worker=float(per_gpu))
+
+    @property
+    def need(self) -> tuple[float, float]:
+        """(CPUs, GPUs) the whole pool asks for; the config must be resolved."""
+        return (self.num_workers * self.cpus_per_worker, self.num_workers * self.gpus_per_worker)
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """How each worker evaluates: examples per data batch, memory for points per call, method;
+    and for Hessian eigenvalues at grid points, the Lanczos runs' length, tolerance and start."""
+
+    batch_size: int | None = None
+    memory_budget_mb: float = 256.0
+    mode: str = "auto"
+    tune: bool = True  # each worker times the strategies on its second job and keeps the fastest
+    lanczos_steps: int = 80  # Hessian eigenvalues at grid points: at most this many products each
+    lanczos_tol: float = 1e-5  # ... until the extreme Ritz values' residuals are this relative
+    lanczos_seed: int = 0  # the start vector of every point's Lanczos run
+    examples: int | None = None  # drafts: a fixed, seeded random subset of this many examples
+    examples_seed: int = 0
+
+    def __post_init__(self):
+        check_finite(self)
+        if self.examples is not None and (not is_int(self.examples) or self.examples < 2):
+            raise must("examples", "an integer >= 2 (a subset for drafts) or null (every example)",
+                       self.examples)
+        if not is_int(self.examples_seed):
+            raise must("examples_seed", "an integer", self.examples_seed)
+        if not is_int(self.lanczos_steps) or self.lanczos_steps < 2:
+            raise must("lanczos_steps", "an integer >= 2", self.lanczos_steps)
+        if not 0 < self.lanczos_tol < 1:
+            raise must("lanczos_tol", "a number between 0 and 1 (a relative tolerance)",
+                       self.lanczos_tol)
+        if not is_int(self.lanczos_seed):
+            raise must("lanczos_seed", "an integer", self.lanczos_seed)
+        if self.batch_size is not None and (isinstance(self.batch_size, bool) or self.batch_size < 1):
+            raise must("batch_size", "an integer >= 1 or null (whole dataset)", self.batch_size)
+        if not self.memory_budget_mb > 0:
+            raise must("memory_budget_mb", "a number > 0", self.memory_budget_mb)
+        if self.mode not in EVAL_MODES:
+            raise must("mode", f"one of {EVAL_MODES}", self.mode)
+
+
+@dataclass(frozen=True)
+class PlotConfig:
+    """Figures and files: contour levels, log spacing, the output formats, path overlay, the
+    3-D views' clipping and height scale, the animation's length."""
+
+    levels: int = 25
+    log_levels: bool = True
+    format: str = "png"
+    formats: tuple[str, ...] = ()  # several output formats; empty: just ``format``
+    show_path: str = "auto"
+    dpi: int = 120
+    preview_every_s: float | None = None  # redraw OUT/<slice>_preview.png while sweeping
+    zmin: float | None = None  # 3-D views and meshes: values below are clipped (Li et al.'s vmin)
+    zmax: float | None = None  # ... and above (Li et al.'s zmax); null: no clipping
+    log_z: bool = False  # 3-D views and meshes: heights on a log10 scale
+    animation_frames: int = 60
+    animation_seconds: float = 6.0
+    options: dict = dataclasses.field(default_factory=dict)  # format name -> its own settings
+
+    def __post_init__(self):
+        check_finite(self)
+        if not 2 <= self.levels <= MAX_LEVELS:
+            raise must("levels", f"an integer from 2 to {MAX_LEVELS}", self.levels)
+        if not 10 <= self.dpi <= MAX_DPI:
+            raise must("dpi", f"an integer from 10 to {MAX_DPI}", self.dpi)
+        formats = OUTPUT_FORMATS.names()
+        if self.format not in formats:
+            raise must("format", f"one of {formats}", self.format)
+        for i, name in enumerate(self.formats):
+            if name not in formats:
+                raise must(f"formats.{i}", f"one of {formats}", name)
+        if self.zmin is not None and self.zmax is not None and not self.zmin < self.zmax:
+            raise must("zmax", f"greater than {{at}}zmin={self.zmin}", self.zmax)
+        if not is_int(self.animation_frames) or self.animation_frames < 2:
+            raise must("animation_frames", "an integer >= 2", self.animation_frames)
+        if not self.animation_seconds > 0:
+            raise must("animation_seconds", "a number of seconds > 0", self.animation_seconds)
+        if self.preview_every_s is not None and not self.preview_every_s > 0:
+            raise must("preview_every_s", "a number of seconds > 0 or null (no preview)",
+                       self.preview_every_s)
+        if self.show_path not in SHOW_PATH:
+            raise must("show_path", f"one of {SHOW_PATH}", self.show_path)
+        for name, settings in self.options.items():
+            entry = OUTPUT_FORMATS[name] if name in OUTPUT_FORMATS else None
+            if not isinstance(entry, OutputFormat) or not isinstance(settings, entry.settings):
+                raise must(f"options.{name}", "the settings of an output format that has settings "
+                           "of its own", settings, "Remove it, or name such a format.")
+
+    def settings_of(self, name: str):
+        """The settings of output format ``name`` (an :class:`OutputFormat`): as configured, else
+        its defaults."""
+        return self.options.get(name) or OUTPUT_FORMATS[name].settings()
+
+    @property
+    def all_formats(self) -> tuple[str, ...]:
+        """The output formats to write: ``formats``, or ``format`` alone."""
+        return tuple(dict.fromkeys(self.formats)) or (self.format,)
