@@ -23,17 +23,26 @@ class AxesDirections(DirectionConfig):
 
 
 class AxesPlane(PlaneKind):
-    """Unit vectors along two weights: its caption and axis labels name them."""
+    """Unit vectors of single weights, saying so in its captions, labels and summaries."""
 
     config = AxesDirections
-    summary_keys = ("kind", "axes")
+    summary_keys = ("kind", "axes")  # the cosine (0 here) is left out of its summaries
 
     def build(self, cfg, context, k):
+        axes = [cfg.first, cfg.second][:k]
         directions = np.zeros((k, context.layout.size), np.float32)
-        for row, index in enumerate((cfg.first, cfg.second)[:k]):
-            directions[row, index] = 1.0
-        meta = {**self.common_meta(cfg, context.centre), "axes": [cfg.first, cfg.second][:k]}
-        return Plane.make(context.centre, directions, context.layout, meta)
+        directions[np.arange(k), axes] = 1.0
+        return Plane.make(context.centre, directions, context.layout,
+                          {**self.common_meta(cfg, context.centre), "axes": axes})
+
+    def caption(self, meta):
+        return f"unit vectors of weights {' and '.join(str(i) for i in meta['axes'])}"
+
+    def axis_labels(self, meta, ndim, short=False):
+        return [f"w{i}" if short else f"weight {i} alone" for i in meta["axes"][:ndim]]
+
+    def draws_path(self, meta):
+        return True
 
 
 class SquaredNorm(QuantityKind):

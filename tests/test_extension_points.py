@@ -1,17 +1,15 @@
 """The extension points: a plane kind, a quantity and an output format, each added from outside the
 package by registering one class or function, work end to end; errors are reworded per layer."""
 
-from dataclasses import dataclass
 
 import h5py
 import numpy as np
 import pytest
 
 from landscape_dist.cli import FLAGS
-from landscape_dist.config import ConfigError, DirectionConfig, config_from_dict
+from landscape_dist.config import ConfigError, config_from_dict
 from landscape_dist.config.schema import AxisConfig, SettingError
 from landscape_dist.core.layout import WeightLayout
-from landscape_dist.core.plane import Plane
 from landscape_dist.core.quantities import POINTS, Part, QuantitySet
 from landscape_dist.errors import LandscapeError, in_terms
 from landscape_dist.execution import InProcessPool, Job
@@ -20,29 +18,12 @@ from landscape_dist.model.quantities import QUANTITIES, QuantityKind
 from landscape_dist.model.sources import DataSpec, ModelSpec
 from landscape_dist.model.trajectory import read_trajectory
 from landscape_dist.commands import plot, sweep
-from landscape_dist.planes import PLANE_KINDS, PlaneKind
+from landscape_dist.planes import PLANE_KINDS
 from landscape_dist.store.surface import read_surface
 
+from extension_plugins import AxesDirections, AxesPlane
+
 GRID = {"x": {"points": 5}, "y": {"points": 3}, "tile": [2, 2]}
-
-
-@dataclass(frozen=True)
-class AxesDirections(DirectionConfig):
-    """Settings of a test kind: the directions are the unit vectors of two weights."""
-
-    first: int = 0
-    second: int = 1
-
-
-class AxesPlane(PlaneKind):
-    config = AxesDirections
-
-    def build(self, cfg, context, k):
-        directions = np.zeros((k, context.layout.size), np.float32)
-        for row, index in enumerate((cfg.first, cfg.second)[:k]):
-            directions[row, index] = 1.0
-        return Plane.make(context.centre, directions, context.layout,
-                          self.common_meta(cfg, context.centre))
 
 
 @pytest.fixture

@@ -4,55 +4,23 @@ the file; a surface whose kind is not registered in this process still plots, wi
 
 import dataclasses
 import re
-from dataclasses import dataclass
 from html import unescape
 
 import matplotlib
-import numpy as np
 import pytest
 
 from landscape_dist.commands import info, plot, sweep
-from landscape_dist.config import DirectionConfig, config_from_dict
+from landscape_dist.config import config_from_dict
 from landscape_dist.config.schema import PlotConfig
-from landscape_dist.core.plane import Plane
 from landscape_dist.figures.static import caption_text, draws_path
 from landscape_dist.planes import PLANE_KINDS, PlaneKind, kind_of
 from landscape_dist.planes.pca import PCAPlane
 from landscape_dist.planes.random import RandomPlane
 from landscape_dist.store.surface import read_surface
 
+from extension_plugins import AxesPlane
+
 GRID = {"x": {"points": 5}, "y": {"points": 3}, "tile": [2, 2]}
-
-
-@dataclass(frozen=True)
-class AxesDirections(DirectionConfig):
-    """Settings of a test kind: the directions are the unit vectors of two weights."""
-
-    first: int = 0
-    second: int = 1
-
-
-class AxesPlane(PlaneKind):
-    """Unit vectors of single weights, saying so in its captions, labels and summaries."""
-
-    config = AxesDirections
-    summary_keys = ("kind", "axes")  # the cosine (0 here) is left out of its summaries
-
-    def build(self, cfg, context, k):
-        axes = [cfg.first, cfg.second][:k]
-        directions = np.zeros((k, context.layout.size), np.float32)
-        directions[np.arange(k), axes] = 1.0
-        return Plane.make(context.centre, directions, context.layout,
-                          {**self.common_meta(cfg, context.centre), "axes": axes})
-
-    def caption(self, meta):
-        return f"unit vectors of weights {' and '.join(str(i) for i in meta['axes'])}"
-
-    def axis_labels(self, meta, ndim, short=False):
-        return [f"w{i}" if short else f"weight {i} alone" for i in meta["axes"][:ndim]]
-
-    def draws_path(self, meta):
-        return True
 
 
 @pytest.fixture
