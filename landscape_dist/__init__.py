@@ -12,6 +12,11 @@ import os as _os
 
 # TensorFlow's C++ start-up banners drown the progress bar; a user's own setting wins.
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# The package is built on TensorFlow: Keras 3 must use that backend in this process (and in the
+# workers, which import this package first), whatever the shell's KERAS_BACKEND says. A session
+# that imported Keras on another backend already is told so when a command runs
+# (``model.runtime.check_keras_backend``).
+_os.environ["KERAS_BACKEND"] = "tensorflow"
 
 __version__ = "0.1.0"
 

@@ -82,7 +82,11 @@ class in_terms:  # noqa: N801 - used as a context manager, like contextlib's
         return False
 
 
-_interrupt_requested = False
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``scancel``, ``timeout``, Kubernetes) received: the command ends as on Ctrl-C."""
+
+
+_interrupt_requested: type[KeyboardInterrupt] | None = None
 
 
 def request_interrupt(signum=None, frame=None) -> None:
@@ -90,11 +94,31 @@ def request_interrupt(signum=None, frame=None) -> None:
     own handler does, and remember it, so that a sweep raises it again at its next tile should
     the first one have been swallowed (an exception raised inside a finaliser is only printed)."""
     global _interrupt_requested
-    _interrupt_requested = True
+    _interrupt_requested = _interrupt_requested or KeyboardInterrupt
     raise KeyboardInterrupt
 
 
+def request_termination(signum=None, frame=None) -> None:
+    """A SIGTERM handler (the command line installs it): raise :class:`Terminated` now, and
+    remember it as :func:`request_interrupt` does."""
+    global _interrupt_requested
+    _interrupt_requested = Terminated
+    raise Terminated
+
+
+def interrupt_requested() -> type[KeyboardInterrupt] | None:
+    """KeyboardInterrupt or :class:`Terminated` once one was requested, else None."""
+    return _interrupt_requested
+
+
 def check_interrupt() -> None:
-    """Raise KeyboardInterrupt if one was requested (see :func:`request_interrupt`)."""
-    if _interrupt_requested:
-        raise KeyboardInterrupt
+    """Raise KeyboardInterrupt (or :class:`Terminated`) if one was requested (see
+    :func:`request_interrupt`)."""
+    if _interrupt_requested is not None:
+        raise _interrupt_requested
+
+
+def forget_interrupt() -> None:
+    """Forget a requested interrupt (a command has ended; the next one starts afresh)."""
+    global _interrupt_requested
+    _interrupt_requested = None

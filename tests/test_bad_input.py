@@ -127,7 +127,8 @@ def test_output_path_that_cannot_be_written(tmp_path, capsys):
 
 def _lambda_model(path):
     inputs = keras.Input((1,))
-    outputs = keras.layers.Lambda(lambda t: t * 2.0)(keras.layers.Dense(1)(inputs))
+    hidden = keras.layers.Lambda(lambda t: t * 2.0)(keras.layers.Dense(4)(inputs))
+    outputs = keras.layers.Dense(1)(hidden)  # weights enough for a plane (one would be a line)
     model = keras.Model(inputs, outputs)
     model.compile(loss="mse")
     model.save(path)

@@ -48,9 +48,8 @@ def test_overrides_parse_yaml_values_and_list_items():
     ({"grid": {"x": {"min": 1.0, "max": 1.0}}},
      "The 'grid.x.max' setting must be greater than min=1.0. Got 1.0 instead. Give the axis a "
      "non-empty range."),
-    ({"grid": {"x": {"points": 5}, "tile": [4, 8]}},
-     "The 'grid.tile' setting must be no wider than grid.x.points=5. Got [4, 8] instead. Use a "
-     "smaller tile."),
+    ({"grid": {"tile": [4, 0]}},
+     "The 'grid.tile' setting must be two integers >= 1 ([rows, columns]). Got [4, 0] instead."),
     ({"trian": {}}, "Unknown setting 'trian'. Did you mean 'train'?"),
     ({"grid": {"x": {"pionts": 5}}}, "Unknown setting 'grid.x.pionts'. Did you mean 'points'?"),
     ({"slices": [{"directions": {"normalisation": "filter"}}]},

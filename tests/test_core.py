@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from landscape_dist.core.directions import TrajectoryPCA, cosine, normalize_direction, random_directions
-from landscape_dist.core.grid import assemble, axis_coordinates, coarsest_stride, split_tiles
+from landscape_dist.core.grid import axis_coordinates, coarsest_stride, split_tiles
 from landscape_dist.core.layout import WeightLayout
 from landscape_dist.core.projection import off_plane_fraction, project_path
 
@@ -103,16 +103,17 @@ def test_axis_spacing():
 
 @pytest.mark.parametrize("shape, tile", [((7, 11), (3, 4)), ((1, 9), (1, 4)), ((5, 5), (5, 5)),
                                          ((6, 4), (1, 1))])
-def test_split_then_assemble_is_the_identity(shape, tile, rng):
-    values = rng.normal(size=shape)
+def test_split_then_place_is_the_identity(shape, tile):
     tiles = split_tiles(shape, tile)
     cover = np.zeros(shape, int)
     for t in tiles:
         cover[t.r0:t.r1, t.c0:t.c1] += 1
         assert t.shape[0] <= tile[0] and t.shape[1] <= tile[1]
     assert np.all(cover == 1)  # every point in exactly one tile
-    parts = [values[t.r0:t.r1, t.c0:t.c1].ravel() for t in tiles]
-    assert np.array_equal(assemble(shape, tiles, parts), values)
+    placed = np.full(shape, np.nan)
+    for t in tiles:  # each tile's points, row-major, as a worker returns them
+        t.place(placed, t.points(np.arange(shape[1]), np.arange(shape[0])) @ [1, shape[1]])
+    assert np.array_equal(placed, np.arange(shape[0] * shape[1]).reshape(shape))
 
 
 def test_tile_points_are_row_major_x_then_y():
@@ -141,15 +142,20 @@ def test_coarse_to_fine_order_completes_a_subsampled_grid_first():
     tiles = split_tiles(shape, (4, 4), "coarse_to_fine")
     assert coarsest_stride(shape) == 4
     done = np.zeros(shape, bool)
-    seen = 0
+    seen, checked = 0, []
     for tile in tiles:  # after the first tiles, the grid sub-sampled by 4, then by 2, is complete
         done[tile.rows, tile.cols] = True
         seen += tile.size
         if seen == 11 * 9:
             assert done[::4, ::4].all() and done.sum() == 11 * 9
+            checked.append(4)
         if seen == 21 * 17:
             assert done[::2, ::2].all() and done.sum() == 21 * 17
+            checked.append(2)
+    assert checked == [4, 2]  # both moments came (row order reaches neither)
     assert done.all()
     values = np.arange(41 * 33, dtype=float).reshape(shape)
-    parts = [values[t.rows, t.cols].ravel() for t in tiles]
-    np.testing.assert_array_equal(assemble(shape, tiles, parts), values)
+    placed = np.full(shape, np.nan)
+    for t in tiles:
+        t.place(placed, values[t.rows, t.cols].ravel())
+    np.testing.assert_array_equal(placed, values)

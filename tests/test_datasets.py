@@ -65,6 +65,46 @@ def test_shards_split_each_dataset(tmp_path, separate):
     _check(read_surface(tmp_path / "surface.h5")["r"], separate)
 
 
+def shard_or_whole_data(shard=None, num_shards=None):
+    """30 examples x = 0..29, y = 2x when asked for a shard; asked for everything, other values
+    (-1): a shard cut from a whole load cannot pass for the shard itself."""
+    if shard is None:
+        return np.full((30, 1), -1.0, np.float32), np.full(30, -1.0, np.float32)
+    start, stop = shard * 30 // num_shards, (shard + 1) * 30 // num_shards
+    x = np.arange(start, stop, dtype=np.float32)[:, None]
+    return x, 2.0 * x[:, 0]
+
+
+def test_each_dataset_reads_only_its_shards_rows(tmp_path):
+    """A directory of .npy files is memory-mapped and a factory asked for its shard: a shard
+    allocates its own rows only (not the whole array, then a slice), and gets its own values."""
+    import tracemalloc
+
+    folder = tmp_path / "big"
+    folder.mkdir()
+    rows, width = 4000, 500  # 8 MB of inputs
+    np.save(folder / "x.npy", np.arange(rows * width, dtype=np.float32).reshape(rows, width))
+    np.save(folder / "y.npy", np.arange(rows, dtype=np.float32))
+    sources = {"big": str(folder), "made": "tests.test_datasets:shard_or_whole_data"}
+    config = config_from_dict({"model": {"source": "digits"}, "grid": GRID,
+                               "data": {"source": sources, "shards": 4}})
+    specs = _data_specs(config)
+    assert set(specs) == {"big", "made"}
+    whole = rows * width * 4
+    for shard in range(4):
+        tracemalloc.start()
+        try:
+            x, y = specs["big"].load(shard)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert x.shape == (1000, width) and peak < 0.4 * whole, (shard, peak)
+        np.testing.assert_array_equal(y, np.arange(shard * 1000, (shard + 1) * 1000))
+        np.testing.assert_array_equal(x[:, 0], y * width)
+        x, y = specs["made"].load(shard)
+        np.testing.assert_array_equal(x[:, 0], np.arange(shard * 30 // 4, (shard + 1) * 30 // 4))
+
+
 def _data_specs(config):
     from landscape_dist.sweeping.inputs import data_specs as _data_spec
 

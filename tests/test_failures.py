@@ -12,7 +12,7 @@ from landscape_dist.execution import InProcessPool, Job, RayPool, TileError
 from landscape_dist.model.sources import DataSpec, ModelSpec
 from landscape_dist.commands import sweep
 from landscape_dist.store.surface import read_surface
-from landscape_dist.config.words import SETTING_WORDS as SETTINGS
+from landscape_dist.config.words import SETTING_WORDS
 
 
 def _config(shape=(12, 9), tile=(1, 9)):
@@ -119,6 +119,6 @@ def test_data_that_does_not_fit_is_refused_by_the_workers_in_one_line(ray_cluste
     assert str(err.value) == (
         "The data gives inputs of shape (8, 5), but the model takes (None, 1). "
         "Give data whose examples have shape (1,), or another model.")
-    assert str(err.value.reworded(SETTINGS)) == (  # as a sweep names it
+    assert str(err.value.reworded(SETTING_WORDS)) == (  # as a sweep names it
         "The 'data.source' setting gives inputs of shape (8, 5), but the model takes (None, 1). "
         "Give data whose examples have shape (1,), or another model.")

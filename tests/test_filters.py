@@ -190,14 +190,57 @@ def test_depthwise_filters_were_one_per_kernel_under_the_last_axis_rule():
     assert deviation["last axis"] > 0.1  # 5 kernels scaled as one filter
 
 
-def test_the_surface_file_records_each_tensors_rule(tmp_path):
+@pytest.fixture(scope="module")
+def depthwise_transpose_sweep(tmp_path_factory):
+    """A filter-normalised random slice of the model with depthwise and transposed convolutions:
+    (its config, the slice read back)."""
+    out = tmp_path_factory.mktemp("dwt")
     config = config_from_dict({
         "model": {"source": "tests.factories:depthwise_transpose_model"},
         "data": {"source": "tests.factories:depthwise_transpose_data"},
         "grid": {"x": {"points": 3}, "y": {"points": 3}, "tile": [3, 3]},
         "slices": [{"name": "random", "directions": {"seed": 3}}]})
-    sweep(config, tmp_path, in_process=True, progress=False)
-    surface = read_surface(tmp_path / "surface.h5")["random"]
+    sweep(config, out, in_process=True, progress=False)
+    return config, read_surface(out / "surface.h5")["random"]
+
+
+def _axes_of(rule: str, ndim: int):
+    """The filter axes a stored rule's words name (None: the tensor is zeroed)."""
+    if rule == "zeroed (ignore: biasbn)":
+        return None
+    for words, axes in ((": each (channel, multiplier)", (ndim - 2, ndim - 1)),
+                        (": each index of axis -2", (ndim - 2,)),
+                        (": each index of the last axis", (ndim - 1,)), (": whole tensor", ())):
+        if words in rule:
+            return axes
+    raise AssertionError(f"a stored rule this test does not know: {rule!r}")
+
+
+def test_the_stored_directions_follow_the_stored_rules(depthwise_transpose_sweep):
+    """Per tensor and per filter, each stored direction has the centre's norm along the axes the
+    file says its filters were taken by."""
+    _, surface = depthwise_transpose_sweep
+    layout = surface.layout
+    rules = surface.meta["filter_rules"]
+    assert len(rules) == len(layout.names) and surface.directions.shape == (2, layout.size)
+    centre = layout.unflatten(np.asarray(surface.centre, np.float64))
+    checked = set()
+    for direction in surface.directions:
+        for name, rule, w, d in zip(layout.names, rules, centre, layout.unflatten(direction)):
+            axes = _axes_of(rule, w.ndim)
+            if axes is None:
+                assert not np.any(d), name
+                continue
+            want, got = _hand_filter_norms(w, axes), _hand_filter_norms(d, axes)
+            assert len(want) > 1 or not axes, (name, rule)
+            np.testing.assert_allclose([got[k] for k in want], [want[k] for k in want],
+                                       rtol=1e-5, err_msg=f"{name}: {rule}")
+            checked.add(rule.split(":")[0])
+    assert checked == {"DepthwiseConv2D kernel", "Conv2DTranspose kernel", "Dense kernel"}
+
+
+def test_the_surface_file_records_each_tensors_rule(depthwise_transpose_sweep):
+    config, surface = depthwise_transpose_sweep
     rules = dict(zip(surface.layout.names, surface.meta["filter_rules"]))
     assert rules["dw/kernel"] == "DepthwiseConv2D kernel: each (channel, multiplier)"
     assert rules["up/kernel"] == "Conv2DTranspose kernel: each index of axis -2"
@@ -211,5 +254,6 @@ def test_the_surface_file_records_each_tensors_rule(tmp_path):
     ref = evaluate_per_point(model, x, y, surface.layout,
                              points_to_weights(surface.centre, surface.directions, coords),
                              non_trainable=surface.non_trainable)
+    assert set(ref) == set(surface.values) == {"loss", "accuracy"}
     for name in ref:
         np.testing.assert_allclose(surface.values[name].ravel(), ref[name], rtol=2e-5, atol=1e-6)

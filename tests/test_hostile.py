@@ -186,8 +186,8 @@ def test_plot_refuses_files_that_are_not_finished_surfaces(tmp_path, capsys):
     (tmp_path / "x.h5").write_bytes(b"plain text, not HDF5")
     assert main(["plot", str(tmp_path / "x.h5")]) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith(f"landscape-dist: error: The file '{tmp_path / 'x.h5'}' is not a "
-                          f"landscape_dist surface file (not HDF5: ")
+    assert err.startswith(f"landscape-dist: error: The file '{tmp_path / 'x.h5'}' is damaged or "
+                          f"not an HDF5 file (")
     assert err.endswith("). Give a surface.h5 written by 'landscape-dist sweep'.")
 
     from landscape_dist.callbacks import SweepCallback
@@ -294,57 +294,6 @@ def test_ctrl_c_is_one_line_with_the_tiles_kept(tmp_path):
         f"landscape-dist: interrupted; {kept} of 4800 tiles are kept in "
         f"{out / 'surface.h5.journal'}. Run the same command again to resume.")
     assert "Traceback" not in err
-
-
-def _processes_under(root: int) -> set[int]:
-    parents = {}
-    for name in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{name}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            if fields[0] != "Z":  # zombies have ended
-                parents[int(name)] = int(fields[1])
-        except (OSError, ValueError, IndexError):
-            pass
-    found, frontier = set(), {root}
-    while frontier:
-        frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - found
-        found |= frontier
-    return found
-
-
-def _alive(pids) -> set[int]:
-    left = set()
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().rsplit(")", 1)[1].split()[0] != "Z":
-                    left.add(pid)
-        except OSError:
-            pass
-    return left
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc")
-def test_a_killed_driver_leaves_no_ray_process_behind(tmp_path):
-    settings = {**BASE, "grid": {"x": {"points": 60}, "y": {"points": 60}, "tile": [1, 1]},
-                "cluster": {"num_workers": 1}}
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(yaml.safe_dump(settings))
-    out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "landscape_dist.cli", "sweep", str(cfg), "--out",
-                             str(out), "--no-progress"], env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _wait_for_tiles(proc, out / "surface.h5.journal", 20, timeout=180)
-    started = _processes_under(proc.pid)
-    assert len(started) >= 4  # Ray's processes: gcs, raylet, agents, the worker...
-    proc.kill()
-    proc.wait()
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and _alive(started):
-        time.sleep(0.25)
-    assert not _alive(started)
 
 
 def test_the_command_line_starts_without_tensorflow_or_ray():

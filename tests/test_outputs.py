@@ -130,6 +130,38 @@ def test_3d_and_heat_map_images_are_drawn(made):
         assert pixels.shape[0] > 300 and pixels.std() > 10
 
 
+@pytest.mark.parametrize("filled", [False, True])
+def test_contour_figures_draw_the_configured_levels_over_the_values(made, tmp_path, monkeypatch,
+                                                                   filled):
+    """The drawn contour set: ``plot.levels`` log-spaced levels from the slice's smallest loss to
+    its largest (all > 0), over the stored grid and values."""
+    from matplotlib.contour import ContourSet
+
+    from landscape_dist.figures import static
+
+    out, _, config = made
+    surface = read_surface(out / "surface.h5")["random"]
+    drawn = []
+    save = static._save
+    monkeypatch.setattr(static, "_save", lambda fig, file, dpi: (
+        drawn.extend(c for ax in fig.axes for c in ax.collections if isinstance(c, ContourSet)),
+        save(fig, file, dpi))[1])
+    static.plot_contour(surface, tmp_path / "c.png", config.plot, filled=filled)
+    (contours,) = drawn
+    loss = surface.values["loss"]
+    assert loss.min() > 0 and config.plot.log_levels and config.plot.levels == 25
+    np.testing.assert_allclose(contours.levels, np.geomspace(loss.min(), loss.max(), 25),
+                               rtol=1e-12)
+    # the lines drawn at the lowest level run where the loss is lowest: within a grid cell of it
+    low = np.unravel_index(np.argmin(loss), loss.shape)
+    if not filled:
+        level = next(i for i, segs in enumerate(contours.allsegs) if any(len(s) for s in segs))
+        xy = np.concatenate([s for s in contours.allsegs[level] if len(s)])
+        dx, dy = np.diff(surface.xcoordinates[:2])[0], np.diff(surface.ycoordinates[:2])[0]
+        near = np.abs(xy - [surface.xcoordinates[low[1]], surface.ycoordinates[low[0]]])
+        assert (near <= [dx, dy]).all(axis=1).any()
+
+
 def test_mp4_without_ffmpeg_is_refused_in_one_line(made, monkeypatch):
     from matplotlib import animation
 
@@ -159,13 +191,40 @@ def test_bad_output_settings_are_named(change, message):
 
 # ---------------------------------------------------------------- the interactive page
 
+def _browser_required() -> bool:
+    """In CI (``CI`` set, as CI services set it) or when asked, the page's browser tests must run:
+    a missing browser fails them instead of skipping them."""
+    ci = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+    return ci or os.environ.get("LANDSCAPE_DIST_BROWSER_TESTS") == "required"
+
+
 def _chromium():
-    path = shutil.which("chromium")
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
     if path is None:
-        if os.environ.get("LANDSCAPE_DIST_BROWSER_TESTS") == "required":
-            pytest.fail("chromium is required for the browser test and is not installed")
+        if _browser_required():
+            pytest.fail("chromium is required for the browser test (CI or "
+                        "LANDSCAPE_DIST_BROWSER_TESTS=required is set) and is not installed")
         pytest.skip("chromium is not installed (.ci/run installs it)")
     return path
+
+
+@pytest.mark.parametrize("env, outcome", [
+    ({"CI": "true"}, pytest.fail.Exception),
+    ({"CI": "1", "LANDSCAPE_DIST_BROWSER_TESTS": "optional"}, pytest.fail.Exception),
+    ({"LANDSCAPE_DIST_BROWSER_TESTS": "required"}, pytest.fail.Exception),
+    ({"CI": "false"}, pytest.skip.Exception),
+    ({}, pytest.skip.Exception),
+])
+def test_a_missing_browser_fails_in_ci_and_skips_elsewhere(monkeypatch, env, outcome):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    for name in ("CI", "LANDSCAPE_DIST_BROWSER_TESTS"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises((pytest.fail.Exception, pytest.skip.Exception)) as err:
+        _chromium()  # a skip caught here too: one raised where a failure is due fails the test
+    assert err.type is outcome, str(err.value)
+    assert "chromium" in str(err.value) and "not installed" in str(err.value)
 
 
 def _browse(page, tmp_path, *extra):
@@ -229,6 +288,9 @@ def test_version_and_info(made):
     assert lines[0].startswith(f"{out / 'surface.h5'}: complete surface file, 2 slices; written with")
     assert lines[1] == "  slice 'random': x -1..1 (7 points); y -1..1 (6 points); 42 of 42 points done (100%)"
     assert lines[2] == "    quantities: loss; path: yes"
+    # stored statistics at the precision they mean: at most three significant digits
+    cosine = lines[3].split("cosine ")[1].split(",")[0]
+    assert lines[3].startswith("    directions: kind random, ") and cosine == f"{float(cosine):.3g}"
     info = json.loads(_cli("info", str(out / "surface.h5"), "--json").stdout)
     assert info["slices"]["pca"]["directions"]["kind"] == "pca" and info["complete"] is True
     assert info["config"]["plot"]["formats"] == FORMATS
@@ -278,4 +340,8 @@ def test_dry_run_estimates_and_writes_nothing(tmp_path):
     assert result["estimated_s"] == pytest.approx(sum(s["estimated_s"] for s in result["slices"].values()), abs=0.11)
     text = _cli("sweep", str(config), "--out", str(out), "--dry-run", "--in-process")
     assert text.returncode == 0 and not out.exists()
-    assert text.stderr.splitlines()[0] == "dry run: nothing written; 1 worker (--in-process)"
+    said = text.stderr.splitlines()
+    assert said[0] == "dry run: nothing written; 1 worker (in this process)"
+    assert [line.split(": ")[0] for line in said[1:]] == [
+        "  slice 'random'", "  slice 'pca'", "estimated sweep as configured"]
+    assert not any("refine" in line or "about 0 s" in line for line in said)  # nothing refined

@@ -13,7 +13,7 @@ from landscape_dist.model.reference import evaluate_per_point, points_to_weights
 from landscape_dist.model.sources import DataSpec, ModelSpec
 from landscape_dist.commands import sweep
 from landscape_dist.store.surface import read_surface
-from landscape_dist.config.words import SETTING_WORDS as SETTINGS
+from landscape_dist.config.words import SETTING_WORDS
 
 F = "tests.factories:"
 
@@ -81,12 +81,12 @@ def test_labels_that_do_not_match_the_outputs_are_refused():
     x, y = two_output_data()
     with pytest.raises(ValueError) as err:
         LandscapeEvaluator(model, x, {"value": y["value"], "class": y["label"]})
-    assert str(err.value.reworded(SETTINGS)) == (
+    assert str(err.value.reworded(SETTING_WORDS)) == (
         "The 'data.source' setting gives labels for ['class', 'value'], but the model's outputs are "
         "['label', 'value']. Give one label array per output, keyed by output name.")
     with pytest.raises(ValueError) as err:
         LandscapeEvaluator(model, x, {"value": y["value"], "label": y["label"] + 5})
-    assert str(err.value.reworded(SETTINGS)) == (
+    assert str(err.value.reworded(SETTING_WORDS)) == (
         "The 'data.source' setting gives labels for output 'label' from 5 to 7, but the model has "
         "3 outputs for the loss 'sparse_categorical_crossentropy'. Give labels in 0..2, or a model "
         "with more outputs.")

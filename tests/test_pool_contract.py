@@ -2,6 +2,7 @@
 registered from the tests (``thread_backend``) give the same results through the same
 interface, chosen by ``cluster.backend`` alone."""
 
+import json
 import importlib
 import sys
 from pathlib import Path
@@ -106,7 +107,7 @@ def test_a_grid_equals_per_point_keras(backend, plane):
         _assert_reference(values, plane)
         assert len(pool.choices()) == pool.num_workers
         if backend != "ray":
-            assert pool.call_beside("json:dumps", 1) is None  # the caller does it itself
+            assert pool.call_beside(json.dumps, 1) is None  # the caller does it itself
     finally:
         pool.close()
 

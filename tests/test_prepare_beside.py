@@ -89,7 +89,7 @@ def test_a_worker_prepares_in_the_callers_directory_and_only_on_the_callers_node
                              config.evaluation)
     node = ray_cluster.get_runtime_context().get_node_id()
     here = os.getcwd()
-    target = "landscape_dist.sweeping.inputs:prepare_portable"
+    target = prepare_portable
     assert worker.call(target, (config, Path("out")), str(tmp_path), "another node") is None
     inputs = worker.call(target, (config, Path("out")), str(tmp_path), node).deliver()
     assert os.getcwd() == here

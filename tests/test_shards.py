@@ -11,7 +11,7 @@ from landscape_dist.core.shards import shard_bounds
 from landscape_dist.model.sources import DataSpec, ModelSpec
 from landscape_dist.commands import sweep
 from landscape_dist.store.surface import read_surface
-from landscape_dist.config.words import SETTING_WORDS as SETTINGS
+from landscape_dist.config.words import SETTING_WORDS
 
 
 def _digits_subset(tmp_path, n=301):
@@ -116,7 +116,7 @@ def test_fewer_workers_than_shards_is_refused(ray_cluster):
     with pytest.raises(ValueError) as err:
         RayPool(ModelSpec.from_source("parabola"), DataSpec("parabola", num_shards=3),
                 config.evaluation, config.cluster)
-    assert str(err.value.reworded(SETTINGS)) == (
+    assert str(err.value.reworded(SETTING_WORDS)) == (
         "The 'cluster.num_workers' setting is 2, fewer than the 'data.shards' setting (3): each "
         "shard needs a worker. Raise cluster.num_workers or use fewer shards.")
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
 import sys
 import threading
 
-from ..errors import LandscapeError, TileError, request_interrupt
+from ..errors import (LandscapeError, Terminated, TileError, forget_interrupt,
+                      request_interrupt, request_termination)
 from ..registry import OUTPUT_FORMATS
 
 # How the command line names what library messages speak of (see errors.LandscapeError).
@@ -127,7 +129,10 @@ def _kept(args) -> str:
     journal = os.path.join(args.out, "surface.h5.journal")
     if not os.path.isfile(journal):
         return "no tile was finished. Run the same command again to start over."
-    _, records, _ = TileJournal.read(journal)
+    try:
+        _, records, _ = TileJournal.read(journal)
+    except (ValueError, OSError):  # a damaged journal: the rerun names it
+        return f"the journal {journal} could not be read. Run the same command again."
     done = sum(1 for kind, *_ in records if kind == "tile")
     try:
         total = sum(len(split_tiles(s.grid.shape, s.grid.tile, s.grid.order))
@@ -136,6 +141,43 @@ def _kept(args) -> str:
     except (ValueError, OSError):
         of = ""
     return (f"{done}{of} tiles are kept in {journal}. Run the same command again to resume.")
+
+
+def _catch_signals() -> dict:
+    """Ctrl-C and SIGTERM (what ``scancel``, ``timeout`` and Kubernetes send) end a command as
+    Python's Ctrl-C does, unwinding it (tiles kept, directory given back, workers closed);
+    returns the handlers they replace."""
+    return {signal.SIGINT: signal.signal(signal.SIGINT, request_interrupt),
+            signal.SIGTERM: signal.signal(signal.SIGTERM, request_termination)}
+
+
+def _ray_termination(err: SystemExit) -> bool:
+    """Whether ``err`` is Ray's way of ending on SIGTERM: ``ray.init`` replaces the handler with
+    its own, which calls ``sys.exit(SIGTERM)``."""
+    return (err.code == signal.SIGTERM and "ray" in sys.modules
+            and signal.getsignal(signal.SIGTERM) is not request_termination)
+
+
+def _worker_files(args):
+    """Where a command that may start a local Ray has its workers keep their temporary files: a
+    folder removed however the command ends (see :func:`~landscape_dist.execution.reaper.
+    private_tmpdir`)."""
+    if args.command in ("sweep", "run", "curvature") and not args.in_process and not getattr(
+            args, "dry_run", False):
+        from ..execution.reaper import private_tmpdir
+
+        return private_tmpdir()
+    return contextlib.nullcontext()
+
+
+def _ended(args, err: KeyboardInterrupt) -> int:
+    """One line on what an interrupted (Ctrl-C) or terminated (SIGTERM) command leaves behind;
+    its exit status (130, 143: 128 + the signal's number, as a shell reports it)."""
+    if isinstance(err, Terminated):
+        print(f"landscape-dist: terminated; {_kept(args)}", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    print(f"landscape-dist: interrupted; {_kept(args)}", file=sys.stderr)
+    return 128 + signal.SIGINT
 
 
 def _dispatch(args, commands):
@@ -152,7 +194,7 @@ def _dispatch(args, commands):
         return commands.curvature(_config(args), args.out, overwrite=args.overwrite,
                                   in_process=args.in_process)
     if args.command in ("sweep", "run") and args.dry_run:
-        return commands.estimate(_config(args), in_process=args.in_process)
+        return commands.estimate(_config(args), in_process=args.in_process, out=args.out)
     if args.command in ("sweep", "run"):
         if args.command == "sweep":
             return commands.sweep(_config(args), args.out, overwrite=args.overwrite,
@@ -190,6 +232,8 @@ def _say(args, result) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # Ray's driver prints a native stack on SIGTERM; the command ends as on Ctrl-C instead
+    os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
     stray = [item for item in extra if item.startswith("-") or "=" not in item]
@@ -212,12 +256,16 @@ def main(argv: list[str] | None = None) -> int:
     from .. import commands
 
     main_thread = threading.current_thread() is threading.main_thread()  # where signals go
-    previous = signal.signal(signal.SIGINT, request_interrupt) if main_thread else None
+    previous = _catch_signals() if main_thread else {}
     try:
-        result = _dispatch(args, commands)
-    except KeyboardInterrupt:
-        print(f"landscape-dist: interrupted; {_kept(args)}", file=sys.stderr)
-        return 130
+        with _worker_files(args):
+            result = _dispatch(args, commands)
+    except KeyboardInterrupt as err:
+        return _ended(args, err)
+    except SystemExit as err:
+        if not _ray_termination(err):
+            raise
+        return _ended(args, Terminated())
     except TileError as err:
         print(f"landscape-dist: error: {err}", file=sys.stderr)
         return 1
@@ -227,8 +275,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"landscape-dist: error: {err}", file=sys.stderr)
         return 2
     finally:
-        if main_thread:
-            signal.signal(signal.SIGINT, previous)
+        for signum, handler_before in previous.items():
+            signal.signal(signum, handler_before)
+        forget_interrupt()
         logger.removeHandler(handler)  # a library caller's logging stays as it was
     _say(args, result)
     return 0

@@ -5,8 +5,46 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def _rate(value) -> str:
-    return "-" if value is None else f"{value:,.0f}"
+def rate(value) -> str:
+    """A rate at the precision it means: whole numbers from 100 up (``1,234``), three
+    significant digits below (``57.3``, ``0.412``); ``-`` when unknown."""
+    if value is None:
+        return "-"
+    return f"{value:,.0f}" if abs(value) >= 99.95 else f"{value:.3g}"
+
+
+def number(value) -> str:
+    """A stored setting or statistic as text: floats to three significant digits (``-0.0092``,
+    ``2.56e-30``), lists item by item, anything else as it is."""
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(number(v) for v in value) + "]"
+    return str(value)
+
+
+def _amount(seconds: float) -> str:
+    """Seconds as whole seconds, minutes or hours (``40 s``, ``12 min``, ``3.4 h``)."""
+    if seconds < 119.5:
+        return f"{seconds:.0f} s"
+    if seconds < 7170:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:,.1f} h"
+
+
+def duration(seconds: float) -> str:
+    """An estimated time: ``under 1 s``, else ``about 40 s`` (minutes and hours for long ones)."""
+    return "under 1 s" if seconds < 1 else f"about {_amount(seconds)}"
+
+
+def duration_span(low: float, high: float) -> str:
+    """Estimated bounds: one time where both read the same, else ``up to about 40 s`` (from under
+    a second) or ``about 12 s to 40 s``."""
+    if high < 1 or (low >= 1 and _amount(low) == _amount(high)):
+        return duration(high)
+    if low < 1:
+        return f"up to about {_amount(high)}"
+    return f"about {_amount(low)} to {_amount(high)}"
 
 
 def sweep_lines(summary: dict) -> list[str]:
@@ -24,7 +62,7 @@ def sweep_lines(summary: dict) -> list[str]:
         draft = (f", draft on {subset['examples']:,} of {subset['of']:,} examples (loss_stderr "
                  f"stored)" if subset else "")
         lines.append(f"  slice '{name}': {count}, "
-                     f"{_rate(info.get('points_per_s'))} points/s{resumed}{draft}{extra}")
+                     f"{rate(info.get('points_per_s'))} points/s{resumed}{draft}{extra}")
     head = (f"swept {len(lines)} slice{'s' * (len(lines) != 1)}, {points:,} points in "
             f"{seconds:.1f} s of evaluation; surface: {summary.get('surface')}")
     return [head] + lines
@@ -61,7 +99,7 @@ def summary_lines(command: str, result, out: str | None) -> list[str]:
 
 
 def info_lines(info: dict) -> list[str]:
-    """``describe_surface``'s answer as text."""
+    """The ``info`` command's answer as text."""
     versions = info.get("versions") or {}
     lines = [f"{info['file']}: {'complete' if info['complete'] else 'UNFINISHED'} surface file, "
              f"{len(info['slices'])} slice{'s' * (len(info['slices']) != 1)}; written with "
@@ -72,12 +110,14 @@ def info_lines(info: dict) -> list[str]:
                      f"({100 * s['done'] / max(1, s['points']):.0f}%)")
         lines.append(f"    quantities: {', '.join(s['quantities'])}; path: "
                      f"{'yes' if s['path'] else 'no'}")
-        lines.append("    directions: " + ", ".join(f"{k} {v}" for k, v in s["directions"].items()))
+        lines.append("    directions: " + ", ".join(f"{k} {number(v)}"
+                                                  for k, v in s["directions"].items()))
     config = info.get("config") or {}
     if isinstance(config, dict):
         for section in ("model", "data", "evaluation"):
-            if section in config:
-                lines.append(f"  {section}: " + ", ".join(f"{k} {v}" for k, v in config[section].items()))
+            if isinstance(config.get(section), dict):
+                lines.append(f"  {section}: " + ", ".join(f"{k} {number(v)}"
+                                                        for k, v in config[section].items()))
     return lines
 
 
@@ -87,14 +127,17 @@ def estimate_lines(result: dict) -> list[str]:
     lines = [f"dry run: nothing written; {workers} worker{'s' * (workers != 1)} "
              f"({result['workers_from']})"]
     for name, s in result["slices"].items():
-        lines.append(f"  slice '{name}': {s['points']:,} points in {s['tiles']} tiles, "
-                     f"{s['gflop_per_point']:.3g} GFLOP per point (forward), "
-                     f"{s['probe_points_per_s']:,.1f} points/s on one worker (probe of "
-                     f"{s['probe_points']} points), about {s['estimated_s']:.0f} s for every "
-                     f"point; refined (grid.refine{'' if s['refined'] else ', not set'}): "
-                     f"{s['refined_estimated_s'][0]:.0f} to {s['refined_estimated_s'][1]:.0f} s "
-                     f"(at least {s['refined_points_at_least']:,} points)")
+        line = (f"  slice '{name}': {s['points']:,} points in {s['tiles']} "
+                f"tile{'s' * (s['tiles'] != 1)}, "
+                f"{s['gflop_per_point']:.3g} GFLOP per point (forward), "
+                f"{rate(s['probe_points_per_s'])} points/s on one worker (probe of "
+                f"{s['probe_points']} points), {duration(s['estimated_s'])} for every point")
+        if s["refined"]:  # bounds only where grid.refine is set: unrefined slices have none
+            low, high = s["refined_estimated_s"]
+            line += (f"; refined (grid.refine): {duration_span(low, high)} (at least "
+                     f"{s['refined_points_at_least']:,} points)")
+        lines.append(line)
     low, high = result["as_configured_s"]
-    span = f"about {high:.0f} s" if low == high else f"{low:.0f} to {high:.0f} s (refined slices)"
+    span = duration(high) if low == high else f"{duration_span(low, high)} (refined slices)"
     lines.append(f"estimated sweep as configured: {span}, plus the pool's start-up")
     return lines

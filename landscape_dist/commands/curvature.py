@@ -20,6 +20,7 @@ from ..core.curvature import analyse, summarise
 from ..errors import OutputError, in_terms
 from ..execution.products import PoolHessian
 from ..store.curvature import write_curvature
+from ..store.lock import writes_into
 from ..store.outdir import check_writable
 from ..store.provenance import package_versions
 from ..store.summary import merge_summary
@@ -29,6 +30,7 @@ from ..sweeping.pools import pool_for
 log = logging.getLogger("landscape_dist")
 
 
+@writes_into("curvature")
 def curvature(config: Config, out: str | Path, *, pool=None, in_process: bool = False,
               overwrite: bool = False, write_summary: bool = True) -> dict:
     """Compute the Hessian's spectrum at the centre (see the module docstring) on ``pool`` (built
@@ -48,6 +50,7 @@ def curvature(config: Config, out: str | Path, *, pool=None, in_process: bool = 
                               f"replace it, or give another {{out}}.",
                               overwrite="overwrite=True", out="output directory")
         inputs = centre_inputs(config, out)
+        cfg.check_for(inputs.layout.size)  # before the pool starts or anything is written
         own_pool = pool is None
         try:
             if own_pool:

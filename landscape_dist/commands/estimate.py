@@ -13,13 +13,19 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 
 from ..config.schema import Config
-from ..core.grid import split_tiles
+from ..config.words import SETTING_WORDS
+from ..core.grid import Tile, coarsest_stride
+from ..errors import in_terms
+from ..core.quantities import POINTS
 from ..core.refine import lattice, strides
+from ..store.preflight import check_sizes, tile_count
 from ..sweeping.inputs import data_specs
+from ..sweeping.pools import LOCAL, backend_of
 
 
 def _workers(config: Config) -> tuple[int, str]:
@@ -61,33 +67,46 @@ def _probe(config: Config, slice_cfg, model_spec, data_spec, threads: int | None
     worker.set_plane(centre, random_directions(centre, layout, k, np.random.default_rng(0)),
                      [v.numpy() for v in ev.model.non_trainable_variables])
     grid = slice_cfg.grid
-    tile = split_tiles(grid.shape, grid.tile, grid.order)[0]
+    tile = first_tile(grid.shape, grid.tile, grid.order)
     axis = lambda a: axis_coordinates(-1.0, 1.0, a.points, a.spacing)  # noqa: E731
     points = tile.points(axis(grid.x), None if grid.y is None else axis(grid.y))
     t0 = time.perf_counter()
-    worker.evaluate("coords", points[:2])  # compiles
+    worker.evaluate(POINTS, points[:2])  # compiles
     warm = time.perf_counter() - t0
     t0 = time.perf_counter()
-    worker.evaluate("coords", points[:2])
+    worker.evaluate(POINTS, points[:2])
     per_point = max((time.perf_counter() - t0) / 2, 1e-6)
     n = int(min(len(points), max(2, seconds_budget / per_point)))
     t0 = time.perf_counter()
-    worker.evaluate("coords", points[:n])  # the first job big enough: strategies timed on it
+    worker.evaluate(POINTS, points[:n])  # the first job big enough: strategies timed on it
     warm += time.perf_counter() - t0
     t0 = time.perf_counter()
-    worker.evaluate("coords", points[:n])
+    worker.evaluate(POINTS, points[:n])
     rate = n / (time.perf_counter() - t0)
     return {"probe_points": n, "points_per_s": rate, "compile_s": warm,
             "flop_per_point": flops_per_example(ev.model) * ev.n_examples,
             "examples": ev.n_examples, "strategy": ev.choice}
 
 
-def estimate(config: Config, in_process: bool = False) -> dict:
+def first_tile(shape: tuple[int, int], tile: tuple[int, int], order: str) -> Tile:
+    """The first tile :func:`~landscape_dist.core.grid.split_tiles` would make, made alone (a
+    large grid's tiles are not all made to take one)."""
+    stride = coarsest_stride(shape) if order == "coarse_to_fine" else 1
+    rows, cols = range(0, shape[0], stride)[:tile[0]], range(0, shape[1], stride)[:tile[1]]
+    return Tile(0, rows.start, rows[-1] + 1, cols.start, cols[-1] + 1, stride, stride)
+
+
+def estimate(config: Config, in_process: bool = False, out: str | Path | None = None) -> dict:
     """The estimate of sweeping every slice of ``config`` (see the module docstring); with
-    ``in_process`` one worker with this process's threads, else the pool's workers, each probed
-    with the threads a worker gets (``cluster.cpus_per_worker``)."""
+    ``in_process`` (or ``cluster.backend: local``) one worker with this process's threads, else
+    the pool's workers, each probed
+    with the threads a worker gets (``cluster.cpus_per_worker``). Refuses first what the sweep
+    would refuse for its sizes (the driver's memory; the disk under ``out`` when given), before
+    anything is built."""
     from ..model.sources import ModelSpec
 
+    with in_terms(SETTING_WORDS):
+        check_sizes(config, None if out is None else Path(out))
     model_spec = ModelSpec.from_source(config.model.source, config.model.unsafe_deserialization)
     data_spec = data_specs(config)
     if isinstance(data_spec, dict):
@@ -95,13 +114,12 @@ def estimate(config: Config, in_process: bool = False) -> dict:
         several = len(config.data.datasets)
     else:
         several = 1
-    workers, source = (1, "--in-process") if in_process else _workers(config)
-    threads = None if in_process else config.cluster.threads_per_worker
+    here = backend_of(config, in_process) == LOCAL
+    workers, source = (1, "in this process") if here else _workers(config)
+    threads = None if here else config.cluster.threads_per_worker
     groups = max(1, workers // max(1, config.data.shards))  # each job goes to every shard
     out, total, low = {"workers": workers, "workers_from": source, "slices": {}}, 0.0, 0.0
     probes: dict = {}
-    from ..core.grid import split_tiles
-
     for slice_cfg in config.slices:
         key = (tuple(slice_cfg.quantities), slice_cfg.grid.ndim, slice_cfg.grid.tile)
         first = key not in probes  # workers compile (and time strategies) once per kind of slice
@@ -118,7 +136,7 @@ def estimate(config: Config, in_process: bool = False) -> dict:
         low += refined[0] if slice_cfg.grid.refine is not None else seconds
         out["slices"][slice_cfg.name] = {
             "points": n_points,
-            "tiles": len(split_tiles(slice_cfg.grid.shape, slice_cfg.grid.tile, slice_cfg.grid.order)),
+            "tiles": tile_count(slice_cfg.grid.shape, slice_cfg.grid.tile, slice_cfg.grid.order),
             "quantities": list(slice_cfg.quantities),
             "gflop_per_point": probe["flop_per_point"] * several / 1e9,
             "probe_points_per_s": round(probe["points_per_s"], 1),

@@ -8,7 +8,7 @@ from pathlib import Path
 import h5py
 
 from ..planes.base import kind_of
-from ..store.surface import check_surface, read_attr
+from ..store.surface import check_surface, open_surface, read_attr
 
 # what every kind's metadata holds of its settings (PlaneKind.common_meta), before what the kind
 # names for summaries (PlaneKind.summary_keys)
@@ -19,7 +19,7 @@ def info(path: str | Path) -> dict:
     """What a surface file holds: per slice its grid, quantities, done fraction and direction
     settings; the configuration and package versions; finished or not."""
     check_surface(path, unfinished=True)
-    with h5py.File(path, "r") as f:
+    with open_surface(path) as f:
         info = {"file": str(path), "complete": bool(f.attrs.get("complete", True)),
                 "versions": read_attr(f.attrs.get("versions", "{}")),
                 "config": _yaml(f.attrs.get("config", "")), "slices": {}}

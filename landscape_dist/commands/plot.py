@@ -8,10 +8,13 @@ from ..config.schema import Config
 from ..config.words import SETTING_WORDS
 from ..errors import in_terms
 from ..figures.formats import write_outputs
+from ..store.lock import writes_into
 from ..store.outdir import check_writable
 from ..store.surface import check_surface
 
 
+@writes_into("plot", lambda a: a["out"] if a["out"] is not None
+             else Path(a["surface"]).parent)
 def plot(surface: str | Path, out: str | Path | None = None, config: Config | None = None,
          formats: tuple[str, ...] | None = None) -> list[str]:
     """Draw every slice of a surface file in each of ``formats`` (default: ``config.plot.format``);

@@ -11,6 +11,7 @@ from ..config.schema import Config
 from ..config.words import SETTING_WORDS
 from ..errors import in_terms
 from ..model.runtime import import_tensorflow_quietly
+from ..store.lock import writes_into
 from ..store.outdir import check_writable, refuse_existing_surface
 from ..store.summary import write_summary
 from ..sweeping.pools import start_pool
@@ -38,6 +39,7 @@ def _train_beside_start(config: Config, out: Path, overwrite: bool, in_process: 
     return summary, started
 
 
+@writes_into("run")
 def run(config: Config, out: str | Path, *, overwrite: bool = False, progress: bool = True,
         in_process: bool = False) -> dict:
     """Train with a recorded path, sweep every slice, draw the figures. Returns a summary, also

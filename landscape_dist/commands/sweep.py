@@ -23,6 +23,7 @@ from ..core.quantities import main_loss
 from ..errors import in_terms
 from ..figures.live import LivePreview
 from ..store.journal import TileJournal
+from ..store.lock import writes_into
 from ..store.outdir import check_writable, refuse_existing_surface, set_aside_draft
 from ..store.provenance import package_versions
 from ..store.surface import SurfaceWriter
@@ -60,8 +61,7 @@ def _prepare(config: Config, out: Path, early, journal_path: Path, overwrite: bo
     try:
         inputs = None
         if early is not None and "tensorflow" not in sys.modules:
-            inputs = early.call_beside("landscape_dist.sweeping.inputs:prepare_portable", config,
-                                       out)
+            inputs = early.call_beside(prepare_portable, config, out)
         if inputs is None:
             inputs = prepare_portable(config, out)
         fingerprint_ = inputs.fingerprint(config)
@@ -87,6 +87,7 @@ def _sweep_slices(config: Config, inputs: SweepInputs, out: Path, pool, journal:
     return slices
 
 
+@writes_into("sweep")
 def sweep(config: Config, out: str | Path, *, pool=None, callbacks: list[SweepCallback] | None = None,
           overwrite: bool = False, progress: bool = True, in_process: bool = False,
           started=None, final: bool = False) -> dict:

@@ -8,9 +8,11 @@ from ..config.schema import Config
 from ..config.words import SETTING_WORDS
 from ..errors import in_terms
 from ..model import training
+from ..store.lock import writes_into
 from ..store.outdir import check_writable, refuse_retraining
 
 
+@writes_into("train")
 def train(config: Config, out: str | Path, verbose: int = 0, *, overwrite: bool = False) -> dict:
     """Train the configured model on its data, recording its path: ``out/trajectory.h5`` and
     ``out/model.keras`` (the final weights, the default centre). Returns a summary dict.

@@ -17,12 +17,15 @@ from pathlib import Path
 import yaml
 
 from ..registry import OUTPUT_FORMATS, PLANE_KINDS, OutputFormat
-from .schema import (DEFAULT_ORDER, DEFAULT_TILE, AxisConfig, Config, ConfigError, GridConfig,
-                     RefineConfig, SettingError, SliceConfig, must)
+from .rules import check_seeds
+from .schema import (DEFAULT_ORDER, DEFAULT_TILE, TILE_ORDERS, AxisConfig, Config, ConfigError,
+                     GridConfig, RefineConfig, SettingError, SliceConfig, must)
 
 GRID_KEYS = ("x", "y", "tile", "order", "refine")
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 SLICE_KEYS = ("name", "directions", "grid", "quantities")
+MAX_DEPTH = 32  # no setting sits deeper than a few levels; deeper input is a mistake or an attack
+_PROBE = "\0"  # a string no setting with choices accepts (see _choice_error)
 
 
 def unknown_setting(key, known, where: str = "") -> ConfigError:
@@ -84,9 +87,12 @@ def _coerce(tp, value, name: str):
 
 
 def construct(cls, kwargs: dict, name: str):
-    """``cls(**kwargs)``, its own errors placed under ``name``."""
+    """``cls(**kwargs)``, its own errors placed under ``name``; its seeds checked (every field
+    named as a seed, see :func:`~landscape_dist.config.rules.check_seeds`)."""
     try:
-        return cls(**kwargs)
+        obj = cls(**kwargs)
+        check_seeds(obj)
+        return obj
     except SettingError as err:
         raise err.under(name) from None
 
@@ -104,9 +110,29 @@ def build(cls, data, name: str = ""):
     for key in data:
         if key not in known:
             raise unknown_setting(key, known, name)
-    kwargs = {key: _coerce(hints[key], value, f"{name}.{key}" if name else key)
-              for key, value in data.items()}
+    kwargs, wrong = {}, None
+    for key, value in data.items():
+        try:
+            kwargs[key] = _coerce(hints[key], value, f"{name}.{key}" if name else key)
+        except SettingError as err:
+            if wrong is not None or hints[key] is not str or isinstance(value, str):
+                raise
+            kwargs[key], wrong = _PROBE, (key, value, err)  # a choice? its check will say
+    if wrong is not None:
+        raise _choice_error(cls, kwargs, name, *wrong)
     return construct(cls, kwargs, name)
+
+
+def _choice_error(cls, kwargs: dict, name: str, key: str, value, type_error: SettingError):
+    """The error for a string setting given a value of another type: when the setting is a
+    choice (its class refuses any other string with 'one of ...'), the choices and the value
+    given; else ``type_error``."""
+    try:
+        construct(cls, kwargs, name)
+    except SettingError as err:
+        if err.setting == type_error.setting and err.requirement.startswith("one of"):
+            return SettingError(err.setting, err.requirement, value, err.fix, err.at)
+    return type_error
 
 
 def config_from_dict(data: dict) -> Config:
@@ -118,6 +144,11 @@ def config_from_dict(data: dict) -> Config:
         data = {}
     if not isinstance(data, dict):
         raise must("configuration", "a mapping of settings", data)
+    known = [f.name for f in dataclasses.fields(Config)]
+    known.insert(known.index("slices"), "grid")  # every top-level setting, as a file orders them
+    for key in data:
+        if key not in known:
+            raise unknown_setting(key, known)
     data = dict(data)
     default_grid = data.pop("grid", None) or {}
     if not isinstance(default_grid, dict):
@@ -134,7 +165,7 @@ def config_from_dict(data: dict) -> Config:
         raw = dict(raw)
         own_grid = raw.pop("grid", None) or {}
         grid = _merge(default_grid, own_grid) if isinstance(own_grid, dict) else own_grid
-        slices.extend(_expand_seeds(_build_slice(raw, grid, f"slices.{i}", own_grid)))
+        slices.extend(_expand(_build_slice(raw, grid, f"slices.{i}", own_grid)))
     options = _format_options(data)
     config = build(Config, data)
     return dataclasses.replace(config, slices=tuple(slices),
@@ -186,7 +217,9 @@ def _build_grid(grid, name: str = "grid") -> GridConfig:
         tile = (min(tile[0], 1 if y is None else y.points), min(tile[1], x.points))
     elif y is None:
         tile = (1, tile[1])
-    order = _coerce(str, grid.get("order", DEFAULT_ORDER), f"{name}.order")
+    order = grid.get("order", DEFAULT_ORDER)
+    if not isinstance(order, str):
+        raise must(f"{name}.order", f"one of {TILE_ORDERS}", order)
     refine = grid.get("refine")
     if refine is True:  # 'refine: true': the default settings
         refine = {}
@@ -256,15 +289,10 @@ def _build_slice(raw: dict, grid: dict, name: str, own_grid: dict) -> SliceConfi
     return construct(SliceConfig, {"directions": directions, "grid": grid_cfg, **kwargs}, name)
 
 
-def _expand_seeds(slice_cfg: SliceConfig) -> list[SliceConfig]:
-    """A random slice with ``seeds`` as one slice per seed, ``<name>_seed<s>``, grouped."""
-    seeds = getattr(slice_cfg.directions, "seeds", ())
-    if not seeds:
-        return [slice_cfg]
-    return [dataclasses.replace(
-        slice_cfg, name=f"{slice_cfg.name}_seed{s}",
-        directions=dataclasses.replace(slice_cfg.directions, seed=s, seeds=(), group=slice_cfg.name))
-        for s in seeds]
+def _expand(slice_cfg: SliceConfig) -> list[SliceConfig]:
+    """The slices a configured slice stands for, as its plane kind expands it (a random slice
+    with ``seeds``: one slice per seed)."""
+    return PLANE_KINDS[slice_cfg.directions.kind].expand(slice_cfg)
 
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
@@ -276,7 +304,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
             raise ConfigError(f"The override {item!r} must look like 'section.key=value', "
                               f"for example 'grid.x.points=21'.")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else None
+            value = _parse(raw, f"The override of '{key}'") if raw.strip() else None
         except yaml.YAMLError as err:
             raise ConfigError(f"The override {item!r} has a value that is not valid YAML "
                               f"({_yaml_problem(err)}). Quote it or fix it.") from None
@@ -314,23 +342,108 @@ def _yaml_problem(err) -> str:
     return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML's safe loader (its own class, so that the checks below change no other loader)."""
+
+
+def _parse(text: str, what: str):
+    """The data ``text`` holds as YAML (safe types only); ConfigError in one line when a
+    mapping gives a key twice (YAML keeps the last silently) or the nesting is deeper than
+    :data:`MAX_DEPTH` (YAML's own parser would exhaust Python's stack). ``what`` names the
+    input ('The config file 'c.yaml''); yaml.YAMLError for invalid YAML."""
+    try:
+        node = yaml.compose(text, Loader=_Loader)
+    except RecursionError:
+        raise ConfigError(f"{what} nests too deeply for a configuration (settings sit at most "
+                          f"{MAX_DEPTH} levels deep). Fix it.") from None
+    if node is None:
+        return None
+    _check_node(node, what)
+    return _Loader(text).get_single_data()  # parsed again: small, and now known to be sound
+
+
+def _check_node(root, what: str) -> None:
+    """Refuse nesting deeper than :data:`MAX_DEPTH`, an alias inside its own anchor (a value
+    that contains itself) and keys given twice in one mapping, walking the YAML nodes without
+    recursion, each node once however many aliases name it."""
+    height: dict[int, int] = {}  # levels below and including a node walked already
+    stack = [(root, "", 1, False)]
+    while stack:
+        node, where, depth, done = stack.pop()
+        children = _children(node, where, what)
+        if done:
+            height[id(node)] = 1 + max((height[id(c)] for c, _ in children), default=0)
+            continue
+        if id(node) in height:
+            depth += height[id(node)] - 1
+        elif any(id(node) == id(n) for n, _, _, d in stack if d):
+            raise ConfigError(f"{what} holds a value that contains itself (an alias inside its "
+                              f"own anchor, at '{where}'). Fix it.")
+        if depth > MAX_DEPTH:
+            raise ConfigError(f"{what} nests deeper than {MAX_DEPTH} levels (at line "
+                              f"{node.start_mark.line + 1}); settings sit a few levels deep. "
+                              f"Fix it.")
+        if id(node) in height:
+            continue
+        stack.append((node, where, depth, True))
+        stack.extend((child, name, depth + 1, False) for child, name in children)
+
+
+def _children(node, where: str, what: str) -> list:
+    """(node, dotted name) of a YAML node's items; ConfigError for a key given twice."""
+    if isinstance(node, yaml.SequenceNode):
+        return [(item, f"{where}.{i}" if where else str(i)) for i, item in enumerate(node.value)]
+    if not isinstance(node, yaml.MappingNode):
+        return []
+    seen, out = {}, []
+    for key, value in node.value:
+        name = f"{where}.{key.value}" if where else str(key.value)
+        if isinstance(key, yaml.ScalarNode) and name in seen:
+            first, again = seen[name] + 1, key.start_mark.line + 1
+            lines = f"lines {first} and {again}" if first != again else f"line {again}"
+            raise ConfigError(f"{what} gives the setting '{name}' twice ({lines}); YAML would "
+                              f"keep the last silently. Keep one.")
+        seen[name] = key.start_mark.line
+        out.append((value, name))
+    return out
+
+
+def _read_config_text(path: Path) -> str:
+    """The text of the config file ``path``, read once (a pipe such as ``<(...)``, whose path
+    is no regular file, can be read only once); ConfigError in one line when it cannot be."""
+    if path.is_dir():
+        raise ConfigError(f"The config file '{path}' is a directory, not a file. Give the path of "
+                          f"a YAML file, for example configs/parabola.yaml.")
+    if not path.exists():
+        raise ConfigError(f"The config file '{path}' does not exist. Give the path of a YAML file, "
+                          f"for example configs/parabola.yaml.")
+    try:
+        return path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"The config file '{path}' is not text (not UTF-8). Give a YAML "
+                          f"file.") from None
+
+
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
-    """Read a YAML config file (or none: all defaults) and apply overrides."""
+    """Read a YAML config file (or none: all defaults) and apply overrides.
+
+    The file must hold a mapping of settings: an empty file, a list, a key given twice or
+    nesting deeper than :data:`MAX_DEPTH` is refused in one line.
+    """
     data = {}
     if path is not None:
         path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"The config file '{path}' does not exist. Give the path of a YAML file, "
-                              f"for example configs/parabola.yaml.")
+        text = _read_config_text(path)
+        what = f"The config file '{path}'"
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = _parse(text, what)
         except yaml.YAMLError as err:
-            raise ConfigError(f"The config file '{path}' is not valid YAML at "
-                              f"{_yaml_problem(err)}. Fix the file.") from None
-        except UnicodeDecodeError:
-            raise ConfigError(f"The config file '{path}' is not text (not UTF-8). Give a YAML "
+            raise ConfigError(f"{what} is not valid YAML at {_yaml_problem(err)}. Fix the "
                               f"file.") from None
+        if data is None:
+            raise ConfigError(f"{what} is empty (it holds no settings). Give a mapping of "
+                              f"settings, for example 'model: {{source: parabola}}'.")
         if not isinstance(data, dict):
-            raise ConfigError(f"The config file '{path}' must hold a mapping of settings. "
+            raise ConfigError(f"{what} must hold a mapping of settings. "
                               f"Got {type(data).__name__} instead.")
     return config_from_dict(apply_overrides(data, list(overrides)))

@@ -49,3 +49,23 @@ def check_finite(obj) -> None:
         value = getattr(obj, f.name)
         if isinstance(value, float) and not math.isfinite(value):
             raise must(f.name, "a finite number", value)
+
+
+def is_seed_field(name: str) -> bool:
+    """Whether a settings field holds a seed (``seed``, ``<what>_seed``) or seeds (``seeds``)."""
+    return name in ("seed", "seeds") or name.endswith(("_seed", "_seeds"))
+
+
+def check_seeds(obj) -> None:
+    """Every seed field of a settings dataclass (see :func:`is_seed_field`) must hold integers
+    >= 0: a random generator takes no negative seed, and a later reader could not tell it from
+    a mistake."""
+    for f in dataclasses.fields(obj):
+        if not is_seed_field(f.name):
+            continue
+        value = getattr(obj, f.name)
+        values = value if isinstance(value, (list, tuple)) else (value,)
+        if any(is_int(v) and v < 0 for v in values):
+            what = "a list of integers >= 0" if isinstance(value, (list, tuple)) else "an integer >= 0"
+            raise must(f.name, what, list(value) if isinstance(value, tuple) else value,
+                       "Give a seed of 0 or more.")

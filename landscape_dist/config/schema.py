@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import ClassVar
 
-from ..registry import PLANE_KINDS, QUANTITIES
-from .rules import MAX_LEVELS, ConfigError, SettingError, check_finite, is_int, must  # noqa: F401
+from ..registry import OUTPUT_FORMATS, PLANE_KINDS, QUANTITIES
+from .rules import MAX_LEVELS, ConfigError, SettingError, check_finite, check_seeds, is_int, must  # noqa: F401
 from .sections import (ClusterConfig, CurvatureConfig, DataConfig, EvaluationConfig,  # noqa: F401
                        ModelConfig, PlotConfig, TrainConfig)
 
@@ -25,6 +26,8 @@ SPACINGS = ("linear", "cubic")
 TILE_ORDERS = ("coarse_to_fine", "rows")
 DEFAULT_TILE = (16, 16)
 DEFAULT_ORDER = "coarse_to_fine"
+NAME_BYTES = 255  # a file name's length at most (ext4, XFS, APFS, NTFS: 255)
+METRIC_NAME_BYTES = 32  # room for the names of the model's compiled metrics, unknown at load
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class AxisConfig:
 
     def __post_init__(self):
         check_finite(self)
+        check_seeds(self)
         if not is_int(self.points) or self.points < 2:
             raise must("points", "an integer >= 2", self.points)
         if self.spacing not in SPACINGS:
@@ -65,6 +69,7 @@ class RefineConfig:
 
     def __post_init__(self):
         check_finite(self)
+        check_seeds(self)
         if not 0 < self.tol < 1:
             raise must("tol", "a number between 0 and 1 (a fraction of the values' span)", self.tol)
         if not self.shift > 0:
@@ -94,12 +99,8 @@ class GridConfig:
         tile = self.tile
         if len(tile) != 2 or any(not is_int(t) or t < 1 for t in tile):
             raise must("tile", "two integers >= 1 ([rows, columns])", list(tile))
-        if tile[1] > self.x.points:
-            raise must("tile", f"no wider than {{at}}x.points={self.x.points}", list(tile),
-                       "Use a smaller tile.")
-        if tile[0] > self.ny:
-            raise must("tile", f"no taller than the grid's {self.ny} rows", list(tile),
-                       "Use a smaller tile.")
+        # a tile larger than a small grid is the whole grid along that side
+        object.__setattr__(self, "tile", (min(tile[0], self.ny), min(tile[1], self.x.points)))
 
     @property
     def ndim(self) -> int:
@@ -131,9 +132,14 @@ class DirectionConfig:
     normalization: str = "filter"
     ignore: str = "biasbn"
     seed: int = 0
+    # the shared settings a kind's directions do not use (a subclass names them and gives each
+    # the default 'none'): any other value would do nothing, and is refused
+    unused: ClassVar[tuple[str, ...]] = ()
+    unused_why: ClassVar[str] = ""  # why, for the message: what the kind's directions are
 
     def __post_init__(self):
         check_finite(self)
+        check_seeds(self)
         kinds = PLANE_KINDS.names()
         if self.kind not in kinds:
             raise must("kind", f"one of {kinds}", self.kind)
@@ -141,6 +147,14 @@ class DirectionConfig:
             raise must("normalization", f"one of {NORMALIZATIONS}", self.normalization)
         if self.ignore not in IGNORES:
             raise must("ignore", f"one of {IGNORES}", self.ignore)
+        for name in self.unused:
+            if getattr(self, name) != "none":
+                raise must(name, f"left out for kind {self.kind!r}, which does not use it "
+                           f"({self.unused_why})", getattr(self, name), f"Remove {{at}}{name}.")
+
+    def check_for(self, size: int) -> None:
+        """Refuse settings a model of ``size`` weights cannot meet (asked once the model is
+        known, before anything is written); by default there are none."""
 
 
 @dataclass(frozen=True)
@@ -193,10 +207,35 @@ class Config:
         if duplicated:
             raise must("slices", "a list of slices with distinct names", names,
                        f"Rename the repeated '{duplicated[0]}'.")
+        for slice_cfg in self.slices:
+            self._check_file_names(slice_cfg)
+
+    def _check_file_names(self, slice_cfg: SliceConfig) -> None:
+        """Refuse a slice name that would make its figures' file names longer than a file system
+        allows (``<name>_<dataset>-<quantity>_heatmap.<format>`` the longest)."""
+        added, pattern = figure_suffix(slice_cfg.quantities, self.data.datasets)
+        name, room = slice_cfg.name.encode(), NAME_BYTES - added
+        if len(name) > room:
+            raise ConfigError(
+                f"The slice name '{slice_cfg.name}' is {len(name)} bytes; its figures' file names "
+                f"add up to {added} more ({pattern}), beyond the {NAME_BYTES} bytes a file name "
+                f"may have. Give the slice a name of at most {room} bytes.")
 
     def to_dict(self) -> dict:
         """The resolved configuration as plain YAML-able data."""
         return to_plain(self)
+
+
+def figure_suffix(quantities, datasets) -> tuple[int, str]:
+    """The bytes the figures append to a slice's name at most, and their pattern: a value's name
+    (a quantity, or a compiled metric of the loss, counted as :data:`METRIC_NAME_BYTES`),
+    prefixed by its dataset, the longest figure word and the longest output format."""
+    value = max(max(len(q.encode()) for q in quantities), METRIC_NAME_BYTES)
+    dataset = max((len(d.encode()) + 1 for d in datasets or {}), default=0)
+    fmt = max(OUTPUT_FORMATS.names(), key=len)
+    pattern = (f"'_{'<dataset>-' if datasets else ''}<quantity>_heatmap.{fmt}', a quantity's "
+               f"name counted as {value} bytes")
+    return 1 + dataset + value + len(f"_heatmap.{fmt}"), pattern
 
 
 def to_plain(value):

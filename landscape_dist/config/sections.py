@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..registry import BACKENDS, OUTPUT_FORMATS, OutputFormat
-from .rules import MAX_LEVELS, SettingError, check_finite, is_int, must
+from .rules import MAX_LEVELS, SettingError, check_finite, check_seeds, is_int, must
 
 RECORD_UNITS = ("epoch", "step")
 EVAL_MODES = ("auto", "vectorized", "loop")
@@ -17,6 +17,7 @@ TRAIN_RUN_KEYS = ("epochs", "batch_size", "optimizer", "learning_rate", "record_
                   "record_unit", "seed")
 SHOW_PATH = ("auto", "always", "never")
 MAX_DPI = 1200  # a 6.4-inch figure at 1200 dpi is already 7680 pixels wide
+MAX_FRAMES = 10_000  # an animation's frames are drawn one by one: hours of drawing beyond this
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class CurvatureConfig:
 
     def __post_init__(self):
         check_finite(self)
+        check_seeds(self)
         for key, low in (("top_k", 1), ("steps", 2), ("trace_vectors", 2), ("density_vectors", 1),
                          ("density_steps", 2)):
             value = getattr(self, key)
@@ -52,6 +54,14 @@ class CurvatureConfig:
                        "span)", self.density_width)
         if not is_int(self.seed):
             raise must("seed", "an integer", self.seed)
+
+    def check_for(self, size: int) -> None:
+        """Refuse asking for more eigenvalues than a model of ``size`` weights has (its Hessian
+        is size x size); asked once the model is known, before any product is computed."""
+        if self.top_k > size:
+            raise must("top_k", f"at most the model's {size} weights (its Hessian has {size} "
+                       f"eigenvalues)", self.top_k, f"Set {{at}}top_k to {size} or fewer."
+                       ).under("curvature")  # the section it always is in a configuration
 
 
 @dataclass(frozen=True)
@@ -75,6 +85,7 @@ class DataConfig:
 
     def __post_init__(self):
         check_finite(self)
+        check_seeds(self)
         if not is_int(self.shards) or self.shards < 1:
             raise must("shards", "an integer >= 1", self.shards)
         if isinstance(self.source, dict):
@@ -104,6 +115,7 @@ class TrainConfig:
 
     def __post_init__(self):
         check_finite(self)
+        check_seeds(self)
         for i, run in enumerate(self.runs):
             unknown = [k for k in run if k not in TRAIN_RUN_KEYS]
             if unknown:
@@ -142,6 +154,7 @@ class ClusterConfig:
 
     def __post_init__(self):
         check_finite(self)
+        check_seeds(self)
         backends = BACKENDS.names()
         if self.backend not in backends:
             raise must("backend", f"one of {backends}", self.backend)
@@ -201,6 +214,7 @@ class EvaluationConfig:
 
     def __post_init__(self):
         check_finite(self)
+        check_seeds(self)
         if self.examples is not None and (not is_int(self.examples) or self.examples < 2):
             raise must("examples", "an integer >= 2 (a subset for drafts) or null (every example)",
                        self.examples)
@@ -242,6 +256,7 @@ class PlotConfig:
 
     def __post_init__(self):
         check_finite(self)
+        check_seeds(self)
         if not 2 <= self.levels <= MAX_LEVELS:
             raise must("levels", f"an integer from 2 to {MAX_LEVELS}", self.levels)
         if not 10 <= self.dpi <= MAX_DPI:
@@ -256,6 +271,9 @@ class PlotConfig:
             raise must("zmax", f"greater than {{at}}zmin={self.zmin}", self.zmax)
         if not is_int(self.animation_frames) or self.animation_frames < 2:
             raise must("animation_frames", "an integer >= 2", self.animation_frames)
+        if self.animation_frames > MAX_FRAMES:
+            raise must("animation_frames", f"at most {MAX_FRAMES} (each frame is drawn on its own)",
+                       self.animation_frames)
         if not self.animation_seconds > 0:
             raise must("animation_seconds", "a number of seconds > 0", self.animation_seconds)
         if self.preview_every_s is not None and not self.preview_every_s > 0:

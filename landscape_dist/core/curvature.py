@@ -58,7 +58,8 @@ def centre_eigen(matvec, size: int, cfg: CurvatureConfig, rng: np.random.Generat
     smallest eigenpair, by one Lanczos run with full re-orthogonalisation (until the wanted Ritz
     values converge to ``cfg.tol``, at most ``cfg.steps`` products). ``residuals``: check each
     reported pair with one more product, ||H v - lambda v||."""
-    k = min(cfg.top_k, size)
+    cfg.check_for(size)
+    k = cfg.top_k
     result = lanczos(matvec, rng.standard_normal((1, size)), cfg.steps, tol=cfg.tol,
                      want=("both", k), keep_basis=True)
     values, vectors = ritz_pairs(result, k)
@@ -68,8 +69,10 @@ def centre_eigen(matvec, size: int, cfg: CurvatureConfig, rng: np.random.Generat
         else np.full(k, np.nan)
     min_res = _residual(matvec, min_value, min_vector) if residuals else float("nan")
     scale = max(abs(values[0]), abs(min_value), np.finfo(float).tiny)
-    converged = bool(np.all(top_res <= 10 * cfg.tol * scale) and min_res <= 10 * cfg.tol * scale) \
-        if residuals else False
+    # fewer Ritz values than asked for (the Krylov space ended early, on repeated eigenvalues):
+    # the top k were not all found, whatever the residuals of those that were
+    converged = bool(len(values) == cfg.top_k and np.all(top_res <= 10 * cfg.tol * scale)
+                     and min_res <= 10 * cfg.tol * scale) if residuals else False
     return Eigen(values, vectors, top_res, min_value, min_vector, min_res, int(result.steps[0]),
                  converged)
 
@@ -117,6 +120,7 @@ def density(matvec, size: int, cfg: CurvatureConfig, rng: np.random.Generator):
 def analyse(matvec, layout: WeightLayout, cfg: CurvatureConfig) -> dict:
     """Everything the curvature command computes, from an operator ``matvec(vectors, rows)``;
     seeded by ``cfg.seed`` (one stream per part, so each part is reproducible alone)."""
+    cfg.check_for(layout.size)  # before any product is computed
     seeds = np.random.SeedSequence(cfg.seed).spawn(4)
     t0 = time.perf_counter()
     out = {"eigen": centre_eigen(matvec, layout.size, cfg, np.random.default_rng(seeds[0]))}

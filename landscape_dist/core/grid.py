@@ -146,12 +146,3 @@ def split_tiles(shape: tuple[int, int], tile_shape: tuple[int, int],
         _lattice_tiles(tiles, range(0, rows, stride), range(half, cols, stride), tile_shape)
         stride = half
     return tiles
-
-
-def assemble(shape: tuple[int, int], tiles: list[Tile], values: list[np.ndarray],
-             fill: float = np.nan) -> np.ndarray:
-    """Place each tile's values (flat, row-major) into a (rows, columns) array."""
-    out = np.full(shape, fill, dtype=np.float64)
-    for tile, vals in zip(tiles, values):
-        out[tile.rows, tile.cols] = np.asarray(vals).reshape(tile.shape)
-    return out

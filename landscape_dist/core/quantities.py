@@ -3,7 +3,7 @@
 A worker returns *parts*, each with the rule by which the shards of a dataset combine it
 (:mod:`.shards`); the stored quantities are the parts, some of them summed (the loss is the data
 loss plus the regularisation). The quantity kinds that produce parts are registered in
-:data:`landscape_dist.model.quantities.QUANTITIES`.
+:data:`landscape_dist.registry.QUANTITIES`.
 """
 
 from __future__ import annotations

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import time
 
 from ..config.schema import ClusterConfig
+from ..errors import LandscapeError
 
 
 _STARTED_WITHOUT_GPUS = None  # the address of a local Ray this process started with no GPU visible
@@ -119,12 +121,39 @@ def check_resources(cluster: ClusterConfig, wait_s: float = 15.0) -> ClusterConf
     return cluster
 
 
+_WAIT_WORDS = {"address": "'address' parameter", "nodes": "'nodes' parameter",
+               "timeout": "'timeout_s' parameter"}
+
+
+def check_wait_arguments(address, nodes, timeout_s) -> None:
+    """Refuse, before any waiting, an address that is neither 'auto' nor 'host:port' (port 1 to
+    65535), a node count that is not an integer >= 1, or a timeout that is not a finite number
+    of seconds > 0 (LandscapeError, its slots the parameters' names)."""
+    hostport = address.split("://", 1)[-1] if isinstance(address, str) else ""
+    host, sep, port = hostport.rpartition(":")
+    if address != "auto" and not (sep and host.strip("[]") and port.isdigit()
+                                  and 1 <= int(port) <= 65535):
+        raise LandscapeError(f"The {{address}} must be 'auto' or 'host:port' (the head's address "
+                             f"that 'ray start --head' prints). Got {address!r} instead.",
+                             _WAIT_WORDS)
+    if isinstance(nodes, bool) or not isinstance(nodes, int) or nodes < 1:
+        raise LandscapeError(f"The {{nodes}} must be an integer >= 1. Got {nodes!r} instead. Give "
+                             f"the number of nodes to wait for, the head included.", _WAIT_WORDS)
+    if (isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float))
+            or not math.isfinite(timeout_s) or timeout_s <= 0):
+        raise LandscapeError(f"The {{timeout}} must be a finite number of seconds > 0. Got "
+                             f"{timeout_s!r} instead. Give how long to wait, for example 300.",
+                             _WAIT_WORDS)
+
+
 def wait_for_cluster(address: str, nodes: int, timeout_s: float = 300.0) -> dict:
     """Wait until the Ray cluster at ``address`` answers and ``nodes`` nodes are alive in it
     (batch scripts start the head and workers and must not guess how long they take). Returns
-    the nodes and resources; raises a one-line ValueError when the time runs out."""
+    the nodes and resources; raises a one-line ValueError when the time runs out, or at once
+    when an argument is wrong (see :func:`check_wait_arguments`)."""
+    check_wait_arguments(address, nodes, timeout_s)
     deadline = time.monotonic() + timeout_s
-    if address not in ("auto", "local"):
+    if address != "auto":
         while True:  # the head's port first: Ray's own connect would retry for minutes
             try:
                 check_reachable(address, timeout_s=5.0)

@@ -72,6 +72,8 @@ class InProcessPool(WorkerPool):
     ``max_tile_retries`` matters here; ``wait`` is accepted for the common signature (workers
     are built at once)."""
 
+    builds_at_once = True
+
     def __init__(self, model_spec: ModelSpec, data_spec: DataSpec, evaluation: EvaluationConfig,
                  cluster: ClusterConfig | None = None,
                  quantities: tuple[str, ...] = DEFAULT_QUANTITIES, wait: bool = True):

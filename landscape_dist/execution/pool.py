@@ -32,6 +32,10 @@ class Pool(Protocol):
     """The quantities in use: their parts and how shards combine them."""
     sizes: dict[str, list[int]]
     """Examples by dataset ('' for the only one), as lists over shards."""
+    builds_at_once: bool
+    """A class attribute: the workers are built in the constructor, in the caller's process, so
+    there is nothing to start early (the sweep then builds the pool once its input is checked,
+    and a bad input is named by the preparation rather than by a worker)."""
 
     @property
     def num_workers(self) -> int:
@@ -60,8 +64,8 @@ class Pool(Protocol):
     def choices(self) -> list[dict]:
         """Each live worker's evaluation strategy, by dataset ({} for one that did not answer)."""
 
-    def call_beside(self, target: str, *args):
-        """``target`` (``'module:function'``) called with ``args`` by a worker beside the caller
+    def call_beside(self, function, *args):
+        """``function`` (importable by the workers) called with ``args`` by a worker beside the caller
         (one that has imported TensorFlow already); its value, or None where the backend
         cannot, meaning the caller makes the call itself."""
 
@@ -86,6 +90,8 @@ class WorkerPool:
     remembers the plane and the selected quantities, so that a replacement gets them before
     any job. Subclasses build the backend adapter and call ``__init__``.
     """
+
+    builds_at_once = False
 
     def __init__(self, backend: Backend, cluster: ClusterConfig, num_workers: int,
                  num_shards: int, wait: bool = True, depth: int = DEPTH):
@@ -180,7 +186,7 @@ class WorkerPool:
                 out.append({})
         return out
 
-    def call_beside(self, target: str, *args):
+    def call_beside(self, function, *args):
         """None: this backend has no worker beside the caller; the caller makes the call."""
         return None
 

@@ -52,6 +52,7 @@ def import_tensorflow_lean() -> None:
     one not imported yet is unimportable while TensorFlow loads (Keras catches the ImportError
     and leaves that integration off) and importable again afterwards, so this process can still
     import it itself (the digits example reads its data with scikit-learn)."""
+    os.environ["KERAS_BACKEND"] = "tensorflow"  # as the package's import sets it (a shell's value loses)
     if "tensorflow" in sys.modules:
         return
     blocked = [name for name in _NOT_FOR_WORKERS if name not in sys.modules]
@@ -184,11 +185,11 @@ class LandscapeWorker:
         self.active = tuple(quantities)
         return True
 
-    def evaluate(self, kind: str, items) -> dict:
+    def evaluate(self, which: str, items) -> dict:
         """The parts of every quantity in use at ``items`` (POINTS: plane coordinates, WEIGHTS:
         flat weight vectors) on this worker's data; or for HVP, the Hessian of the first dataset's
         loss at the plane's centre times each row of ``items``. Shards are combined by the pool."""
-        if kind == HVP:
+        if which == HVP:
             if self._products is None:
                 from ..model.hessian import HessianProducts
 
@@ -199,26 +200,23 @@ class LandscapeWorker:
         for dataset, quantity in self.kinds:
             if not set(quantity.names) & set(self.active):
                 continue
-            computed = quantity.compute(kind, items)
+            computed = quantity.compute(which, items)
             named = {f"{dataset}/{k}": v for k, v in computed.items()} if dataset else computed
             parts.update({k: v for k, v in named.items() if k in wanted})
         return parts
 
-    def call(self, target: str, args: tuple, cwd: str, node: str | None):
-        """``target`` (``'module:function'``) called with ``args`` in the directory ``cwd``, as a
+    def call(self, function, args: tuple, cwd: str, node: str | None):
+        """``function`` (the caller's, sent by reference) called with ``args`` in the directory
+        ``cwd``, as a
         :class:`~landscape_dist.execution.relay.Answer`; None where this worker runs on another
         node than ``node`` (the caller's files need not be here). The pool's driver uses it to
         prepare the planes with the TensorFlow this worker has imported already."""
-        import importlib
-
         import ray
 
         from .relay import answer
 
         if node is None or ray.get_runtime_context().get_node_id() != node:
             return None
-        module, name = target.split(":")
-        function = getattr(importlib.import_module(module), name)
         here = os.getcwd()
         os.chdir(cwd)  # relative paths in the arguments are the caller's
         try:

@@ -168,13 +168,12 @@ def _caption(surface) -> str:
 
 def write_page(surface_file: Path, file: Path, cfg) -> Path:
     """The page of every slice of ``surface_file`` (see the module docstring)."""
-    import h5py
     import plotly.io as pio
 
-    from ..store.surface import read_surface
+    from ..store.surface import open_surface, read_surface
 
     surfaces = read_surface(surface_file)
-    with h5py.File(surface_file, "r") as f:
+    with open_surface(surface_file) as f:
         settings = f.attrs.get("config", "")
         versions = f.attrs.get("versions", "")
     settings = settings.decode() if isinstance(settings, bytes) else str(settings)

@@ -25,7 +25,8 @@ from .folding import FoldedForward
 from .loss import BatchLoss
 from .shortcut import FirstLayerShortcut
 from .statistics import PlaneStatistics
-from .strategy import UNAVAILABLE, Strategy, call_body, quiet_tensorflow
+from .strategy import (UNAVAILABLE, Strategy, call_body, quiet_tensorflow,
+                       unavailable_reason)
 from .tuning import StrategyTuner
 
 log = logging.getLogger(__name__)
@@ -391,7 +392,7 @@ class LandscapeEvaluator:
                 raise
             # Some ops have no vectorised form; fall back to a compiled loop over points.
             log.info("vectorised evaluation unavailable (%s); using a compiled loop",
-                     str(err).splitlines()[0] if str(err) else type(err).__name__)
+                     unavailable_reason(err))
             self._strategy = replace(self._strategy, method="loop")
             return self._function(which)(chunk).numpy()
 

@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..errors import SourceError
+from .strategy import unavailable_reason
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ class HessianProducts:
                 result = out if result is None else result
             except (ValueError, TypeError, NotImplementedError, tf.errors.OpError) as err:
                 log.info("Hessian products: the %s method is unavailable (%s)", method,
-                         str(err).splitlines()[0] if str(err) else type(err).__name__)
+                         unavailable_reason(err))
         if not self.timings:
             raise RuntimeError("No method of computing Hessian-vector products works for this model.")
         self.method = min(self.timings, key=self.timings.get)

@@ -1,4 +1,4 @@
-"""TensorFlow imported without its start-up banners."""
+"""TensorFlow imported without its start-up banners; Keras on the TensorFlow backend."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import os
 import re
 import sys
 import tempfile
+
+from ..errors import LandscapeError
 
 # Lines TensorFlow's C++ runtime prints while it loads, before any logging setting applies.
 _BANNERS = re.compile(
@@ -16,12 +18,26 @@ _BANNERS = re.compile(
     r"TF-TRT Warning|failed call to cuInit")
 
 
+def check_keras_backend() -> None:
+    """Refuse, in one line, a session that imported Keras on another backend than TensorFlow
+    before this package could choose it (``landscape_dist/__init__.py`` sets KERAS_BACKEND)."""
+    keras = sys.modules.get("keras")
+    config = getattr(keras, "config", None)
+    backend = config.backend() if config is not None and hasattr(config, "backend") else None
+    if backend not in (None, "tensorflow"):
+        raise LandscapeError(f"Keras was imported in this Python session with the {backend!r} "
+                             f"backend, but landscape_dist runs on TensorFlow. Start a new "
+                             f"session and import landscape_dist before Keras (or set "
+                             f"KERAS_BACKEND=tensorflow).")
+
+
 def import_tensorflow_quietly() -> None:
     """Import TensorFlow with its start-up banners removed from stderr (anything else written to
     stderr meanwhile is passed on afterwards). The C++ runtime writes them to file descriptor 2
     directly, so they are captured there. (Importing it in a thread beside Ray's start-up was
     tried: other imports of TensorFlow's modules from the main thread meanwhile can meet the
     import lock's deadlock detection.)"""
+    check_keras_backend()
     if "tensorflow" in sys.modules:
         return
     sys.stderr.flush()

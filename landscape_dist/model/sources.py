@@ -6,9 +6,12 @@ this module's parameter names; the sweep rewords them with the settings' names.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import importlib
 import inspect
 import io
+import json
 import os
 import re
 import sys
@@ -24,6 +27,7 @@ from ..core.labels import label_arrays, label_count, map_labels
 from ..core.shards import shard_bounds
 from ..errors import SourceError
 from . import examples
+from .runtime import check_keras_backend
 
 # the words a message uses for each input, as this module's callers name them
 MODEL = {"model": "'source' parameter"}
@@ -51,7 +55,8 @@ def _factory(source: str, slot: str, search_path: str | None):
 _FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
-def _is_factory(source: str) -> bool:
+def is_factory(source: str) -> bool:
+    """Whether ``source`` names a ``module:function`` (and no file or directory of that name)."""
     return bool(_FACTORY.match(source)) and not os.path.exists(source)
 
 
@@ -69,7 +74,7 @@ class ModelSpec:
 
     @classmethod
     def from_source(cls, source: str, unsafe_deserialization: bool = False) -> "ModelSpec":
-        if source in examples.MODELS or _is_factory(source):
+        if source in examples.MODELS or is_factory(source):
             return cls(source, None, unsafe_deserialization, os.getcwd())
         path = Path(source)
         if path.suffix != ".keras":
@@ -88,6 +93,7 @@ class ModelSpec:
 
     def build(self):
         """A compiled Keras model with the source's architecture (and its own weights)."""
+        check_keras_backend()
         import keras
 
         if self.source in examples.MODELS:
@@ -102,7 +108,54 @@ class ModelSpec:
         if model.loss is None:
             raise SourceError(f"The model from {self.source!r} must be compiled with a loss. "
                               f"Call model.compile(loss=...) before returning or saving it.")
+        check_trainable(model, self.source)
         return model
+
+    def content_digest(self, with_weights: bool = True) -> str:
+        """sha256 of the model this spec builds: its architecture (layer classes and settings,
+        layer names in order of appearance), its loss and, ``with_weights``, its weights. Stable
+        across builds in one process (Keras numbers its default names per process)."""
+        import keras
+
+        model = self.build()
+        names = {layer.name: f"layer{i}" for i, layer in
+                 enumerate(model._flatten_layers(include_self=True, recursive=True))}
+        config = _renamed(model.get_config(), names)
+        loss = model.loss if isinstance(model.loss, (str, dict, list, tuple)) else (
+            keras.losses.serialize(model.loss) if isinstance(model.loss, keras.losses.Loss)
+            else f"{getattr(model.loss, '__module__', '')}.{getattr(model.loss, '__qualname__', model.loss)}")
+        digest = hashlib.sha256(json.dumps([type(model).__name__, config, loss], sort_keys=True,
+                                           default=repr).encode())
+        if with_weights:
+            for value in model.get_weights():
+                digest.update(str((value.dtype.str, value.shape)).encode())
+                digest.update(np.ascontiguousarray(value).tobytes())
+        return digest.hexdigest()
+
+
+def _renamed(value, names: dict):
+    """``value`` (a model's configuration) with every layer name replaced by its position."""
+    if isinstance(value, dict):
+        return {k: _renamed(v, names) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_renamed(v, names) for v in value]
+    return names.get(value, value) if isinstance(value, str) else value
+
+
+def check_trainable(model, source: str) -> None:
+    """Refuse a model that has no trainable weights (nothing to move along a plane): one line
+    naming the source; an unbuilt model is told to give its input shape."""
+    if model.trainable_weights:
+        return
+    if not model.built:
+        raise SourceError(f"The {{model}} names a model with no weights yet ({source!r} is not "
+                          f"built). Give it an input shape (keras.Input(...) as its first "
+                          f"layer) so that its weights exist.", MODEL)
+    frozen = sum(int(np.prod(w.shape)) for w in model.non_trainable_weights)
+    held = f"only {frozen} frozen ones" if frozen else "none at all"
+    raise SourceError(f"The {{model}} names a model with no trainable weights ({source!r} has "
+                      f"{held}). Give a model with at least one trainable layer, or set "
+                      f"layer.trainable = True on the layers to explore.", MODEL)
 
 
 def load_keras_file(payload: bytes, name: str, unsafe_deserialization: bool = False):
@@ -168,7 +221,7 @@ class DataSpec:
         start = 0
         if self.source in examples.DATASETS:
             x, y = examples.DATASETS[self.source]()
-        elif _is_factory(self.source):
+        elif is_factory(self.source):
             func = _factory(self.source, "data", self.search_path)
             if sliced and _accepts_shards(func) and self.examples is None:
                 out = call_factory(func, self.source, "data", shard=shard, num_shards=self.num_shards)
@@ -209,6 +262,28 @@ class DataSpec:
         if len(x) != n_labels:
             raise SourceError(f"The data from '{self.source}' has {len(x)} inputs but {n_labels} labels.")
         return (x, y, total) if with_total else (x, y)
+
+    def content_digest(self) -> str:
+        """sha256 of every example this source gives (all of them, whatever ``examples``): the
+        inputs' and each label array's dtype, example shape and bytes, in order. A function with
+        ``shard`` and ``num_shards`` parameters is read shard by shard; the digest is the same
+        for any number of shards."""
+        whole = dataclasses.replace(self, examples=None)
+        sharded = (is_factory(self.source) and self.num_shards > 1
+                   and _accepts_shards(_factory(self.source, "data", self.search_path)))
+        hashes: list = []
+        for shard in (range(self.num_shards) if sharded else [None]):
+            x, y = whole.load(shard)
+            arrays = [("x", x)] + [(f"y{key}", a) for key, a in (
+                y.items() if isinstance(y, dict) else enumerate(label_arrays(y)))]
+            if not hashes:
+                hashes = [(name, a.dtype.str, a.shape[1:], hashlib.sha256()) for name, a in arrays]
+            for (_, _, _, digest), (_, array) in zip(hashes, arrays):
+                digest.update(np.ascontiguousarray(array).tobytes())
+        total = hashlib.sha256()
+        for name, dtype, shape, digest in hashes:
+            total.update(f"{name} {dtype} {shape} {digest.hexdigest()}".encode())
+        return total.hexdigest()
 
     def _load_file(self):
         path = Path(self.source)

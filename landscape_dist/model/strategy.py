@@ -12,6 +12,7 @@ import contextlib
 import logging
 import numbers
 import os
+import re
 from dataclasses import dataclass
 
 import tensorflow as tf
@@ -20,6 +21,35 @@ METHODS = ("vectorized", "loop")
 # what a strategy's compiled call raises where the model cannot run that way (ops without a
 # vectorised form or without an XLA kernel)
 UNAVAILABLE = (ValueError, TypeError, NotImplementedError, tf.errors.OpError)
+
+
+# what TensorFlow says where a strategy cannot run, and the same in words: (pattern, words)
+_REASONS = (
+    (r"No pfor vectorization defined for (\w+)",
+     "TensorFlow has no vectorised form of the model's {0} op"),
+    (r"Input \"(\w+)\" of op '(\w+)' expected to be loop invariant",
+     "TensorFlow cannot vectorise the model's {1} op when its {0} differs per point"),
+    (r"No registered '(\w+)' OpKernel for XLA",
+     "XLA has no kernel for the model's {0} op"),
+    (r"[Dd]etected unsupported operations when trying to compile graph .*?: (\w+)",
+     "XLA cannot compile the model's {0} op"),
+)
+
+
+def unavailable_reason(err: BaseException) -> str:
+    """Why a strategy's compiled call failed, in words: the op TensorFlow or XLA could not handle
+    where its message names one, else the error TensorFlow repeats under its "in user code:"
+    traceback, else the message's first line, else the error's class name."""
+    text = str(err)
+    for pattern, words in _REASONS:
+        found = re.search(pattern, text)
+        if found:
+            return words.format(*found.groups())
+    repeated = re.search(r"^\s*(?:\w+\.)*\w+(?:Error|Exception): (\S.*)$", text, re.MULTILINE)
+    if repeated:
+        return repeated.group(1).strip()[:200]
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return first[:200] if first and first != "in user code:" else type(err).__name__
 
 
 @dataclass(frozen=True)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from ..config.schema import Config
 from ..errors import OutputError
 from .sources import DataSpec, ModelSpec
+from .trajectory import open_hdf5
 
 
 def run_files(index: int) -> tuple[str, str]:
@@ -48,12 +49,14 @@ def _train_run(config: Config, settings, index: int, x, y, out: Path, verbose: i
 
     recorder = TrajectoryRecorder(trajectory, settings.record_every, settings.record_unit)
     batches = -(-len(x) // settings.batch_size)
+    # shuffle=False: the dataset shuffles itself (Keras's own default, shuffle=True, cannot
+    # shuffle a tf.data.Dataset and warns that it is ignored)
     history = model.fit(_shuffled_batches(x, y, settings.batch_size, settings.seed),
                         epochs=settings.epochs, steps_per_epoch=batches, verbose=verbose,
-                        callbacks=[recorder])
+                        callbacks=[recorder], shuffle=False)
     model.save(saved)
     final = {k: float(v[-1]) for k, v in history.history.items()}
-    with h5py.File(trajectory, "r") as f:
+    with open_hdf5(trajectory, "trajectory file", "Record it again ({train}).", train="train()") as f:
         checkpoints = int(f["weights"].shape[0])
     return {"model": str(saved), "trajectory": str(trajectory), "checkpoints": checkpoints,
             "final": final, "n_weights": int(sum(int(np.prod(v.shape))
@@ -96,7 +99,9 @@ def _check_trajectory_size(t, model, n_examples: int, out: Path) -> None:
     checkpoints = (steps if t.record_unit == "step" else t.epochs) // t.record_every + 2
     size = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
     need = checkpoints * size * 4
-    existing = next(p for p in (out, *out.parents) if p.exists())
+    # the nearest directory that held something before this command (the lock may have made OUT)
+    existing = next(p for p in (out, *out.parents)
+                    if p.exists() and sorted(os.listdir(p)) != [".landscape-dist.lock"])
     free = shutil.disk_usage(existing).free
     if need > free:
         raise OutputError(f"The training path would record {checkpoints} checkpoints of {size} "

@@ -1,7 +1,10 @@
-"""Recording the training path: flat weight vectors streamed to an HDF5 file during training."""
+"""Recording the training path: flat weight vectors streamed to an HDF5 file during training;
+and :func:`open_hdf5`, the one way every reader of an HDF5 file opens it."""
 
 from __future__ import annotations
 
+import contextlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,7 +12,9 @@ import h5py
 import numpy as np
 
 from ..core.layout import WeightLayout
-from ..errors import SourceError
+from ..errors import LandscapeError, SourceError
+
+_H5PY_REASON = re.compile(r"\((.*)\)\s*$")
 
 
 @dataclass(frozen=True)
@@ -22,17 +27,59 @@ class Trajectory:
     layout: WeightLayout
 
 
+def hdf5_reason(err: BaseException) -> str:
+    """h5py's own reason for a failure, without its wrapping ('truncated file: eof = ...' of
+    'Unable to synchronously open file (truncated file: eof = ...)')."""
+    text = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+    first = text.strip().splitlines()[0] if text.strip() else type(err).__name__
+    found = _H5PY_REASON.search(first)
+    return found.group(1) if found else first
+
+
+@contextlib.contextmanager
+def open_hdf5(path: str | Path, what: str, fix: str, error: type[LandscapeError] = SourceError,
+              **words: str):
+    """Yield ``path`` open for reading as an ``h5py.File``; a file that cannot be read, then or
+    while the block reads it, raises ``error`` in one line naming it: "does not exist", "is a
+    directory", "is open for writing" (another process holds its lock) or "is damaged or not
+    an HDF5 file (<h5py's reason>)", each followed by ``fix``.
+
+    ``what`` names the file in the first two ('surface file'); ``fix`` and ``what`` may hold
+    ``{slots}`` filled from ``words``, as in :class:`~landscape_dist.errors.LandscapeError`.
+    The block's own :class:`LandscapeError` passes unchanged.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise error(f"The {what} '{path}' is a directory, not a file. {fix}", words)
+    if not path.exists():
+        raise error(f"The {what} '{path}' does not exist. {fix}", words)
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        if "unable to lock file" in str(err).lower():
+            raise error(f"The {what} '{path}' is open for writing in another process. Wait "
+                        f"for it to end.", words) from None
+        raise _damaged(path, err, fix, error, words) from None
+    try:
+        with f:
+            yield f
+    except LandscapeError:
+        raise
+    except (OSError, RuntimeError, KeyError, ValueError) as err:  # h5py's kinds for bad bytes
+        raise _damaged(path, err, fix, error, words) from None
+
+
+def _damaged(path: Path, err: BaseException, fix: str, error, words) -> LandscapeError:
+    return error(f"The file '{path}' is damaged or not an HDF5 file ({hdf5_reason(err)}). {fix}",
+                 words)
+
+
 def read_trajectory(path: str | Path) -> Trajectory:
     """Load a trajectory written by :class:`TrajectoryRecorder`."""
-    path = Path(path)
-    if not path.is_file():
-        raise SourceError(f"The trajectory file '{path}' does not exist. Record one first ({{train}}).",
-                          train="train()")
-    try:
-        with h5py.File(path, "r") as f:
-            layout = WeightLayout.from_attrs(f.attrs)
-            return Trajectory(f["weights"][...], f["step"][...], f["epoch"][...], layout)
-    except (OSError, KeyError, ValueError) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise SourceError(f"The trajectory file '{path}' is not one that training recorded "
-                          f"({reason}). Record it again ({{train}}).", train="train()") from None
+    with open_hdf5(path, "trajectory file", "Record it again ({train}).", SourceError,
+                   train="train()") as f:
+        if "weights" not in f or "layout_names" not in f.attrs:
+            raise SourceError(f"The file '{path}' is not a trajectory file (it holds no recorded "
+                              f"weights). Record one ({{train}}).", train="train()")
+        layout = WeightLayout.from_attrs(f.attrs)
+        return Trajectory(f["weights"][...], f["step"][...], f["epoch"][...], layout)

@@ -76,6 +76,12 @@ class PlaneKind:
         """The plane :meth:`to_store` kept."""
         raise NotImplementedError
 
+    @classmethod
+    def expand(cls, slice_cfg: SliceConfig) -> list[SliceConfig]:
+        """The slices one configured slice of this kind stands for (the configuration expands
+        it when it is loaded): itself alone, unless the kind says otherwise."""
+        return [slice_cfg]
+
     def uses_path(self, cfg: DirectionConfig) -> bool:
         """Whether building from ``cfg`` needs the recorded training path."""
         return self.needs_path

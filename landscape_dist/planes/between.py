@@ -32,8 +32,12 @@ class BetweenModels(DirectionConfig):
     """Settings of the kinds between models: the models (references) and how batch-norm
     statistics behave between them."""
 
+    normalization: str = "none"
+    ignore: str = "none"
     models: tuple[str, ...] = ()
     batchnorm: str = "centre"
+    unused = ("normalization", "ignore")
+    unused_why = "its directions are the differences between the models"
     calibration: int = 1024  # recompute: examples the statistics are re-estimated on
 
     def __post_init__(self):
@@ -48,6 +52,24 @@ class BetweenModels(DirectionConfig):
         if isinstance(self.calibration, bool) or not isinstance(self.calibration, int) \
                 or self.calibration < 1:
             raise must("calibration", "an integer >= 1 (examples)", self.calibration)
+
+
+# |B - A| at most this fraction of the larger of |A|, |B|: the same model (its differences are
+# the rounding of a copy, or none)
+SAME = 1e-6
+# the part of C - A off the line through A and B, relative to |C - A|, at most this: collinear
+COLLINEAR = 1e-5
+
+
+def _refuse_same(ref_a: str, a: np.ndarray, ref_b: str, b: np.ndarray, what: str) -> None:
+    """Refuse models A and B whose weights are the same up to rounding (see :data:`SAME`)."""
+    gap = float(np.linalg.norm(b - a))
+    scale = max(float(np.linalg.norm(a)), float(np.linalg.norm(b)))
+    if gap <= SAME * scale:
+        raise LandscapeError(f"The {{models}} names {ref_a!r} and {ref_b!r}, which hold the same "
+                             f"weights (|B - A| = {gap:.3g}, at most {SAME:g} of their norm "
+                             f"{scale:.3g}); {what} needs two different models. Name two "
+                             f"different models.", models="'models' parameter")
 
 
 class _BetweenModels(PlaneKind):
@@ -106,6 +128,7 @@ class InterpolatePlane(_BetweenModels):
 
     def build(self, cfg, context, k):
         (a, nt_a), (b, nt_b) = self._load(cfg, context)
+        _refuse_same(cfg.models[0], a, cfg.models[1], b, "an interpolation")
         meta = self._meta(cfg, a, [[0.0], [1.0]])
         stats = self._statistics(cfg, [nt_a, nt_b], [[-1.0, 1.0]])
         return self._recomputing(cfg, Plane.make(a, (b - a)[None], context.layout, meta, nt_a, stats))
@@ -120,16 +143,18 @@ class ModelsPlane(_BetweenModels):
 
     def build(self, cfg, context, k):
         (a, nt_a), (b, nt_b), (c, nt_c) = self._load(cfg, context)
+        _refuse_same(cfg.models[0], a, cfg.models[1], b, "a plane")
         d0 = b - a
         norm0 = np.linalg.norm(d0)
-        if norm0 == 0:
-            raise LandscapeError("The {models} names A and B with the same weights; the plane "
-                                 "needs two different models.", models="'models' parameter")
         cx = float((c - a) @ d0 / norm0 ** 2)
         orth = (c - a) - cx * d0
-        if np.linalg.norm(orth) <= 1e-12 * norm0:
-            raise LandscapeError("The {models} names three models on one line; the plane needs C "
-                                 "off the line through A and B.", models="'models' parameter")
+        off = float(np.linalg.norm(orth) / max(np.linalg.norm(c - a), np.finfo(float).tiny))
+        if off <= COLLINEAR:
+            raise LandscapeError(f"The {{models}} names three models on one line (the part of C - "
+                                 f"A off the line through A and B is {off:.3g} of |C - A|, at most "
+                                 f"{COLLINEAR:g}); a plane needs C off that line. Name a C that is "
+                                 f"not on the line through {cfg.models[0]!r} and {cfg.models[1]!r}.",
+                                 models="'models' parameter")
         d1 = orth / np.linalg.norm(orth) * norm0
         cy = float(np.linalg.norm(orth) / norm0)
         meta = self._meta(cfg, a, [[0.0, 0.0], [1.0, 0.0], [cx, cy]])

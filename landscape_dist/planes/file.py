@@ -17,7 +17,9 @@ from ..config.schema import DirectionConfig, must
 from ..core.layout import WeightLayout
 from ..core.plane import Plane
 from ..errors import SourceError
+from ..model.trajectory import open_hdf5
 from .base import PlaneKind
+from .checks import check_directions
 
 FILE = {"file": "'file' parameter"}
 
@@ -26,8 +28,12 @@ FILE = {"file": "'file' parameter"}
 class FileDirections(DirectionConfig):
     """Where the directions are: an .npz or a surface file (and which of its slices)."""
 
+    normalization: str = "none"
+    ignore: str = "none"
     file: str = ""
     slice: str | None = None
+    unused = ("normalization", "ignore")
+    unused_why = "its directions are the file's, as they were saved"
 
     def __post_init__(self):
         super().__post_init__()
@@ -51,9 +57,8 @@ def _read(path: Path, slice_name: str | None):
             with np.load(path) as f:
                 layout = WeightLayout.from_attrs({k: str(f[k]) for k in ("layout_names", "layout_shapes")})
                 return np.asarray(f["directions"], np.float64), layout
-        import h5py
-
-        with h5py.File(path, "r") as f:
+        with open_hdf5(path, "directions file", "Give an .npz written by save_directions or a "
+                       "surface file.", SourceError) as f:
             names = json.loads(f.attrs["slices"])
             name = slice_name or names[0]
             if name not in names:
@@ -89,6 +94,9 @@ class FilePlane(PlaneKind):
         if len(directions) < k:
             raise SourceError(f"The {{file}} names '{path}', which holds {len(directions)} "
                               f"direction(s); a {k}-D slice needs {k}.", FILE)
+        check_directions(directions, context.layout.size, k,
+                         f"The {{file}} names '{path}', whose directions", words=FILE,
+                         fix="Give a file of directions saved for this model.")
         meta = {"kind": cfg.kind, "normalization": "none", "ignore": "none", "seed": cfg.seed,
                 "centre_norm": float(np.linalg.norm(context.centre)), "file": str(path)}
         return Plane.make(context.centre, directions[:k], context.layout, meta)

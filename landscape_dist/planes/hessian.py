@@ -39,6 +39,12 @@ class HessianDirections(DirectionConfig):
             raise must("which", "one or two distinct names of eigenvectors: 'top1', 'top2'... "
                        "(largest eigenvalues first) or 'min' (the smallest)", which)
 
+    def check_for(self, size: int) -> None:
+        """Refuse an eigenvector the model's Hessian (``size`` x ``size``) does not have."""
+        if self.top_k > size:
+            raise must("which", f"eigenvectors the model has: 'top1' to 'top{size}' or 'min' (it "
+                       f"has {size} weights)", list(self.which))
+
     @property
     def top_k(self) -> int:
         """How many of the largest eigenpairs are needed."""
@@ -71,7 +77,7 @@ class HessianPlane(PlaneKind):
         if len(cfg.which) != k:
             raise LandscapeError(f"A {k}-D slice needs {k} Hessian directions; 'which' names "
                                  f"{len(cfg.which)} ({list(cfg.which)}). Name one per grid "
-                                 f"dimension in the {{kind}}'s 'which'.")
+                                 f"dimension in the {{kind}}'s 'which'.", kind="'kind' parameter")
         if context.products is None:
             raise LandscapeError("Hessian directions are built from the workers' products, once "
                                  "the pool runs (see landscape_dist.sweeping.inputs.build_deferred).")
@@ -84,6 +90,12 @@ class HessianPlane(PlaneKind):
         settings = CurvatureConfig(**{**settings.__dict__, "top_k": top_k})
         eigen = centre_eigen(context.products, context.layout.size, settings,
                              np.random.default_rng(settings.seed))
+        found = len(eigen.top_values)
+        if cfg.top_k > found:  # the Krylov space ended early: repeated eigenvalues
+            raise LandscapeError(f"The Hessian direction 'top{cfg.top_k}' is not among the "
+                                 f"{found} distinct top eigenvalues Lanczos found (the Hessian "
+                                 f"repeats eigenvalues). Name one of 'top1' to 'top{found}' or "
+                                 f"'min' in the {{kind}}'s 'which'.", kind="'kind' parameter")
         vectors, values = [], []
         for name in cfg.which:
             if name == "min":

@@ -55,7 +55,7 @@ class PCAPlane(PlaneKind):
                                  kind="'kind' parameter", train="train()")
         mask = bias_mask(context.layout, context.filters) if cfg.ignore == "biasbn" else None
         paths = [context.path, *context.more_paths]
-        around = getattr(cfg, "around", 0)
+        around = cfg.around
         if around >= len(paths):
             raise LandscapeError(f"The {{around}} is {around}, but {len(paths)} training run(s) "
                                  f"were recorded (0 to {len(paths) - 1}).",

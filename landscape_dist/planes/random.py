@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..config.schema import DirectionConfig, must
+from ..config.schema import DirectionConfig, SliceConfig, must
 from ..core.directions import default_filter_rules, random_directions
 from ..core.plane import Plane
 from .base import PlaneKind
@@ -32,6 +33,18 @@ class RandomPlane(PlaneKind):
 
     config = RandomDirections  # its summaries: the base's keys (kind, cosine)
 
+    @classmethod
+    def expand(cls, slice_cfg: SliceConfig) -> list[SliceConfig]:
+        """A slice with ``seeds``: one slice per seed, ``<name>_seed<s>``, grouped by its name."""
+        seeds = slice_cfg.directions.seeds
+        if not seeds:
+            return [slice_cfg]
+        return [dataclasses.replace(
+            slice_cfg, name=f"{slice_cfg.name}_seed{s}",
+            directions=dataclasses.replace(slice_cfg.directions, seed=s, seeds=(),
+                                           group=slice_cfg.name))
+            for s in seeds]
+
     def caption(self, meta):
         text = (f"random directions, {meta.get('normalization')} normalisation, "
                 f"seed {meta.get('seed')}")
@@ -43,7 +56,7 @@ class RandomPlane(PlaneKind):
         directions = random_directions(context.centre, layout, k, np.random.default_rng(cfg.seed),
                                        cfg.normalization, cfg.ignore, filters)
         meta = self.common_meta(cfg, context.centre)
-        if getattr(cfg, "group", None):
+        if cfg.group:
             meta["seed_group"] = cfg.group
         if cfg.normalization == "filter":  # per tensor, the rule its filters were taken by
             meta["filter_rules"] = [

@@ -1,18 +1,20 @@
 """The resume journal: an append-only file of finished tiles kept next to an unfinished surface.
 
 A sweep appends each tile's values as one record as soon as it arrives, and flushes it to disk.
-A record is ``magic, payload length, CRC32, payload``; a record cut short by a kill (or one whose
-checksum does not match) ends the readable part, so a driver killed at any moment, even in the
-middle of a write, loses at most the tiles in flight. The first record holds the run's fingerprint
-(what the grid depends on); rerunning the same command reads the journal back, refuses it if the
-fingerprint differs, and computes only the tiles it lacks. The journal is deleted once the
-surface file is complete.
+A record is ``magic, payload length, CRC32, payload``; a last record cut short by a kill (or a
+crash) ends the readable part, so a driver killed at any moment, even in the middle of a write,
+loses at most the tiles in flight; damage anywhere else (a record failing its checksum with
+others after it, bytes that are no record) is refused, naming the file as damaged. The first
+record holds the run's fingerprint (what the grid depends on); rerunning the same command reads
+the journal back, refuses it if the fingerprint differs, and computes only the tiles it lacks.
+The journal is deleted once the surface file is complete.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import struct
 import zlib
@@ -23,7 +25,10 @@ import numpy as np
 from ..errors import OutputError
 
 _MAGIC = b"LDJ1"
+_START_AGAIN = "Pass {overwrite} to start the sweep again, or give another {out}."
+_WORDS = {"overwrite": "overwrite=True", "out": "output directory"}
 _HEAD = struct.Struct("<4sQI")  # magic, payload length, CRC32 of the payload
+log = logging.getLogger(__name__)
 
 
 def _flatten(value, prefix=""):
@@ -39,6 +44,27 @@ def _flatten(value, prefix=""):
             out.update(_flatten(item, f"{prefix}{i}."))
         return out
     return {prefix[:-1]: value}
+
+
+def _damaged(path: Path, reason: str) -> OutputError:
+    return OutputError(f"The file '{path}' is damaged ({reason}). {_START_AGAIN}", _WORDS)
+
+
+def _problem(data: bytes, pos: int) -> str:
+    """What is wrong with the record at ``pos``: '' (nothing), 'cut' (an interrupted last
+    write: short, all zeros, or the last record failing its checksum), else why it is damaged."""
+    if pos + _HEAD.size > len(data) or not data[pos:].strip(b"\0"):
+        return "cut"
+    magic, length, crc = _HEAD.unpack_from(data, pos)
+    end = pos + _HEAD.size + length
+    if magic != _MAGIC:
+        return f"no record starts at byte {pos}"
+    if end > len(data):  # cut short, unless whole records follow (then its length is wrong)
+        return "cut" if data.find(_MAGIC, pos + _HEAD.size) < 0 else (
+            f"the record at byte {pos} runs past the end of the file")
+    if zlib.crc32(data[pos + _HEAD.size:end]) != crc:
+        return "cut" if end == len(data) else f"the record at byte {pos} fails its checksum"
+    return ""
 
 
 def differences(old: dict, new: dict, limit: int = 4) -> list[str]:
@@ -65,21 +91,36 @@ class TileJournal:
 
     @staticmethod
     def read(path: str | Path) -> tuple[dict | None, list, int]:
-        """(fingerprint, records, length of the readable part) of an existing journal."""
-        data = Path(path).read_bytes()
+        """(fingerprint, records, length of the readable part) of an existing journal.
+
+        Only the end may be cut short: a record whose write a kill or a crash interrupted (short,
+        zeros where it should be, or failing its checksum as the last record) is dropped, and
+        logged. A record failing its checksum with others after it, bytes that are no record, or
+        a first record that is not the fingerprint raise OutputError naming the file as damaged.
+        """
+        path = Path(path)
+        if path.is_dir():
+            raise OutputError(f"The resume journal '{path}' is a directory, not a file. "
+                              f"{_START_AGAIN}", _WORDS)
+        data = path.read_bytes()
         pos, fingerprint, records = 0, None, []
-        while pos + _HEAD.size <= len(data):
-            magic, length, crc = _HEAD.unpack_from(data, pos)
-            end = pos + _HEAD.size + length
-            if magic != _MAGIC or end > len(data):
+        while pos < len(data):
+            problem = _problem(data, pos)
+            if problem == "cut":
+                log.info("the last record of %s was cut short (its write was interrupted); "
+                         "its tile is computed again", path.name)
                 break
-            payload = data[pos + _HEAD.size:end]
-            if zlib.crc32(payload) != crc:
-                break
-            record = _decode(payload)
+            if problem:
+                raise _damaged(path, problem)
+            end = pos + _HEAD.size + _HEAD.unpack_from(data, pos)[1]
+            try:
+                record = _decode(data[pos + _HEAD.size:end])
+            except (ValueError, KeyError, TypeError, OSError) as err:
+                raise _damaged(path, f"the record at byte {pos} cannot be decoded: "
+                                     f"{str(err).strip() or type(err).__name__}") from None
             if fingerprint is None:
                 if record[0] != "fingerprint":
-                    break
+                    raise _damaged(path, "its first record is not the run's fingerprint")
                 fingerprint = record[3]
             else:
                 records.append(record)

@@ -11,9 +11,15 @@ from ..errors import OutputError
 OUT = {"out": "output directory", "overwrite": "overwrite=True"}
 
 
+# Directories made only to hold a command's lock (store.lock), removed again if it writes nothing:
+# messages speak of them as of directories not made yet.
+MADE_FOR_LOCK: set[Path] = set()
+
+
 def nearest_existing(path: Path) -> Path:
-    """``path`` or its nearest ancestor that exists."""
-    while not path.exists() and path != path.parent:
+    """``path`` or its nearest ancestor that exists (and was not made only for a lock)."""
+    path = Path(path)
+    while (not path.exists() or path.absolute() in MADE_FOR_LOCK) and path != path.parent:
         path = path.parent
     return path
 
@@ -51,19 +57,16 @@ def set_aside_draft(out: Path) -> list[Path]:
     examples) becomes ``surface_draft.h5``, an unfinished draft's journal
     ``surface_draft.h5.journal`` (numbered ``surface_draft_2.h5`` ... when taken). A surface on
     every example is left where it is (and refused as usual). Returns the new paths."""
-    import h5py
-
     from .journal import TileJournal
 
     out = Path(out)
     moved = []
     surface, journal = out / "surface.h5", out / "surface.h5.journal"
     if surface.is_file():
-        try:
-            with h5py.File(surface, "r") as f:
-                draft = any("subset" in g.attrs for g in f["slices"].values()) if "slices" in f else False
-        except OSError:
-            draft = False
+        from .surface import open_surface  # a damaged surface is named, not taken for a draft
+
+        with open_surface(surface) as f:
+            draft = any("subset" in g.attrs for g in f["slices"].values()) if "slices" in f else False
         if draft:
             moved.append(_free(out, "surface_draft", ".h5"))
             os.replace(surface, moved[-1])

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config.schema import Config
+from ..core.grid import coarsest_stride
 from ..errors import OutputError
 from ..model.trajectory import Trajectory
 from .outdir import nearest_existing
@@ -38,11 +39,33 @@ def _gib(n: float) -> str:
     return f"{n / 2 ** 30:.3g} GiB"
 
 
-def check_sizes(config: Config, out: Path) -> None:
-    """Refuse grids whose surface file cannot fit on the output's disk, or whose tiles cannot fit
-    in the driver's memory, before anything is allocated."""
-    existing = nearest_existing(out)
-    free = shutil.disk_usage(existing).free
+def _lattice_count(rows: range, cols: range, th: int, tw: int) -> int:
+    return -(-len(rows) // th) * -(-len(cols) // tw)
+
+
+def tile_count(shape: tuple[int, int], tile: tuple[int, int], order: str) -> int:
+    """How many tiles :func:`~landscape_dist.core.grid.split_tiles` cuts the grid into, counted
+    without making them (the same lattices, each cut into tiles of at most ``tile``)."""
+    rows, cols = shape
+    th, tw = tile
+    if order != "coarse_to_fine":
+        return _lattice_count(range(rows), range(cols), th, tw)
+    stride = coarsest_stride(shape)
+    count = _lattice_count(range(0, rows, stride), range(0, cols, stride), th, tw)
+    while stride > 1:
+        half = stride // 2
+        count += _lattice_count(range(half, rows, stride), range(0, cols, half), th, tw)
+        count += _lattice_count(range(0, rows, stride), range(half, cols, stride), th, tw)
+        stride = half
+    return count
+
+
+def check_sizes(config: Config, out: Path | None) -> None:
+    """Refuse grids whose surface file cannot fit on the output's disk (``out``; None: a dry run,
+    which writes nothing and checks no disk), or whose tiles cannot fit in the driver's memory,
+    before anything is allocated."""
+    existing = None if out is None else nearest_existing(out)
+    free = None if existing is None else shutil.disk_usage(existing).free
     available = _available_memory()
     file_bytes = 0
     for i, slice_cfg in enumerate(config.slices):
@@ -50,7 +73,7 @@ def check_sizes(config: Config, out: Path) -> None:
         th, tw = slice_cfg.grid.tile
         points = rows * cols
         file_bytes += points * _FILE_BYTES_PER_POINT
-        tiles = -(-rows // th) * -(-cols // tw)
+        tiles = tile_count(slice_cfg.grid.shape, slice_cfg.grid.tile, slice_cfg.grid.order)
         size = f"{cols} x {rows}" if slice_cfg.grid.y is not None else f"{cols}"
         if tiles * _DRIVER_BYTES_PER_TILE > available // 2:
             raise OutputError(f"The grid of slice '{slice_cfg.name}' ({size} points in tiles of "
@@ -58,7 +81,7 @@ def check_sizes(config: Config, out: Path) -> None:
                               f"least {_gib(tiles * _DRIVER_BYTES_PER_TILE)} of the driver's memory, "
                               f"more than half the {_gib(available)} available. Use larger tiles "
                               f"(grid.tile) or fewer points (grid.x.points, grid.y.points).")
-        if file_bytes > free:
+        if free is not None and file_bytes > free:
             raise OutputError(f"The grid of slice '{slice_cfg.name}' ({size} points) needs a surface "
                               f"file of at least {_gib(file_bytes)} ({_FILE_BYTES_PER_POINT} bytes a "
                               f"point, all slices so far), but {_gib(free)} are free under "

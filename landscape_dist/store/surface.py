@@ -43,6 +43,7 @@ from ..core.layout import WeightLayout
 from ..core.plane import Plane
 from ..core.quantities import main_loss
 from ..errors import OutputError
+from ..model.trajectory import open_hdf5
 
 FORMAT = "landscape_dist.surface"
 FORMAT_VERSION = 1
@@ -69,12 +70,22 @@ def _accuracy_name(names) -> str | None:
     return next((n for n in _ACCURACY_NAMES if n in names), None)
 
 
+def _dataset(group, name: str, data=None, **kwargs):
+    """``group.create_dataset(name, ...)`` with a Fletcher-32 checksum on every chunk, so that
+    damaged bytes fail to read (h5py raises) instead of reading back as other numbers; a scalar
+    or empty dataset, which HDF5 cannot chunk, is stored plainly."""
+    shape = np.shape(data) if data is not None else kwargs.get("shape")
+    if shape and all(shape):
+        kwargs["fletcher32"] = True
+    return group.create_dataset(name, data=data, **kwargs)
+
+
 class SurfaceWriter:
     """Creates a surface file and writes slices into it; the only writer of the file."""
 
     def __init__(self, path: str | Path, config: dict, versions: dict):
         self.path = Path(path)
-        self.file = h5py.File(self.path, "w")
+        self.file = h5py.File(self.path, "w", libver=("v110", "latest"))  # checksummed metadata
         self.file.attrs["format"] = FORMAT
         self.file.attrs["format_version"] = FORMAT_VERSION
         self.file.attrs["config"] = yaml.safe_dump(config, sort_keys=False)
@@ -90,27 +101,27 @@ class SurfaceWriter:
         group = self.file["slices"].create_group(name)
         for key, value in plane.meta.items():
             group.attrs[key] = value if not isinstance(value, (dict, list, tuple)) else json.dumps(value)
-        group.create_dataset("xcoordinates", data=np.asarray(xs, np.float64))
+        _dataset(group, "xcoordinates", data=np.asarray(xs, np.float64))
         shape = (len(xs),) if ys is None else (len(ys), len(xs))
         if ys is not None:
-            group.create_dataset("ycoordinates", data=np.asarray(ys, np.float64))
+            _dataset(group, "ycoordinates", data=np.asarray(ys, np.float64))
         values = group.create_group("values")
         values.attrs["order"] = json.dumps(list(names))  # HDF5 lists names alphabetically
         for quantity in names:
-            values.create_dataset(quantity, shape=shape, dtype="f8", fillvalue=np.nan)
-        group.create_dataset("done", shape=shape, dtype=bool, fillvalue=False)
+            _dataset(values, quantity, shape=shape, dtype="f8", fillvalue=np.nan)
+        _dataset(group, "done", shape=shape, dtype=bool, fillvalue=False)
         stored = group.create_group("plane")
-        stored.create_dataset("centre", data=np.asarray(plane.centre, np.float32))
-        stored.create_dataset("directions", data=np.atleast_2d(np.asarray(plane.directions, np.float32)))
+        _dataset(stored, "centre", data=np.asarray(plane.centre, np.float32))
+        _dataset(stored, "directions", data=np.atleast_2d(np.asarray(plane.directions, np.float32)))
         stored.attrs.update(plane.layout.to_attrs())
         nt = stored.create_group("non_trainable")
         for i, value in enumerate(non_trainable):
-            nt.create_dataset(str(i), data=np.asarray(value))
+            _dataset(nt, str(i), data=np.asarray(value))
         if plane.non_trainable_directions is not None:  # statistics that move with the weights
             moving = stored.create_group("non_trainable_directions")
             for j, values in enumerate(plane.non_trainable_directions):
                 for i, value in enumerate(values):
-                    moving.create_dataset(f"{j}/{i}", data=np.asarray(value))
+                    _dataset(moving, f"{j}/{i}", data=np.asarray(value))
         listed = json.loads(self.file.attrs["slices"]) + [name]
         self.file.attrs["slices"] = json.dumps(listed)
         if len(listed) == 1:
@@ -126,7 +137,7 @@ class SurfaceWriter:
         for dataset, (loss, acc) in _reference_names(names).items():
             root[f"{dataset}_loss"] = group[f"values/{loss}"]
             if acc:
-                root.create_dataset(f"{dataset}_acc", shape=shape, dtype="f8", fillvalue=np.nan)
+                _dataset(root, f"{dataset}_acc", shape=shape, dtype="f8", fillvalue=np.nan)
 
     def finish(self) -> None:
         """Mark the file complete (every slice swept) and close it."""
@@ -179,8 +190,8 @@ class SliceWriter:
                                "points (values/ holds only evaluated values)")
         group.attrs["refinement"] = self.group.attrs["refinement"] = json.dumps(meta)
         for quantity, picture in pictures.items():
-            group.create_dataset(quantity, data=np.asarray(picture, np.float64))
-        group.create_dataset("interpolated", data=np.asarray(interpolated, bool))
+            _dataset(group, quantity, data=np.asarray(picture, np.float64))
+        _dataset(group, "interpolated", data=np.asarray(interpolated, bool))
         self.parent.file.flush()
 
     def read(self, quantity: str) -> np.ndarray:
@@ -205,12 +216,12 @@ class SliceWriter:
         for name, data in (("coords", coords), ("residual", residual),
                            ("relative_residual", relative), ("distance", distance),
                            ("step", step), ("epoch", epoch)):
-            path.create_dataset(name, data=np.asarray(data))
+            _dataset(path, name, data=np.asarray(data))
         if values:
             group = path.create_group("values")
             group.attrs["order"] = json.dumps(list(values))
             for quantity, data in values.items():
-                group.create_dataset(quantity, data=np.asarray(data, np.float64))
+                _dataset(group, quantity, data=np.asarray(data, np.float64))
         self.parent.file.flush()
 
 
@@ -301,28 +312,33 @@ def _datasets(group) -> dict:
     return {**{k: out[k] for k in order if k in out}, **out}
 
 
-def _open(path: Path):
-    if not path.is_file():
-        raise OutputError(f"The surface file '{path}' does not exist. Make one first ({{sweep}}).",
-                          sweep="sweep()")
-    try:
-        return h5py.File(path, "r")
-    except OSError as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        if "lock" in reason.lower():
-            raise OutputError(f"The surface file '{path}' is open for writing (a sweep is running). "
-                              f"Wait for it to end.") from None
-        raise OutputError(f"The file '{path}' is not a landscape_dist surface file (not HDF5: "
-                          f"{reason}). Give a surface.h5 written by {{sweep}}.",
-                          sweep="sweep()") from None
+def open_surface(path: str | Path):
+    """``path`` open for reading (a context manager yielding the ``h5py.File``), read through
+    :func:`~landscape_dist.model.trajectory.open_hdf5`: a missing, damaged or locked file, or a
+    directory, is refused in one line, whether opening it or reading it inside the block."""
+    return open_hdf5(path, "surface file", "Give a surface.h5 written by {sweep}.", OutputError,
+                     sweep="sweep()")
 
 
 def check_surface(path: str | Path, unfinished: bool = False) -> None:
-    """Refuse a file that is not a finished surface file (see :func:`read_surface`), reading
-    only its attributes."""
+    """Refuse a file that is not a finished surface file (see :func:`read_surface`), or one
+    that is damaged anywhere (every attribute and dataset is read once)."""
     path = Path(path)
-    with _open(path) as f:
+    with open_surface(path) as f:
         _check(f, path, unfinished)
+        _read_through(f)
+
+
+def _read_through(f) -> None:
+    """Read every attribute and dataset of ``f`` once, so that damaged bytes anywhere in it
+    (each dataset chunk carries a checksum) raise here rather than in a later reader."""
+    def visit(name, item):
+        dict(item.attrs)
+        if isinstance(item, h5py.Dataset):
+            item[...]
+
+    dict(f.attrs)
+    f.visititems(visit)
 
 
 def _check(f, path: Path, unfinished: bool) -> None:
@@ -352,7 +368,7 @@ def read_surface(path: str | Path, unfinished: bool = False) -> dict[str, Surfac
     ``unfinished``; its points not yet done are NaN with ``done`` False.
     """
     path = Path(path)
-    with _open(path) as f:
+    with open_surface(path) as f:
         _check(f, path, unfinished)
         out = {}
         for name in json.loads(f.attrs["slices"]):
@@ -381,5 +397,5 @@ def read_surface(path: str | Path, unfinished: bool = False) -> dict[str, Surfac
 
 def read_run_info(path: str | Path) -> dict:
     """The resolved configuration and package versions stored in a surface file."""
-    with h5py.File(path, "r") as f:
+    with open_surface(path) as f:
         return {"config": yaml.safe_load(f.attrs["config"]), "versions": json.loads(f.attrs["versions"])}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config.schema import Config, SliceConfig
+from ..config.schema import Config, SettingError, SliceConfig
 from ..core.grid import Tile, split_tiles
 from ..core.layout import WeightLayout
 from ..core.plane import Plane
@@ -22,11 +22,12 @@ from ..errors import SourceError, in_terms
 from ..execution.products import PoolHessian
 from ..model.runtime import import_tensorflow_quietly
 from ..model.sources import DataSpec, ModelSpec, load_centre
-from ..model.quantities import QUANTITIES
 from ..model.training import run_files
 from ..model.trajectory import Trajectory, read_trajectory
-from ..planes import PLANE_KINDS, PlaneContext, build_plane, resolve_axes
+from ..planes import PlaneContext, build_plane, resolve_axes
+from ..registry import PLANE_KINDS, QUANTITIES
 from ..planes.between import CHECKPOINT
+from ..planes.checks import check_plane
 from ..store.fingerprint import fingerprint
 from ..store.journal import TileJournal
 from ..store.preflight import check_sizes, warn_diverged
@@ -105,7 +106,7 @@ def _runs(out: Path, layout: WeightLayout) -> tuple[Trajectory, ...]:
 def _trajectory(out: Path, layout: WeightLayout, needed_by: str | None,
                 name: str = "trajectory.h5") -> Trajectory | None:
     path = out / name
-    if not path.is_file():
+    if not path.exists():  # a directory in its place is named by the reader
         if needed_by:
             raise SourceError(f"A '{needed_by}' slice needs the training path '{path}', which does "
                               f"not exist. Run {{train}} with the same {{out}} first.",
@@ -191,15 +192,18 @@ def prepare(config: Config, out: Path) -> SweepInputs:
                            tuple(t.weights for t in runs))
     plans = []
     policies = dtype_policies(model)
+    _check_for_model(config, layout.size)
     for i, slice_cfg in enumerate(config.slices):
         where = f"slices.{i}.directions"
         with in_terms({"kind": f"'{where}.kind' setting", "axis": f"slices.{i}.grid.",
                        "file": f"'{where}.file' setting", "models": f"'{where}.models' setting",
-                       "around": f"'{where}.around' setting"}):
+                       "around": f"'{where}.around' setting",
+                       "directions": f"'{where}' settings of slice '{slice_cfg.name}'"}):
             if PLANE_KINDS[slice_cfg.directions.kind].needs_products:
                 plane = None  # built from the workers' Hessian products (see build_deferred)
             else:
                 plane = build_plane(slice_cfg, context)
+                check_plane(plane, layout.size, slice_cfg.grid.ndim)
                 plane = dataclasses.replace(plane, meta={**plane.meta, "dtype_policies": policies})
                 if plane.recompute is not None:
                     _check_recompute(model, config, where)
@@ -210,6 +214,18 @@ def prepare(config: Config, out: Path) -> SweepInputs:
     return SweepInputs(loaded.model_spec, loaded.data_spec, loaded.centre_file, layout,
                        non_trainable, traj, files, tuple(plans), runs, dataclasses.replace(
                            context, meta={"dtype_policies": policies}))
+
+
+def _check_for_model(config: Config, size: int) -> None:
+    """Refuse the settings a model of ``size`` weights cannot meet (each slice's directions, the
+    curvature at the centre), before anything is built or written."""
+    if config.curvature is not None:
+        config.curvature.check_for(size)
+    for i, slice_cfg in enumerate(config.slices):
+        try:
+            slice_cfg.directions.check_for(size)
+        except SettingError as err:
+            raise err.under(f"slices.{i}.directions") from None
 
 
 def prepare_portable(config: Config, out: Path) -> SweepInputs:
@@ -281,7 +297,9 @@ def build_deferred(inputs: SweepInputs, config: Config, pool, journal: TileJourn
         if plan.plane is None:
             kind = PLANE_KINDS[plan.config.directions.kind]()
             stored = journal.resumed("directions", plan.name).get("")
-            with in_terms({"kind": f"'slices.{i}.directions.kind' setting"}):
+            with in_terms({"kind": f"'slices.{i}.directions.kind' setting",
+                           "directions": f"'slices.{i}.directions' settings of slice "
+                                         f"'{plan.name}'"}):
                 if stored is not None:
                     plane = kind.from_stored(plan.config.directions, inputs.context, stored)
                 else:
@@ -291,6 +309,7 @@ def build_deferred(inputs: SweepInputs, config: Config, pool, journal: TileJourn
                     context = dataclasses.replace(inputs.context, products=PoolHessian(pool),
                                                   curvature=config.curvature)
                     plane = build_plane(plan.config, context)
+                    check_plane(plane, inputs.layout.size, plan.config.grid.ndim)
                     journal.append("directions", plan.name, "", kind.to_store(plane))
             plane = dataclasses.replace(plane, meta={**plane.meta, **inputs.context.meta})
             plan = dataclasses.replace(plan, plane=plane)

@@ -8,6 +8,7 @@ import dataclasses
 from ..config.schema import Config
 from ..execution.pools import make_pool
 from ..model.sources import ModelSpec
+from ..registry import BACKENDS
 from .inputs import data_specs
 
 LOCAL = "local"  # the backend that runs in this process (``--in-process``)
@@ -33,10 +34,10 @@ def pool_for(config: Config, model_spec: ModelSpec, data_spec, in_process: bool 
 
 
 def start_pool(config: Config, in_process: bool = False):
-    """The pool of ``config`` whose workers are still starting, or None for a backend that runs
-    in this process (it starts once the inputs are prepared, so that bad input is named by the
-    preparation rather than by a worker)."""
-    if backend_of(config, in_process) == LOCAL:
+    """The pool of ``config`` whose workers are still starting, or None for a backend that
+    builds its workers at once (``Pool.builds_at_once``: it is built once the inputs are
+    prepared, so that bad input is named by the preparation rather than by a worker)."""
+    if BACKENDS[backend_of(config, in_process)].builds_at_once:
         return None
     model_spec = ModelSpec.from_source(config.model.source, config.model.unsafe_deserialization)
     return pool_for(config, model_spec, data_specs(config), in_process, wait=False)
