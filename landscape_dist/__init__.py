@@ -27,7 +27,8 @@ _PUBLIC = {
     "read_trajectory": "model.trajectory", "plot": "commands", "run": "commands",
     "sweep": "commands", "train": "commands", "Surface": "store.surface",
     "read_surface": "store.surface", "curvature": "commands", "estimate": "commands",
-    "info": "commands",
+    "info": "commands", "landscape": "commands", "Landscape": "commands",
+    "PathRecorder": "model.recorder",
 }
 
 __all__ = sorted(_PUBLIC)

@@ -145,6 +145,7 @@ OUTPUT_FORMATS: Registry = Registry("output format", {
     "html": "landscape_dist.figures.formats:write_html",
     "gif": "landscape_dist.figures.formats:write_gif",
     "mp4": "landscape_dist.figures.formats:write_mp4",
+    "tensorboard": "landscape_dist.figures.formats:write_tensorboard",
 })
 BACKENDS: Registry = Registry("execution backend", {
     "ray": "landscape_dist.execution.ray_pool:RayPool",

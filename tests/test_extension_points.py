@@ -141,7 +141,7 @@ def test_plot_format_choices_come_from_the_registry():
     with pytest.raises(ConfigError) as err:
         config_from_dict({"plot": {"format": "ply"}})
     assert str(err.value) == ("The 'plot.format' setting must be one of ('png', 'pdf', 'svg', "
-                              "'vtp', 'html', 'gif', 'mp4'). Got 'ply' instead.")
+                              "'vtp', 'html', 'gif', 'mp4', 'tensorboard'). Got 'ply' instead.")
 
 
 def test_errors_name_their_own_parameters_until_a_layer_rewords_them():

@@ -177,7 +177,7 @@ def test_mp4_without_ffmpeg_is_refused_in_one_line(made, monkeypatch):
 
 @pytest.mark.parametrize("change, message", [
     ({"formats": ["png", "ply"]}, "The 'plot.formats.1' setting must be one of ('png', 'pdf', "
-     "'svg', 'vtp', 'html', 'gif', 'mp4'). Got 'ply' instead."),
+     "'svg', 'vtp', 'html', 'gif', 'mp4', 'tensorboard'). Got 'ply' instead."),
     ({"zmin": 2.0, "zmax": 1.0}, "The 'plot.zmax' setting must be greater than plot.zmin=2.0. "
      "Got 1.0 instead."),
     ({"animation_frames": 1}, "The 'plot.animation_frames' setting must be an integer >= 2. "

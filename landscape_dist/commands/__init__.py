@@ -4,9 +4,12 @@ shell over the function of the same name."""
 from .curvature import curvature
 from .estimate import estimate
 from .info import info
+from .landscape import landscape
 from .plot import plot
+from .results import Landscape
 from .run import run
 from .sweep import sweep
 from .train import train
 
-__all__ = ["curvature", "estimate", "info", "plot", "run", "sweep", "train"]
+__all__ = ["Landscape", "curvature", "estimate", "info", "landscape", "plot", "run", "sweep",
+           "train"]

@@ -51,6 +51,24 @@ class WeightLayout:
         off = self.offsets
         return [flat[off[i]:off[i + 1]].reshape(s) for i, s in enumerate(self.shapes)]
 
+    def mismatch(self, other: "WeightLayout", ours: str = "the model",
+                 theirs: str = "the other") -> str | None:
+        """None when ``other`` has this layout's structure (the same shapes in the same order,
+        whatever the tensors' names: ``h1/kernel`` loaded from a file is ``eos_mlp/h1/kernel``
+        built in memory); else what differs, in words: the first tensor whose shape differs
+        and both counts of tensors and weights."""
+        if other.shapes == self.shapes:
+            return None
+        counts = (f"{len(self.shapes)} tensors, {self.size} weights in {ours}; "
+                  f"{len(other.shapes)} tensors, {other.size} weights in {theirs}")
+        for i, (a, b) in enumerate(zip(self.shapes, other.shapes)):
+            if a != b:
+                return (f"tensor {i} ('{self.names[i]}') has shape {a} in {ours} and {b} in "
+                        f"{theirs}; {counts}")
+        i = min(len(self.shapes), len(other.shapes))
+        extra, where = (self, ours) if len(self.shapes) > i else (other, theirs)
+        return f"tensor {i} ('{extra.names[i]}') is only in {where}; {counts}"
+
     def low_rank_mask(self) -> np.ndarray:
         """Boolean vector, True on entries of tensors with at most one dimension (biases, norms)."""
         mask = np.zeros(self.size, dtype=bool)

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt  # its backend is chosen in figures/__init__.py
+import numpy as np
+from matplotlib import animation, colors
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib import animation, colors  # noqa: E402
-
-from ..errors import OutputError  # noqa: E402
+from ..errors import OutputError
 
 
 def frame_positions(n_checkpoints: int, frames: int) -> np.ndarray:
@@ -23,7 +20,8 @@ def animate_path(surface, file: Path, cfg, writer: str = "pillow") -> Path:
     """``cfg.animation_frames`` frames over ``cfg.animation_seconds``: the filled contours of the
     slice's main loss, the path drawn up to the frame's point (between checkpoints, linearly),
     the title giving its epoch and true loss."""
-    from .static import label_axes, format_colorbar, contour_levels
+    from .common import format_colorbar
+    from .static import contour_levels, label_axes
 
     if writer == "ffmpeg" and not animation.writers.is_available("ffmpeg"):
         raise OutputError("The output format 'mp4' needs ffmpeg, which is not installed here. "
@@ -40,7 +38,7 @@ def animate_path(surface, file: Path, cfg, writer: str = "pillow") -> Path:
     z = np.ma.masked_invalid(surface.shown[name])
     if z.count():
         cs = ax.contourf(X, Y, z, levels=levels, norm=norm, cmap="viridis")
-        format_colorbar(fig.colorbar(cs, ax=ax, label=name), norm)
+        format_colorbar(fig.colorbar(cs, ax=ax, label=name))
     label_axes(ax, surface)
     ax.plot(coords[:, 0], coords[:, 1], color="white", alpha=0.3, linewidth=1)
     (trail,) = ax.plot([], [], color="tab:red", linewidth=1.8)

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt  # its backend is chosen in figures/__init__.py
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from ..config.schema import PlotConfig  # noqa: E402
-from .common import axis_labels, figures_apart  # noqa: E402
+from ..config.schema import PlotConfig
+from .common import axis_labels, figures_apart, format_colorbar
 
 
 def plot_density(result: dict, file: Path, dpi: int = 120) -> Path:
@@ -75,7 +72,7 @@ def plot_eigen_map(surface, file: Path, cfg: PlotConfig, prefix: str = "") -> Pa
                     lo, hi = float(z.min()), float(z.max())
                     levels = np.linspace(lo, hi if hi > lo else lo + 1.0, 21)
                 cs = ax.contourf(X, Y, z, levels=levels, cmap=cmap)
-                fig.colorbar(cs, ax=ax)
+                format_colorbar(fig.colorbar(cs, ax=ax))
             ax.plot(0, 0, marker="+", color="black", markersize=8)
             ax.set_title(title, fontsize=9)
             ax.set_xlabel(labels[0])

@@ -60,6 +60,15 @@ def write_mp4(surface_file: Path, out: Path, cfg) -> list[str]:
     return write_animations(Path(surface_file), Path(out), cfg, ".mp4")
 
 
+def write_tensorboard(surface_file: Path, out: Path, cfg) -> list[str]:
+    """TensorBoard logs, one run per slice under ``tensorboard/``: the figures as images, each
+    2-D slice's surface as a mesh, the path's true loss and metrics as scalars, the config as
+    text (needs the tensorboard package)."""
+    from .tensorboard import write_tensorboard_logs
+
+    return write_tensorboard_logs(Path(surface_file), Path(out), cfg)
+
+
 def write_outputs(surface_file, out, cfg, formats: tuple[str, ...] | None = None) -> list[str]:
     """Write every format in ``formats`` (default: ``cfg.all_formats``); returns the written
     paths."""

@@ -5,14 +5,12 @@ The gaps between the done points are interpolated for the picture only; nothing 
 
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt  # its backend is chosen in figures/__init__.py
+import numpy as np
+from matplotlib import colors
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib import colors, ticker  # noqa: E402
-
-from .static import contour_levels  # noqa: E402
+from .common import format_colorbar
+from .static import contour_levels
 
 
 def plot_preview(values: np.ndarray, xs, ys, file, title: str, quantity: str = "loss") -> str:
@@ -46,11 +44,7 @@ def plot_preview(values: np.ndarray, xs, ys, file, title: str, quantity: str = "
             levels = contour_levels(z.filled(np.nan), 20)
             norm = colors.LogNorm(levels[0], levels[-1]) if levels[0] > 0 else None
             cs = ax.contourf(X, Y, z, levels=levels, norm=norm, cmap="viridis")
-            cbar = fig.colorbar(cs, ax=ax, label=quantity)
-            if norm is not None:
-                cbar.ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
-            cbar.ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%.3g"))
-            cbar.ax.yaxis.set_minor_formatter(ticker.NullFormatter())
+            format_colorbar(fig.colorbar(cs, ax=ax, label=quantity))
         if fraction < 1:  # where the values come from, while the sweep runs
             ax.scatter(X[done], Y[done], s=2, color="white", alpha=0.5)
         ax.set_xlabel("direction 0")

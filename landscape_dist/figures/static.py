@@ -7,26 +7,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt  # its backend is chosen in figures/__init__.py
+import numpy as np
+from matplotlib import colors
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib import colors, ticker  # noqa: E402
-
-from ..config.schema import PlotConfig  # noqa: E402
-from ..core.projection import off_plane_fraction  # noqa: E402
-from ..planes.base import kind_of  # noqa: E402
-from ..store.surface import Surface, read_surface  # noqa: E402
-from .common import axis_labels, figures_apart, file_stem, quantities  # noqa: E402
-
-
-def format_colorbar(cbar, norm) -> None:
-    """Readable ticks on a colour bar with log-spaced levels."""
-    if norm is not None:
-        cbar.ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
-        cbar.ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%.3g"))
-        cbar.ax.yaxis.set_minor_formatter(ticker.NullFormatter())
+from ..config.schema import PlotConfig
+from ..core.projection import off_plane_fraction
+from ..planes.base import kind_of
+from ..store.surface import Surface, read_surface
+from .common import (axis_labels, curve_label, curve_quantities, figures_apart,
+                     file_stem, format_colorbar, log_axis_fits, quantities)
 
 
 def _save(fig, file, dpi: int):
@@ -100,7 +90,7 @@ def _overlay_path(ax, surface: Surface, fig=None):
                 zorder=5)
     ax.legend(loc="upper right", fontsize=8)
     if fig is not None:
-        fig.colorbar(points, ax=ax, label="training step", pad=0.01)
+        format_colorbar(fig.colorbar(points, ax=ax, label="training step", pad=0.01))
 
 
 def _mark_models(ax, surface: Surface) -> None:
@@ -148,10 +138,7 @@ def plot_contour(surface: Surface, file: Path, cfg: PlotConfig, quantity: str | 
                 va="center", transform=ax.transAxes, fontsize=10, color="tab:red")
     elif filled:
         cs = ax.contourf(X, Y, z, levels=levels, norm=norm, cmap="viridis", extend="neither")
-        cbar = fig.colorbar(cs, ax=ax, label=quantity)
-        if use_log:
-            cbar.ax.yaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
-            cbar.ax.yaxis.set_major_formatter(ticker.FormatStrFormatter("%.3g"))
+        format_colorbar(fig.colorbar(cs, ax=ax, label=quantity))
     else:
         cs = ax.contour(X, Y, z, levels=levels, norm=norm, cmap="viridis", linewidths=0.9)
         ax.clabel(cs, cs.levels[::3], inline=True, fontsize=7, fmt="%.3g")
@@ -168,28 +155,56 @@ def plot_contour(surface: Surface, file: Path, cfg: PlotConfig, quantity: str | 
     return _save(fig, file, cfg.dpi)
 
 
-def plot_curve(surface: Surface, file: Path, cfg: PlotConfig) -> Path:
-    """1-D slice: loss (log axis when positive) and the other quantities on a second axis."""
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    x = surface.xcoordinates
-    name = surface.loss_name
-    loss = np.ma.masked_invalid(surface.shown[name])
-    ax.plot(x, loss, color="tab:blue", label=name)
-    finite = surface.shown[name][np.isfinite(surface.shown[name])]
-    if cfg.log_levels and finite.size and finite.min() > 0:
+def draw_curves(ax, surface: Surface, cfg: PlotConfig) -> list:
+    """The curves of a 1-D slice on ``ax``: the losses on its own axis ('loss', a log axis when
+    positive), the metrics on a second axis at the right ('metric'); one colour per dataset,
+    losses solid and metrics dashed, one legend whose labels give dataset and quantity. Returns
+    the axes drawn on."""
+    losses, metrics = curve_quantities(list(surface.values))
+    datasets, shown = surface.datasets, losses + metrics
+    kinds = list(dict.fromkeys(q.rpartition("/")[2] for q in metrics))
+
+    def plot(on, names):
+        for q in names:
+            dataset, _, base = q.rpartition("/")
+            if len(datasets) > 1:  # a colour per dataset, a line style per quantity
+                colour = f"C{datasets.index(dataset)}" if dataset in datasets else "C7"
+                dashes = "-" if q in losses else ("--", ":", "-.")[kinds.index(base) % 3]
+            else:
+                colour, dashes = f"C{shown.index(q)}", "-" if q in losses else "--"
+            on.plot(surface.xcoordinates, np.ma.masked_invalid(surface.shown[q]), color=colour,
+                    linestyle=dashes, label=curve_label(q))
+
+    plot(ax, losses)
+    if losses and log_axis_fits([surface.shown[q] for q in losses], cfg):
         ax.set_yscale("log")
-    ax.set_ylabel(name, color="tab:blue")
-    others = [q for q in surface.values if q != name]
-    if others:
-        ax2 = ax.twinx()
-        for q in others:
-            ax2.plot(x, np.ma.masked_invalid(surface.shown[q]), linestyle="--", label=q)
-        ax2.set_ylabel(", ".join(others))
-        ax2.legend(loc="upper right", fontsize=8)
+    ax.set_ylabel("loss" if losses else "metric")
+    drawn = [ax]
+    if losses and metrics:
+        other = ax.twinx()
+        plot(other, metrics)
+        other.set_ylabel("metric")
+        drawn.append(other)
+    elif metrics:
+        plot(ax, metrics)
+    handles = [h for a in drawn for h in a.get_legend_handles_labels()[0]]
+    if handles:  # on the top axis, over every curve
+        drawn[-1].legend(handles, [h.get_label() for h in handles], fontsize=8, loc="best")
+    return drawn
+
+
+def plot_curve(surface: Surface, file: Path, cfg: PlotConfig) -> Path:
+    """1-D slice: every loss on one axis (log when positive), every metric on a second one
+    (:func:`draw_curves`)."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    draw_curves(ax, surface, cfg)
     _mark_models(ax, surface)
     label_axes(ax, surface)
-    ax.set_title(f"{name} along slice '{surface.name}'\n{caption(surface)}", fontsize=9,
-                 pad=14 if surface.meta.get("model_coords") else 6)
+    losses, metrics = curve_quantities(list(surface.values))
+    what = " and ".join((["loss" if len(losses) == 1 else "losses"] if losses else [])
+                        + (["metrics"] if metrics else [])) or surface.loss_name
+    ax.set_title(f"{what} along slice '{surface.name}'\n{caption(surface)}",
+                 fontsize=9, pad=14 if surface.meta.get("model_coords") else 6)
     return _save(fig, file, cfg.dpi)
 
 
@@ -262,7 +277,7 @@ def plot_seeds(members: list, file: Path, cfg: PlotConfig) -> Path:
     for ax in axes.ravel()[len(members):]:
         ax.set_visible(False)
     if cs is not None:
-        format_colorbar(fig.colorbar(cs, ax=axes.ravel().tolist(), label="loss (shared levels)"), norm)
+        format_colorbar(fig.colorbar(cs, ax=axes.ravel().tolist(), label="loss (shared levels)"))
     fig.suptitle(f"slice '{group}' for {len(members)} seeds", fontsize=10)
     fig.savefig(file, dpi=cfg.dpi)
     plt.close(fig)
@@ -276,17 +291,21 @@ def plot_datasets(surface: Surface, file: Path, cfg: PlotConfig) -> Path:
     losses = [surface.shown[f"{d}/loss"] for d in datasets]
     gap = losses[1] - losses[0]
     gap_label = f"{datasets[1]} loss - {datasets[0]} loss"
-    if surface.ndim == 1:
-        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    if surface.ndim == 1:  # the losses on one axis, the gap below on its own
+        fig, (ax, below) = plt.subplots(2, 1, figsize=(6.4, 5.2), sharex=True,
+                                        gridspec_kw={"height_ratios": (2, 1)})
         for d, loss in zip(datasets, losses):
             ax.plot(surface.xcoordinates, np.ma.masked_invalid(loss), label=f"{d} loss")
+        if log_axis_fits(losses, cfg):
+            ax.set_yscale("log")
         ax.set_ylabel("loss")
-        ax2 = ax.twinx()
-        ax2.plot(surface.xcoordinates, np.ma.masked_invalid(gap), color="tab:red", linestyle="--",
-                 label="gap")
-        ax2.set_ylabel(gap_label, color="tab:red")
-        ax.legend(fontsize=8, loc="upper left")
-        label_axes(ax, surface)
+        ax.legend(fontsize=8, loc="best")
+        below.plot(surface.xcoordinates, np.ma.masked_invalid(gap), color="tab:red",
+                   label=f"gap: {gap_label}")
+        below.axhline(0.0, color="grey", linewidth=0.6)
+        below.set_ylabel("loss gap")
+        below.legend(fontsize=8, loc="best")
+        label_axes(below, surface)
         ax.set_title(f"datasets on slice '{surface.name}'", fontsize=9)
         return _save(fig, file, cfg.dpi)
     panels = len(datasets) + 1
@@ -301,12 +320,12 @@ def plot_datasets(surface: Surface, file: Path, cfg: PlotConfig) -> Path:
             cs = ax.contourf(X, Y, z, levels=levels, norm=norm, cmap="viridis")
         ax.set_title(f"{d} loss", fontsize=9)
     if cs is not None:
-        format_colorbar(fig.colorbar(cs, ax=list(axes[:-1]), label="loss (shared levels)"), norm)
+        format_colorbar(fig.colorbar(cs, ax=list(axes[:-1]), label="loss (shared levels)"))
     z = np.ma.masked_invalid(gap)
     if z.count():
         bound = float(np.max(np.abs(z.compressed()))) or 1.0
         gs = axes[-1].contourf(X, Y, z, levels=np.linspace(-bound, bound, 21), cmap="RdBu_r")
-        fig.colorbar(gs, ax=axes[-1], label=gap_label)
+        format_colorbar(fig.colorbar(gs, ax=axes[-1], label=gap_label))
     axes[-1].set_title("generalisation gap", fontsize=9)
     for ax in axes:
         ax.plot(0, 0, marker="+", color="black", markersize=8)

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt  # its backend is chosen in figures/__init__.py
+import numpy as np
+from matplotlib import colors
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib import colors  # noqa: E402
-
-from .common import axis_labels, heights, on_slice  # noqa: E402
+from .common import axis_labels, format_colorbar, heights, on_slice
 
 
 def _norm(values: np.ndarray, cfg):
@@ -54,7 +51,7 @@ def plot_surface3d(surface, file: Path, cfg, quantity: str, show_path: bool) -> 
         ax.plot_surface(X, Y, np.ma.masked_invalid(z), facecolors=facecolors, rstride=1,
                         cstride=1, linewidth=0, antialiased=False, shade=False, zorder=1)
         mappable = plt.cm.ScalarMappable(norm=norm, cmap="viridis")
-        fig.colorbar(mappable, ax=ax, shrink=0.6, pad=0.1, label=quantity)
+        format_colorbar(fig.colorbar(mappable, ax=ax, shrink=0.6, pad=0.1, label=quantity))
     else:
         ax.text2D(0.5, 0.5, f"{quantity} has no finite range to draw", ha="center",
                   transform=ax.transAxes, color="tab:red")
@@ -84,7 +81,7 @@ def plot_heatmap(surface, file: Path, cfg, quantity: str) -> Path:
     cmap = plt.get_cmap("viridis").with_extremes(bad="lightgrey")
     mesh = ax.pcolormesh(surface.xcoordinates, surface.ycoordinates, np.ma.masked_invalid(raw),
                          norm=norm, cmap=cmap, shading="nearest")
-    fig.colorbar(mesh, ax=ax, label=quantity)
+    format_colorbar(fig.colorbar(mesh, ax=ax, label=quantity))
     ax.plot(0, 0, marker="+", color="red", markersize=10)
     _label_axes(ax, surface)
     ax.set_title(_title(surface, quantity, raw, "heat map"), fontsize=9)

@@ -1,4 +1,5 @@
-"""The Keras callback that records the training path (see :mod:`.trajectory` for the file)."""
+"""The Keras callbacks that record the training path: to a file as ``train`` does, or in memory
+for a model trained by the user's own ``fit`` (see :mod:`.trajectory` for the file)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ from pathlib import Path
 
 import h5py
 import keras
+import numpy as np
 
 from ..core.layout import WeightLayout
+from .trajectory import Trajectory, write_trajectory
 
 
 class TrajectoryRecorder(keras.callbacks.Callback):
@@ -68,3 +71,75 @@ class TrajectoryRecorder(keras.callbacks.Callback):
         self._record()
         self._file.close()
         self._file = None
+
+
+class PathRecorder(keras.callbacks.Callback):
+    """Keras callback that records the training path in memory, for ``landscape(path=...)``.
+
+    ``every`` and ``unit`` (``"epoch"`` or ``"step"``) say how often the trainable weights are
+    recorded; the start and the end of each ``fit`` always are. Several ``fit`` calls continue
+    one path. ``file``: also write the path there when ``fit`` ends, in the format ``train``
+    writes (``trajectory.h5``). :attr:`path` is the recorded :class:`Trajectory`.
+
+    >>> recorder = PathRecorder(every=1)
+    >>> model.fit(x, y, epochs=20, callbacks=[recorder])
+    >>> landscape(model, (x, y), path=recorder, slices=["pca"])
+    """
+
+    def __init__(self, every: int = 1, unit: str = "epoch", file: str | Path | None = None):
+        super().__init__()
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"The 'every' parameter must be an integer >= 1. Got {every!r} "
+                             f"instead.")
+        if unit not in ("epoch", "step"):
+            raise ValueError(f"The 'unit' parameter must be 'epoch' or 'step'. Got {unit!r} "
+                             f"instead.")
+        self.every, self.unit = every, unit
+        self.file = None if file is None else Path(file)
+        self.layout_: WeightLayout | None = None
+        self._weights: list[np.ndarray] = []
+        self._steps: list[int] = []
+        self._epochs: list[int] = []
+        self._step = self._epoch = 0
+
+    @property
+    def path(self) -> Trajectory:
+        """The recorded path: weights (T, size) float32, step and epoch (T,) and the layout."""
+        if not self._weights:
+            raise ValueError("The PathRecorder has recorded nothing yet. Pass it to "
+                             "model.fit(..., callbacks=[recorder]) first.")
+        return Trajectory(np.stack(self._weights), np.asarray(self._steps, np.int64),
+                          np.asarray(self._epochs, np.int64), self.layout_)
+
+    def _record(self) -> None:
+        if self._steps and self._steps[-1] == self._step:
+            return
+        self._weights.append(self.layout_.flatten([v.numpy() for v in
+                                                   self.model.trainable_variables]))
+        self._steps.append(self._step)
+        self._epochs.append(self._epoch)
+
+    def on_train_begin(self, logs=None):
+        layout = WeightLayout.from_variables(self.model.trainable_variables)
+        if self.layout_ is not None and layout.shapes != self.layout_.shapes:
+            raise ValueError(f"The PathRecorder recorded another model before "
+                             f"({self.layout_.mismatch(layout, 'that model', 'this one')}). "
+                             f"Give each model its own PathRecorder.")
+        self.layout_ = layout
+        self._record()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._step += 1
+        if self.unit == "step" and self._step % self.every == 0:
+            self._record()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._epoch += 1
+        if self.unit == "epoch" and self._epoch % self.every == 0:
+            self._record()
+
+    def on_train_end(self, logs=None):
+        self._record()
+        if self.file is not None:
+            self.file.parent.mkdir(parents=True, exist_ok=True)
+            write_trajectory(self.file, self.path, self.every, self.unit)

@@ -17,6 +17,7 @@ import re
 import sys
 import tempfile
 import traceback
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,8 @@ from ..core.shards import shard_bounds
 from ..errors import SourceError
 from . import examples
 from .runtime import check_keras_backend
+
+IN_MEMORY = "in-memory:"  # the source of data held in memory (DataSpec.from_arrays)
 
 # the words a message uses for each input, as this module's callers name them
 MODEL = {"model": "'source' parameter"}
@@ -71,6 +74,31 @@ class ModelSpec:
     payload: bytes | None = None
     unsafe_deserialization: bool = False
     search_path: str | None = None  # where 'module:function' sources are imported from
+    # the custom objects registered with Keras where a model in memory was saved
+    # (``keras.saving.get_custom_objects()``): a worker elsewhere has not registered them
+    custom_objects: dict | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def from_model(cls, model, name: str = "in-memory model",
+                   unsafe_deserialization: bool = False) -> "ModelSpec":
+        """The spec of a live Keras model: its ``.keras`` bytes and the custom objects
+        registered with Keras, so that a worker elsewhere rebuilds it. A model that cannot be
+        saved is refused in one line."""
+        import keras
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "model.keras"
+            try:
+                model.save(path)
+            except Exception as err:  # noqa: BLE001 - Keras raises many kinds for what it cannot save
+                raise SourceError(f"The {{model}} cannot be saved as a .keras file, which its "
+                                  f"workers rebuild it from ({type(err).__name__}: "
+                                  f"{_first_line(err)}). Give every custom layer, loss or metric "
+                                  f"a get_config() and register it with "
+                                  f"@keras.saving.register_keras_serializable().", MODEL) from None
+            payload = path.read_bytes()
+        return cls(name, payload, unsafe_deserialization,
+                   custom_objects=dict(keras.saving.get_custom_objects()))
 
     @classmethod
     def from_source(cls, source: str, unsafe_deserialization: bool = False) -> "ModelSpec":
@@ -101,7 +129,8 @@ class ModelSpec:
         elif self.payload is None:
             model = call_factory(_factory(self.source, "model", self.search_path), self.source, "model")
         else:
-            model = load_keras_file(self.payload, self.source, self.unsafe_deserialization)
+            model = load_keras_file(self.payload, self.source, self.unsafe_deserialization,
+                                    self.custom_objects)
         if not isinstance(model, keras.Model):
             raise SourceError(f"The {{model}} must give a Keras model. "
                               f"Got {type(model).__name__} from {self.source!r} instead.", MODEL)
@@ -158,15 +187,26 @@ def check_trainable(model, source: str) -> None:
                       f"layer.trainable = True on the layers to explore.", MODEL)
 
 
-def load_keras_file(payload: bytes, name: str, unsafe_deserialization: bool = False):
-    """Load a .keras model from its bytes, in Keras's safe mode unless the user opted out."""
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:200] if text else type(err).__name__
+
+
+def load_keras_file(payload: bytes, name: str, unsafe_deserialization: bool = False,
+                    custom_objects: dict | None = None):
+    """Load a .keras model from its bytes, in Keras's safe mode unless the user opted out;
+    ``custom_objects`` (registered name -> class or function) resolve the custom layers, losses
+    and metrics it names."""
     import keras
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.keras"
         path.write_bytes(payload)
         try:
-            return keras.models.load_model(path, safe_mode=not unsafe_deserialization)
+            with warnings.catch_warnings():  # the optimizer's state is not what is evaluated
+                warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+                return keras.models.load_model(path, safe_mode=not unsafe_deserialization,
+                                               custom_objects=custom_objects)
         except ValueError as err:
             if "safe_mode" in str(err) or "lambda" in str(err).lower():
                 raise SourceError(f"The model file '{name}' holds code (a Lambda layer) that Keras "
@@ -203,6 +243,19 @@ class DataSpec:
     num_shards: int = 1
     examples: int | None = None  # a fixed random subset of this many examples (drafts)
     examples_seed: int = 0
+    # (x, y) held in memory (see :meth:`from_arrays`); the source then names their digest, so
+    # that specs compare (and journals fingerprint) by content
+    arrays: tuple | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def from_arrays(cls, x, y, **settings) -> "DataSpec":
+        """A spec holding ``(x, y)`` itself (``y`` an array, a list in output order or a dict by
+        output name), checked as any source's data is; its ``source`` is
+        ``in-memory:<sha256 of the examples, 16 digits>``. ``settings``: ``num_shards``,
+        ``examples``, ``examples_seed``."""
+        x, y = np.asarray(x), map_labels(np.asarray, y)
+        spec = cls(IN_MEMORY, None, arrays=(x, y), **settings)
+        return dataclasses.replace(spec, source=f"{IN_MEMORY}{spec.content_digest()[:16]}")
 
     def chosen(self, total: int) -> np.ndarray:
         """The examples of the subset (``examples`` of ``total``, seeded, in increasing order)."""
@@ -219,7 +272,12 @@ class DataSpec:
         number of examples in the whole dataset, (x, y, total)."""
         sliced = shard is not None and self.num_shards > 1
         start = 0
-        if self.source in examples.DATASETS:
+        if self.arrays is not None:
+            x, y = self.arrays
+        elif self.source.startswith(IN_MEMORY):
+            raise SourceError(f"The {{data}} names '{self.source}', data held in memory by the "
+                              f"process that made it, not here. Give the arrays again.", DATA)
+        elif self.source in examples.DATASETS:
             x, y = examples.DATASETS[self.source]()
         elif is_factory(self.source):
             func = _factory(self.source, "data", self.search_path)

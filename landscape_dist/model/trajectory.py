@@ -27,6 +27,22 @@ class Trajectory:
     layout: WeightLayout
 
 
+def write_trajectory(path: str | Path, trajectory: Trajectory, every: int = 1,
+                     unit: str = "epoch") -> Path:
+    """Write ``trajectory`` to ``path`` in the format :class:`TrajectoryRecorder` streams
+    (``weights`` (T, size) float32, ``step`` and ``epoch`` (T,) int64, the layout and the
+    recording's ``record_every`` and ``record_unit``); returns ``path``."""
+    path = Path(path)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("weights", data=np.asarray(trajectory.weights, np.float32))
+        f.create_dataset("step", data=np.asarray(trajectory.step, np.int64))
+        f.create_dataset("epoch", data=np.asarray(trajectory.epoch, np.int64))
+        f.attrs.update(trajectory.layout.to_attrs())
+        f.attrs["record_every"] = int(every)
+        f.attrs["record_unit"] = unit
+    return path
+
+
 def hdf5_reason(err: BaseException) -> str:
     """h5py's own reason for a failure, without its wrapping ('truncated file: eof = ...' of
     'Unable to synchronously open file (truncated file: eof = ...)')."""
