@@ -193,8 +193,13 @@ def test_in_process_equals_the_command_lines_sweep_and_leaves_nothing(tmp_path, 
         np.testing.assert_array_equal(result[name].values["loss"], expected[name].values["loss"])
         np.testing.assert_array_equal(result[name].xcoordinates, expected[name].xcoordinates)
         assert result.numbers[name] == expected[name].meta["numbers"]
-    fig = result.plot("contour", slice="pca")
-    assert fig._repr_png_().startswith(b"\x89PNG")
+    fig = result.plot("contour", slice="pca")  # the command line's own figure, not a picture of it
+    assert fig.axes[0].get_xlabel().startswith("PC 1") and fig.axes[0].collections
+    import io
+
+    png = io.BytesIO()
+    fig.savefig(png, format="png")
+    assert png.getvalue().startswith(b"\x89PNG")
     assert "slice-pca" in result._repr_html_()
     with pytest.raises(KeyError, match="one of \\['random', 'pca'\\]"):
         result.plot(slice="nope")
@@ -272,3 +277,21 @@ def test_on_ray_a_custom_layer_travels_and_equals_in_process(ray_cluster, tmp_pa
     assert on_ray.out == out and here.out is None
     for name, values in here["random"].values.items():
         np.testing.assert_allclose(on_ray["random"].values[name], values, rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_the_inline_view_draws_in_a_headless_browser(tmp_path):
+    """The view a notebook shows (``_repr_html_``), placed in a page as a notebook places an
+    output, draws both slices' plots with no script error, in a real browser."""
+    from test_outputs import _browse
+
+    model, x, y, recorder = _trained(epochs=3)
+    result = ld.landscape(model, (x, y), path=recorder, slices=["random", "pca"], grid=GRID,
+                          in_process=True, progress=False)
+    view = result._repr_html_()
+    page = tmp_path / "notebook.html"
+    page.write_text("<!DOCTYPE html><html><head><meta charset='utf-8'></head><body>"
+                    f"<div class='output_html'>{view}</div></body></html>")
+    dom = _browse(page, tmp_path, "--dump-dom").stdout
+    assert 'data-plots="2">2 plots drawn<' in dom and 'class="error"' not in dom  # one per slice
+    assert dom.count('class="main-svg"') >= 4 and "gl-container" in dom  # contours and 3-D

@@ -141,13 +141,8 @@ def test_contour_figures_draw_the_configured_levels_over_the_values(made, tmp_pa
 
     out, _, config = made
     surface = read_surface(out / "surface.h5")["random"]
-    drawn = []
-    save = static._save
-    monkeypatch.setattr(static, "_save", lambda fig, file, dpi: (
-        drawn.extend(c for ax in fig.axes for c in ax.collections if isinstance(c, ContourSet)),
-        save(fig, file, dpi))[1])
-    static.plot_contour(surface, tmp_path / "c.png", config.plot, filled=filled)
-    (contours,) = drawn
+    fig = static.plot_contour(surface, None, config.plot, filled=filled)  # no file: the figure
+    (contours,) = [c for ax in fig.axes for c in ax.collections if isinstance(c, ContourSet)]
     loss = surface.values["loss"]
     assert loss.min() > 0 and config.plot.log_levels and config.plot.levels == 25
     np.testing.assert_allclose(contours.levels, np.geomspace(loss.min(), loss.max(), 25),

@@ -217,19 +217,22 @@ def test_sizes_of_plots_and_names_are_bounded_at_load():
         config_from_dict({"plot": {"animation_frames": 10 ** 9}})
     assert str(err.value) == ("The 'plot.animation_frames' setting must be at most 10000 (each "
                               "frame is drawn on its own). Got 1000000000 instead.")
-    name = "n" * 210
+    name = "n" * 211
     with pytest.raises(ConfigError) as err:
         config_from_dict({"slices": [{"name": name}]})
     assert str(err.value) == (
-        f"The slice name '{name}' is 210 bytes; its figures' file names add up to 46 more "
-        f"('_<quantity>_heatmap.html', a quantity's name counted as 32 bytes), beyond the 255 "
-        f"bytes a file name may have. Give the slice a name of at most 209 bytes.")
+        f"The slice name '{name}' is 211 bytes; its figures' file names add up to 45 more "
+        f"('_<quantity>_heatmap.png', a quantity's name counted as 32 bytes), beyond the 255 "
+        f"bytes a file name may have. Give the slice a name of at most 210 bytes.")
+    with pytest.raises(ConfigError) as err:  # the configured formats' suffixes count
+        config_from_dict({"slices": [{"name": "n" * 210}], "plot": {"formats": ["png", "html"]}})
+    assert "add up to 46 more ('_<quantity>_heatmap.html'" in str(err.value)
     with pytest.raises(ConfigError) as err:  # seeds lengthen names; datasets lengthen suffixes
         config_from_dict({"data": {"source": {"train": "parabola", "test": "parabola"}},
                           "slices": [{"name": "n" * 200, "directions": {"seeds": [1]}}]})
     assert str(err.value).startswith(f"The slice name '{'n' * 200}_seed1' is 206 bytes; its "
-                                     f"figures' file names add up to 52 more ('_<dataset>-")
-    config_from_dict({"slices": [{"name": "n" * 209}]})
+                                     f"figures' file names add up to 51 more ('_<dataset>-")
+    config_from_dict({"slices": [{"name": "n" * 210}]})
 
 
 # ------------------------------------------------------------------ rule 9: settings that do nothing

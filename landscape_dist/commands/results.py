@@ -4,7 +4,6 @@ numbers derived from each, figures as matplotlib Figures and the interactive vie
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,7 +91,7 @@ class Landscape:
         if kind == "path" and surface.path is None:
             raise ValueError(f"The 'kind' parameter is 'path', but slice '{name}' has no "
                              f"recorded path. Give path=recorder to landscape().")
-        return _picture(_draw(kind, surface, self.config.plot, quantity))
+        return _draw(kind, surface, self.config.plot, quantity)
 
     def _repr_html_(self) -> str:
         """The interactive page's view of every slice (see ``figures.html``), each grid shown
@@ -102,43 +101,19 @@ class Landscape:
         return page_html(self.slices, self.config.plot, max_points=HTML_POINTS)
 
 
-def _draw(kind: str, surface: Surface, cfg, quantity: str | None) -> bytes:
-    """The PNG bytes of the command line's figure ``kind`` of ``surface``."""
-    import matplotlib
-
+def _draw(kind: str, surface: Surface, cfg, quantity: str | None):
+    """The command line's figure ``kind`` of ``surface``, as a ``matplotlib.figure.Figure`` (the
+    same drawing functions, given no file to write)."""
     from ..figures import static, surface3d
 
     quantity = quantity or surface.loss_name
-    buffer = io.BytesIO()
-    with matplotlib.rc_context({"savefig.format": "png"}):
-        if kind in ("contour", "filled"):
-            static.plot_contour(surface, buffer, cfg, quantity, filled=kind == "filled")
-        elif kind == "3d":
-            surface3d.plot_surface3d(surface, buffer, cfg, quantity,
-                                     static.draws_path(surface, cfg))
-        elif kind == "heatmap":
-            surface3d.plot_heatmap(surface, buffer, cfg, quantity)
-        elif kind == "curve":
-            static.plot_curve(surface, buffer, cfg)
-        else:
-            static.plot_path_loss(surface, buffer, cfg)
-    return buffer.getvalue()
-
-
-def _picture(png: bytes):
-    """A Figure showing the picture ``png`` at its own size, which a notebook shows as that
-    PNG (it is not one of pyplot's figures: the inline backend does not show it twice)."""
-    from matplotlib.figure import Figure
-    from matplotlib.image import imread
-
-    class Picture(Figure):
-        def _repr_png_(self) -> bytes:
-            return png
-
-    image = imread(io.BytesIO(png), format="png")
-    dpi = 100
-    fig = Picture(figsize=(image.shape[1] / dpi, image.shape[0] / dpi), dpi=dpi)
-    ax = fig.add_axes((0, 0, 1, 1))
-    ax.imshow(image)
-    ax.set_axis_off()
-    return fig
+    if kind in ("contour", "filled"):
+        return static.plot_contour(surface, None, cfg, quantity, filled=kind == "filled")
+    if kind == "3d":
+        return surface3d.plot_surface3d(surface, None, cfg, quantity,
+                                        static.draws_path(surface, cfg))
+    if kind == "heatmap":
+        return surface3d.plot_heatmap(surface, None, cfg, quantity)
+    if kind == "curve":
+        return static.plot_curve(surface, None, cfg)
+    return static.plot_path_loss(surface, None, cfg)

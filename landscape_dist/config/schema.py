@@ -14,7 +14,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from ..registry import OUTPUT_FORMATS, PLANE_KINDS, QUANTITIES
+from ..registry import PLANE_KINDS, QUANTITIES
 from .rules import MAX_LEVELS, ConfigError, SettingError, check_finite, check_seeds, is_int, must  # noqa: F401
 from .sections import (ClusterConfig, CurvatureConfig, DataConfig, EvaluationConfig,  # noqa: F401
                        ModelConfig, PlotConfig, TrainConfig)
@@ -213,7 +213,8 @@ class Config:
     def _check_file_names(self, slice_cfg: SliceConfig) -> None:
         """Refuse a slice name that would make its figures' file names longer than a file system
         allows (``<name>_<dataset>-<quantity>_heatmap.<format>`` the longest)."""
-        added, pattern = figure_suffix(slice_cfg.quantities, self.data.datasets)
+        added, pattern = figure_suffix(slice_cfg.quantities, self.data.datasets,
+                                       self.plot.all_formats)
         name, room = slice_cfg.name.encode(), NAME_BYTES - added
         if len(name) > room:
             raise ConfigError(
@@ -226,13 +227,14 @@ class Config:
         return to_plain(self)
 
 
-def figure_suffix(quantities, datasets) -> tuple[int, str]:
+def figure_suffix(quantities, datasets, formats=("png",)) -> tuple[int, str]:
     """The bytes the figures append to a slice's name at most, and their pattern: a value's name
     (a quantity, or a compiled metric of the loss, counted as :data:`METRIC_NAME_BYTES`),
-    prefixed by its dataset, the longest figure word and the longest output format."""
+    prefixed by its dataset, the longest figure word and the longest of the configured output
+    formats (at least a figure's three letters)."""
     value = max(max(len(q.encode()) for q in quantities), METRIC_NAME_BYTES)
     dataset = max((len(d.encode()) + 1 for d in datasets or {}), default=0)
-    fmt = max(OUTPUT_FORMATS.names(), key=len)
+    fmt = max(("png", *formats), key=len)
     pattern = (f"'_{'<dataset>-' if datasets else ''}<quantity>_heatmap.{fmt}', a quantity's "
                f"name counted as {value} bytes")
     return 1 + dataset + value + len(f"_heatmap.{fmt}"), pattern

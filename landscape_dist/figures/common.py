@@ -209,3 +209,19 @@ def shown_at(shown, whole) -> str:
     if shown is whole:
         return ""
     return f"shown at {size(shown)} of {size(whole)} points"
+
+
+def finish(fig, file, dpi: int, tight: bool = True):
+    """Save ``fig`` to ``file`` (a path or a binary file object; its suffix or
+    ``savefig.format`` says the format) and return ``file``; with ``file=None``, return the
+    figure itself, unsaved (a notebook shows it). Either way the figure leaves pyplot's list, so
+    that no figure is kept open or shown twice."""
+    import matplotlib.pyplot as plt
+
+    if tight:
+        fig.tight_layout()
+    plt.close(fig)
+    if file is None:
+        return fig
+    fig.savefig(file, dpi=dpi)
+    return file

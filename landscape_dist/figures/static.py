@@ -16,14 +16,7 @@ from ..core.projection import off_plane_fraction
 from ..planes.base import kind_of
 from ..store.surface import Surface, read_surface
 from .common import (axis_labels, curve_label, curve_quantities, figures_apart,
-                     file_stem, format_colorbar, log_axis_fits, quantities)
-
-
-def _save(fig, file, dpi: int):
-    fig.tight_layout()
-    fig.savefig(file, dpi=dpi)
-    plt.close(fig)
-    return file
+                     file_stem, finish, format_colorbar, log_axis_fits, quantities)
 
 
 def contour_levels(values: np.ndarray, n: int, log: bool = True) -> np.ndarray:
@@ -152,7 +145,7 @@ def plot_contour(surface: Surface, file: Path, cfg: PlotConfig, quantity: str | 
     if masked:
         title += f" ({masked} non-finite points masked)"
     ax.set_title(f"{title}\n{caption(surface)}", fontsize=9)
-    return _save(fig, file, cfg.dpi)
+    return finish(fig, file, cfg.dpi)
 
 
 def draw_curves(ax, surface: Surface, cfg: PlotConfig) -> list:
@@ -205,7 +198,7 @@ def plot_curve(surface: Surface, file: Path, cfg: PlotConfig) -> Path:
                         + (["metrics"] if metrics else [])) or surface.loss_name
     ax.set_title(f"{what} along slice '{surface.name}'\n{caption(surface)}",
                  fontsize=9, pad=14 if surface.meta.get("model_coords") else 6)
-    return _save(fig, file, cfg.dpi)
+    return finish(fig, file, cfg.dpi)
 
 
 def plot_path_loss(surface: Surface, file: Path, cfg: PlotConfig) -> Path:
@@ -231,7 +224,7 @@ def plot_path_loss(surface: Surface, file: Path, cfg: PlotConfig) -> Path:
     ax.legend(fontsize=8)
     ax.set_title(f"path vs slice '{surface.name}' (off-plane fraction of the path "
                  f"{off_plane_fraction(p.residual, p.distance):.2f})", fontsize=9)
-    return _save(fig, file, cfg.dpi)
+    return finish(fig, file, cfg.dpi)
 
 
 def plot_seeds(members: list, file: Path, cfg: PlotConfig) -> Path:
@@ -258,7 +251,7 @@ def plot_seeds(members: list, file: Path, cfg: PlotConfig) -> Path:
         ax.set_ylabel("loss")
         ax.legend(fontsize=8)
         ax.set_title(f"loss along '{group}' for seeds {seeds}", fontsize=9)
-        return _save(fig, file, cfg.dpi)
+        return finish(fig, file, cfg.dpi)
     cols = min(len(members), 3)
     rows = -(-len(members) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols + 1.2, 3.2 * rows), squeeze=False,
@@ -307,7 +300,7 @@ def plot_datasets(surface: Surface, file: Path, cfg: PlotConfig) -> Path:
         below.legend(fontsize=8, loc="best")
         label_axes(below, surface)
         ax.set_title(f"datasets on slice '{surface.name}'", fontsize=9)
-        return _save(fig, file, cfg.dpi)
+        return finish(fig, file, cfg.dpi)
     panels = len(datasets) + 1
     fig, axes = plt.subplots(1, panels, figsize=(3.8 * panels + 1.0, 3.6), constrained_layout=True)
     X, Y = np.meshgrid(surface.xcoordinates, surface.ycoordinates)

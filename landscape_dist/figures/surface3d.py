@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt  # its backend is chosen in figures/__init__.py
 import numpy as np
 from matplotlib import colors
 
-from .common import axis_labels, format_colorbar, heights, on_slice
+from .common import axis_labels, finish, format_colorbar, heights, on_slice
 
 
 def _norm(values: np.ndarray, cfg):
@@ -67,9 +67,7 @@ def plot_surface3d(surface, file: Path, cfg, quantity: str, show_path: bool) -> 
     _label_axes(ax, surface)
     ax.set_zlabel(f"{scale}{quantity}")
     ax.set_title(_title(surface, quantity, raw, "3-D"), fontsize=9)
-    fig.savefig(file, dpi=cfg.dpi)
-    plt.close(fig)
-    return file
+    return finish(fig, file, cfg.dpi, tight=False)
 
 
 def plot_heatmap(surface, file: Path, cfg, quantity: str) -> Path:
@@ -85,7 +83,4 @@ def plot_heatmap(surface, file: Path, cfg, quantity: str) -> Path:
     ax.plot(0, 0, marker="+", color="red", markersize=10)
     _label_axes(ax, surface)
     ax.set_title(_title(surface, quantity, raw, "heat map"), fontsize=9)
-    fig.tight_layout()
-    fig.savefig(file, dpi=cfg.dpi)
-    plt.close(fig)
-    return file
+    return finish(fig, file, cfg.dpi)
