@@ -13,6 +13,7 @@ from ..store.surface import Surface, read_surface
 __all__ = ["Landscape", "KINDS"]
 
 HTML_POINTS = 101  # points per axis of a slice in the notebook's view (the slice keeps all)
+_PLOTLY_SHOWN = False  # whether a view in this session has brought plotly.js already
 # figure kind -> the slices it is drawn for (by their number of dimensions)
 KINDS = {"contour": (2,), "filled": (2,), "3d": (2,), "heatmap": (2,), "path": (1, 2),
          "curve": (1,)}
@@ -95,10 +96,21 @@ class Landscape:
 
     def _repr_html_(self) -> str:
         """The interactive page's view of every slice (see ``figures.html``), each grid shown
-        at most ``HTML_POINTS`` per axis so that a notebook stays light."""
+        at most ``HTML_POINTS`` per axis so that a notebook stays light. plotly.js (4.8 MB) comes
+        with the first view this Python session shows, as plotly's own notebook mode does, and
+        later views use it (after a reload, show ``html(full=True)`` if that first output was
+        cleared)."""
+        global _PLOTLY_SHOWN
+        view = self.html(full=not _PLOTLY_SHOWN)
+        _PLOTLY_SHOWN = True
+        return view
+
+    def html(self, full: bool = True) -> str:
+        """The view :meth:`_repr_html_` shows; ``full``: with plotly.js, so that it draws on its
+        own (in a file, another page)."""
         from ..figures.html import page_html
 
-        return page_html(self.slices, self.config.plot, max_points=HTML_POINTS)
+        return page_html(self.slices, self.config.plot, max_points=HTML_POINTS, embed_plotly=full)
 
 
 def _draw(kind: str, surface: Surface, cfg, quantity: str | None):

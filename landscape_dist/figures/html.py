@@ -269,12 +269,14 @@ def _slice_section(surface, cfg, max_points: int, embed_plotly: bool, page_id: s
                           div_id=f"{page_id}slice-{surface.name}", config={"displaylogo": False}))
 
 
-def page_html(surface_file_or_surfaces, cfg, max_points: int = PAGE_POINTS) -> str:
+def page_html(surface_file_or_surfaces, cfg, max_points: int = PAGE_POINTS,
+              embed_plotly: bool = True) -> str:
     """The page of every slice (see the module docstring) as a string: of a surface file (its
     path; the run's settings at the end) or of slices read from one (a :class:`Surface`, or a
     dict name -> :class:`Surface`). Each slice's grid is shown at most ``max_points`` per axis
     (first and last rows and columns kept; the caption says so); the file keeps every point.
-    ``cfg``: the plot settings."""
+    ``cfg``: the plot settings. ``embed_plotly=False`` leaves plotly.js (4.8 MB) out, for a
+    view placed where an earlier one brought it (a notebook's later outputs)."""
     from ..store.surface import Surface, read_surface
 
     source = surface_file_or_surfaces
@@ -296,7 +298,7 @@ def page_html(surface_file_or_surfaces, cfg, max_points: int = PAGE_POINTS) -> s
              f"<h1>Loss landscape of {html.escape(title)}</h1>",
              "<p id='status'>drawing...</p>", _STATUS_SCRIPT]
     for i, surface in enumerate(surfaces.values()):
-        parts.append(_slice_section(surface, cfg, max_points, i == 0, page_id))
+        parts.append(_slice_section(surface, cfg, max_points, embed_plotly and i == 0, page_id))
     if settings is not None:
         parts.append(f"<h2>settings</h2><pre>{html.escape(settings)}</pre>"
                      f"<p class='caption'>versions: {html.escape(versions)}</p>")
