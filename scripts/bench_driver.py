@@ -143,7 +143,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=8, help="instant workers")
     args = parser.parse_args()
     rows = [run(int(n), args.tile, args.workers) for n in args.points.split(",")]
-    print(f"| grid | tiles | tiles/s | points/s | driver RSS at 10% / 90% of tiles | whole sweep |")
+    print("| grid | tiles | tiles/s | points/s | driver RSS at 10% / 90% of tiles | whole sweep |")
     print("|---|---|---|---|---|---|")
     for r in rows:
         n = int(round(r["points"] ** 0.5))
