@@ -36,6 +36,17 @@ def ray_cluster(simulated_cluster):
 
 
 @pytest.fixture
+def axes_kind():
+    """The test plane kind ``axes`` (``extension_plugins.AxesPlane``) registered for one test."""
+    from extension_plugins import AxesPlane
+    from landscape_dist.registry import PLANE_KINDS
+
+    PLANE_KINDS.register("axes")(AxesPlane)
+    yield AxesPlane
+    PLANE_KINDS.remove("axes")
+
+
+@pytest.fixture
 def rng():
     return np.random.default_rng(1234)
 

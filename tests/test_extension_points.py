@@ -14,23 +14,15 @@ from landscape_dist.core.quantities import POINTS, Part, QuantitySet
 from landscape_dist.errors import LandscapeError, in_terms
 from landscape_dist.execution import InProcessPool, Job
 from landscape_dist.figures.formats import OUTPUT_FORMATS
-from landscape_dist.model.quantities import QUANTITIES, QuantityKind
+from landscape_dist.registry import QUANTITIES
 from landscape_dist.model.sources import DataSpec, ModelSpec
 from landscape_dist.model.trajectory import read_trajectory
 from landscape_dist.commands import plot, sweep
-from landscape_dist.planes import PLANE_KINDS
 from landscape_dist.store.surface import read_surface
 
-from extension_plugins import AxesDirections, AxesPlane
+from extension_plugins import AxesDirections, SquaredNorm
 
 GRID = {"x": {"points": 5}, "y": {"points": 3}, "tile": [2, 2]}
-
-
-@pytest.fixture
-def axes_kind():
-    PLANE_KINDS.register("axes")(AxesPlane)
-    yield
-    PLANE_KINDS.remove("axes")
 
 
 def test_a_registered_plane_kind_is_configured_and_swept(tmp_path, axes_kind):
@@ -55,17 +47,6 @@ def test_unknown_plane_kind_lists_the_registered_ones():
     assert str(err.value) == ("The 'slices.0.directions.kind' setting must be one of "
                               "('random', 'pca', 'interpolate', 'models', 'file', 'hessian'). "
                               "Got 'fisher' instead.")
-
-
-class SquaredNorm(QuantityKind):
-    """||w||^2 at each point: depends on the weights only, so shards take it once."""
-
-    def describe(self):
-        return QuantitySet((Part("squared_norm", "first"),))
-
-    def compute(self, which, items):
-        weights = self.evaluator.weights_at(items) if which == POINTS else np.asarray(items)
-        return {"squared_norm": np.sum(weights.astype(np.float64) ** 2, axis=1)}
 
 
 @pytest.fixture

@@ -18,16 +18,8 @@ from landscape_dist.planes.pca import PCAPlane
 from landscape_dist.planes.random import RandomPlane
 from landscape_dist.store.surface import read_surface
 
-from extension_plugins import AxesPlane
 
 GRID = {"x": {"points": 5}, "y": {"points": 3}, "tile": [2, 2]}
-
-
-@pytest.fixture
-def axes_kind():
-    PLANE_KINDS.register("axes")(AxesPlane)
-    yield
-    PLANE_KINDS.remove("axes")
 
 
 def _svg_texts(path) -> list[str]:
@@ -45,7 +37,7 @@ def _plot_svg(surface_file, out) -> dict:
 def test_kind_of_finds_the_registered_kind_or_the_base(axes_kind):
     assert isinstance(kind_of({"kind": "random"}), RandomPlane)
     assert isinstance(kind_of({"kind": "pca"}), PCAPlane)
-    assert isinstance(kind_of({"kind": "axes"}), AxesPlane)
+    assert isinstance(kind_of({"kind": "axes"}), axes_kind)
     assert type(kind_of({"kind": "fisher"})) is PlaneKind
     assert type(kind_of({})) is PlaneKind
     base = PlaneKind()
