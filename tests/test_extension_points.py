@@ -20,7 +20,7 @@ from landscape_dist.model.trajectory import read_trajectory
 from landscape_dist.commands import plot, sweep
 from landscape_dist.store.surface import read_surface
 
-from extension_plugins import AxesDirections, SquaredNorm
+from extension_plugins import AxesDirections, SquaredNorm, write_npz
 
 GRID = {"x": {"points": 5}, "y": {"points": 3}, "tile": [2, 2]}
 
@@ -91,18 +91,9 @@ def test_quantity_sets_combine_shards_exactly():
         Part("x", "median")
 
 
-def _write_npz(surface_file, out, cfg):
-    written = []
-    for name, surface in read_surface(surface_file).items():
-        path = out / f"{name}.npz"
-        np.savez(path, **surface.values)
-        written.append(str(path))
-    return written
-
-
 @pytest.fixture
 def npz_format():
-    OUTPUT_FORMATS.register("npz")(_write_npz)
+    OUTPUT_FORMATS.register("npz")(write_npz)
     yield
     OUTPUT_FORMATS.remove("npz")
 
