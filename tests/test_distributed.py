@@ -105,9 +105,9 @@ def test_wait_cluster_returns_once_the_nodes_are_there_and_says_when_they_are_no
         wait_for_cluster(simulated_cluster.address, nodes=3, timeout_s=1)
     assert str(err.value) == (f"The Ray cluster at {simulated_cluster.address!r} has 2 of the 3 "
                               f"nodes asked for after 1 s. Check the workers' logs, or wait longer "
-                              f"(--timeout).")
+                              f"(the 'timeout_s' parameter).")
     assert ray_cluster.is_initialized()  # the session's connection is kept
     with pytest.raises(ValueError) as err:
         wait_for_cluster("127.0.0.1:9", nodes=1, timeout_s=1)
     assert str(err.value) == ("The Ray head at '127.0.0.1:9' did not answer within 1 s. Check the "
-                              "head's log, or wait longer (--timeout).")
+                              "head's log, or wait longer (the 'timeout_s' parameter).")

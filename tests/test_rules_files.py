@@ -299,16 +299,22 @@ def test_negative_seeds_in_a_list_are_refused(tmp_path, capsys):
 # ------------------------------------------------------------------ wait-cluster
 
 @pytest.mark.parametrize("args, message", [
-    (["nohost"], "The 'address' parameter must be 'auto' or 'host:port' (the head's address "
+    (["nohost"], "The 'address' argument must be 'auto' or 'host:port' (the head's address "
                  "that 'ray start --head' prints). Got 'nohost' instead."),
-    (["head:0"], "The 'address' parameter must be 'auto' or 'host:port' (the head's address "
+    (["head:0"], "The 'address' argument must be 'auto' or 'host:port' (the head's address "
                  "that 'ray start --head' prints). Got 'head:0' instead."),
-    (["auto", "--nodes", "0"], "The 'nodes' parameter must be an integer >= 1. Got 0 instead. "
+    (["auto", "--nodes", "0"], "The --nodes option must be an integer >= 1. Got 0 instead. "
                                "Give the number of nodes to wait for, the head included."),
-    (["auto", "--timeout", "-1"], "The 'timeout_s' parameter must be a finite number of seconds > 0. "
+    (["auto", "--timeout", "-1"], "The --timeout option must be a finite number of seconds > 0. "
                                   "Got -1.0 instead. Give how long to wait, for example 300."),
-    (["auto", "--timeout", "inf"], "The 'timeout_s' parameter must be a finite number of seconds > 0. "
+    (["auto", "--timeout", "inf"], "The --timeout option must be a finite number of seconds > 0. "
                                    "Got inf instead. Give how long to wait, for example 300."),
 ])
 def test_wait_cluster_checks_its_arguments_before_it_waits(tmp_path, capsys, args, message):
     assert _one_line(capsys, tmp_path, ["wait-cluster", *args]) == message
+
+
+def test_wait_cluster_names_its_own_option_when_the_time_runs_out(tmp_path, capsys):
+    assert _one_line(capsys, tmp_path, ["wait-cluster", "127.0.0.1:9", "--timeout", "0.5"]) == (
+        "The Ray head at '127.0.0.1:9' did not answer within 0.5 s. Check the head's log, or "
+        "wait longer (the --timeout option).")

@@ -160,9 +160,9 @@ def wait_for_cluster(address: str, nodes: int, timeout_s: float = 300.0) -> dict
                 break
             except ValueError:
                 if time.monotonic() > deadline:
-                    raise ValueError(f"The Ray head at {address!r} did not answer within "
-                                     f"{timeout_s:g} s. Check the head's log, or wait longer "
-                                     f"(--timeout).") from None
+                    raise LandscapeError(f"The Ray head at {address!r} did not answer within "
+                                         f"{timeout_s:g} s. Check the head's log, or wait longer "
+                                         f"(the {{timeout}}).", _WAIT_WORDS) from None
                 time.sleep(0.5)
     import ray
 
@@ -174,9 +174,10 @@ def wait_for_cluster(address: str, nodes: int, timeout_s: float = 300.0) -> dict
             if len(alive) >= nodes:
                 return {"nodes": len(alive), "resources": ray.cluster_resources()}
             if time.monotonic() > deadline:
-                raise ValueError(f"The Ray cluster at {address!r} has {len(alive)} of the {nodes} "
-                                 f"nodes asked for after {timeout_s:g} s. Check the workers' logs, "
-                                 f"or wait longer (--timeout).")
+                raise LandscapeError(f"The Ray cluster at {address!r} has {len(alive)} of the "
+                                     f"{nodes} nodes asked for after {timeout_s:g} s. Check the "
+                                     f"workers' logs, or wait longer (the {{timeout}}).",
+                                     _WAIT_WORDS)
             time.sleep(0.5)
     finally:
         if joined:
