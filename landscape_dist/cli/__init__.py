@@ -10,13 +10,15 @@ import signal
 import sys
 import threading
 
-from ..errors import (LandscapeError, Terminated, TileError, forget_interrupt,
+from ..errors import (LandscapeError, Terminated, TileError, forget_interrupt, in_terms,
                       request_interrupt, request_termination)
 from ..registry import OUTPUT_FORMATS
 
 # How the command line names what library messages speak of (see errors.LandscapeError).
 FLAGS = {"overwrite": "--overwrite", "out": "--out", "train": "'landscape-dist train' (or 'run')",
          "sweep": "'landscape-dist sweep'"}
+WAIT_FLAGS = {"address": "'address' argument", "nodes": "--nodes option",
+              "timeout": "--timeout option"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -187,7 +189,8 @@ def _dispatch(args, commands):
     if args.command == "wait-cluster":
         from ..execution.cluster import wait_for_cluster
 
-        return wait_for_cluster(args.address, args.nodes, args.timeout)
+        with in_terms(WAIT_FLAGS):
+            return wait_for_cluster(args.address, args.nodes, args.timeout)
     if args.command == "train":
         return commands.train(_config(args), args.out, overwrite=args.overwrite)
     if args.command == "curvature":
