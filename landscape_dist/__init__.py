@@ -28,7 +28,7 @@ _PUBLIC = {
     "sweep": "commands", "train": "commands", "Surface": "store.surface",
     "read_surface": "store.surface", "curvature": "commands", "estimate": "commands",
     "info": "commands", "landscape": "commands", "Landscape": "commands",
-    "PathRecorder": "model.recorder",
+    "PathRecorder": "model.recorder", "sharpness": "commands",
 }
 
 __all__ = sorted(_PUBLIC)

@@ -52,23 +52,40 @@ class CallbackList(SweepCallback):
 
 
 class ProgressBar(SweepCallback):
-    """A tqdm bar per slice counting grid points, with points/s and ETA."""
+    """A tqdm bar per slice counting grid points, with points/s and ETA; redrawn at most
+    ``per_second`` times a second (a driver taking thousands of tiles a second would otherwise
+    spend its time drawing), and once more when the slice ends."""
 
-    def __init__(self, file=None):
+    def __init__(self, file=None, per_second: float = 10.0, clock=time.monotonic):
+        if isinstance(per_second, bool) or not isinstance(per_second, (int, float)) \
+                or not 0 < per_second < float("inf"):
+            raise ValueError(f"The 'per_second' parameter of ProgressBar must be a finite number "
+                             f"> 0 (redraws a second). Got {per_second!r} instead.")
         self.file = file or sys.stderr
+        self.every_s, self.clock = 1.0 / per_second, clock
         self._bar = None
+        self._pending, self._last = 0, 0.0
 
     def on_slice_begin(self, name, n_points):
         from tqdm.auto import tqdm
 
         self._bar = tqdm(total=n_points, desc=f"slice {name}", unit="pt", file=self.file,
                          dynamic_ncols=True, smoothing=0.1)
+        self._pending, self._last = 0, self.clock()
 
     def on_tile_end(self, name, tile, result):
-        self._bar.update(tile.size)
+        self._pending += tile.size
+        now = self.clock()
+        if now - self._last >= self.every_s:
+            self._update(now)
+
+    def _update(self, now: float) -> None:
+        self._bar.update(self._pending)
+        self._pending, self._last = 0, now
 
     def on_slice_end(self, name, summary):
         if self._bar is not None:
+            self._update(self.clock())
             self._bar.close()
             self._bar = None
 

@@ -131,6 +131,7 @@ PLANE_KINDS: Registry = Registry("plane kind", {
     "models": "landscape_dist.planes.between:ModelsPlane",
     "file": "landscape_dist.planes.file:FilePlane",
     "hessian": "landscape_dist.planes.hessian:HessianPlane",
+    "curve": "landscape_dist.planes.curve:CurvePlane",
 })
 QUANTITIES: Registry = Registry("quantity", {
     "loss": "landscape_dist.model.quantities:LossAndMetrics",

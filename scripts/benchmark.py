@@ -132,7 +132,7 @@ def bench_in_process(source, grid) -> tuple[dict, list[dict]]:
     tuned.evaluate(coords[:max(tuned.points_per_call, 64)])  # times the strategies on these
     choice = tuned.choice
     chosen = Strategy(choice["method"], choice["shortcut"], choice["fold"], choice["xla"],
-                      choice["parallel"])
+                      choice["parallel"], choice["fallback"])
     rows = []
     # a grid too small to time strategies on is measured with the default one alone
     for strategy in tuned.timed_strategies or (chosen,):

@@ -4,6 +4,15 @@ import os
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import atexit  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+
+# No test keeps strategy choices in the user's cache directory: one place for the session (Ray
+# workers inherit this environment), a fresh one for each test in this process (below).
+os.environ["LANDSCAPE_DIST_TUNING_CACHE"] = tempfile.mkdtemp(prefix="landscape_dist-tuning-")
+atexit.register(shutil.rmtree, os.environ["LANDSCAPE_DIST_TUNING_CACHE"], ignore_errors=True)
+
 import logging  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -44,6 +53,12 @@ def axes_kind():
     PLANE_KINDS.register("axes")(AxesPlane)
     yield AxesPlane
     PLANE_KINDS.remove("axes")
+
+
+@pytest.fixture(autouse=True)
+def _tuning_cache(monkeypatch, tmp_path_factory):
+    """Each test's strategy choices kept in a directory of its own."""
+    monkeypatch.setenv("LANDSCAPE_DIST_TUNING_CACHE", str(tmp_path_factory.mktemp("tuning")))
 
 
 @pytest.fixture

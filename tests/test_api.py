@@ -86,7 +86,9 @@ def test_every_yaml_setting_is_a_keyword():
     for section in dataclasses.fields(Config):
         if section.name == "slices":
             continue
-        cls = CurvatureConfig if section.name == "curvature" else typing.get_type_hints(Config)[section.name]
+        hint = typing.get_type_hints(Config)[section.name]  # an optional section: its class
+        cls = CurvatureConfig if section.name == "curvature" else next(
+            (t for t in typing.get_args(hint) if dataclasses.is_dataclass(t)), hint)
         for dotted, default in _leaves(cls):
             for value in (_other(default), default):
                 keyword = dict([_nested(dotted, value).popitem()])
@@ -135,7 +137,7 @@ def test_every_yaml_setting_is_a_keyword():
      "Unknown setting 'x.pionts' in the 'grid' keyword. Did you mean 'points'?"),
     ({"slices": ["random", "pcaa"]},
      "The 'slices' keyword's 'directions.kind' setting of item 1 must be one of ('random', "
-     "'pca', 'interpolate', 'models', 'file', 'hessian'). Got 'pcaa' instead."),
+     "'pca', 'interpolate', 'models', 'file', 'hessian', 'curve'). Got 'pcaa' instead."),
     ({"directions": {"seed": -1}},
      "The 'directions' keyword's 'seed' setting must be an integer >= 0. Got -1 instead. Give a "
      "seed of 0 or more."),
@@ -296,3 +298,16 @@ def test_the_inline_view_draws_in_a_headless_browser(tmp_path):
     dom = _browse(page, tmp_path, "--dump-dom").stdout
     assert 'data-plots="2">2 plots drawn<' in dom and 'class="error"' not in dom  # one per slice
     assert dom.count('class="main-svg"') >= 4 and "gl-container" in dom  # contours and 3-D
+
+
+@pytest.mark.parametrize("command", ["train", "sweep", "run", "curvature", "sharpness"])
+def test_library_commands_take_a_config_or_the_path_of_its_yaml_file(command, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("grid: {x: {points: 1}}\n")
+    with pytest.raises(ValueError) as err:  # the path is loaded, and its settings checked
+        getattr(ld, command)(str(bad), tmp_path / "out")
+    assert str(err.value) == "The 'grid.x.points' setting must be an integer >= 2. Got 1 instead."
+    with pytest.raises(TypeError) as err:
+        getattr(ld, command)({"grid": GRID}, tmp_path / "out")
+    assert str(err.value) == ("The 'config' argument must be a Config (ld.load_config(...)) or the "
+                              "path of a YAML file. Got dict instead.")

@@ -45,7 +45,7 @@ def test_unknown_plane_kind_lists_the_registered_ones():
     with pytest.raises(ConfigError) as err:
         config_from_dict({"slices": [{"directions": {"kind": "fisher"}}]})
     assert str(err.value) == ("The 'slices.0.directions.kind' setting must be one of "
-                              "('random', 'pca', 'interpolate', 'models', 'file', 'hessian'). "
+                              "('random', 'pca', 'interpolate', 'models', 'file', 'hessian', 'curve'). "
                               "Got 'fisher' instead.")
 
 
@@ -141,14 +141,14 @@ def test_trajectory_files_of_the_first_format_read_back(tmp_path):
     """The first trajectory files stored the layout as a name list and shape strings."""
     path = tmp_path / "trajectory.h5"
     with h5py.File(path, "w") as f:
-        f["weights"] = np.arange(14, dtype=np.float32).reshape(2, 7)
+        f["weights"] = np.arange(16, dtype=np.float32).reshape(2, 8)
         f["step"] = np.array([0, 5])
         f["epoch"] = np.array([0, 1])
         f.attrs["layout_names"] = ["dense/kernel", "dense/bias", "scale"]
         f.attrs["layout_shapes"] = ["[3, 2]", "[1]", "[]"]
     traj = read_trajectory(path)
     assert traj.layout == WeightLayout(("dense/kernel", "dense/bias", "scale"), ((3, 2), (1,), ()))
-    np.testing.assert_array_equal(traj.weights[1], np.arange(7, 14))
+    np.testing.assert_array_equal(traj.weights[1], np.arange(8, 16))
 
 
 def test_layout_attributes_round_trip():

@@ -268,7 +268,7 @@ def test_a_choice_given_another_type_lists_the_choices(tmp_path, capsys, setting
 @pytest.mark.parametrize("key, hint", [
     ("grd", "Did you mean 'grid'?"), ("slicez", "Did you mean 'slices'?"),
     ("zzzz", "Known settings: model, data, train, grid, slices, cluster, evaluation, plot, "
-             "curvature."),
+             "curvature, sharpness."),
 ])
 def test_unknown_top_level_settings_are_suggested_from_every_one(tmp_path, capsys, key, hint):
     assert _config_line(tmp_path, capsys, f"{key}: 1\n") == f"Unknown setting '{key}'. {hint}"

@@ -65,7 +65,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_other_commands(sub, with_config) -> None:
-    """``wait-cluster``, ``curvature``, ``plot`` and ``info``."""
+    """``wait-cluster``, ``curvature``, ``sharpness``, ``plot`` and ``info``."""
     p = sub.add_parser("wait-cluster", help="wait until a Ray cluster answers and has NODES nodes "
                        "(for batch scripts); exit 2 with one line when it does not in time")
     p.add_argument("address", help="the head's host:port (or 'auto')")
@@ -73,9 +73,20 @@ def _add_other_commands(sub, with_config) -> None:
     p.add_argument("--timeout", type=float, default=300.0, help="seconds (default 300)")
     p.add_argument("--json", action="store_true", help="print the nodes and resources as JSON")
     p = with_config("curvature", "the Hessian at the centre: top and smallest eigenvalues, "
-                    "trace, spectral density, per-layer top eigenvalues (OUT/curvature.h5)")
+                    "trace, spectral density, per-layer top eigenvalues; with curvature.flatness, "
+                    "flatness measures (OUT/curvature.h5)")
     p.add_argument("--address", help="join an existing Ray cluster (e.g. 'auto' or host:port)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT/curvature.h5")
+    p.add_argument("--in-process", action="store_true", help="compute in this process, no Ray")
+    p.add_argument("--allow-unsafe-model-code", action="store_true",
+                   help="let a .keras model file run the code it holds (Lambda layers); "
+                        "only for files you trust")
+    p = with_config("sharpness", "the Hessian's top eigenvalues, trace and gradient norm along "
+                    "each recorded training run, against the optimiser's stability threshold "
+                    "(OUT/sharpness.h5, OUT/sharpness.png)")
+    p.add_argument("--address", help="join an existing Ray cluster (e.g. 'auto' or host:port)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start again, replacing an existing OUT/sharpness.h5")
     p.add_argument("--in-process", action="store_true", help="compute in this process, no Ray")
     p.add_argument("--allow-unsafe-model-code", action="store_true",
                    help="let a .keras model file run the code it holds (Lambda layers); "
@@ -123,6 +134,11 @@ def _kept(args) -> str:
     if args.command == "train":
         return (f"the training did not finish ({os.path.join(args.out, 'trajectory.h5')} is "
                 f"incomplete). Run the same command again.")
+    if args.command == "sharpness":
+        journal = os.path.join(args.out, "sharpness.h5.journal")
+        return (f"the finished checkpoints are kept in {journal}. Run the same command again to "
+                f"resume." if os.path.isfile(journal) else "nothing was written. Run the "
+                "command again.")
     if args.command not in ("sweep", "run"):
         return "nothing was written. Run the command again."
     from ..core.grid import split_tiles
@@ -164,7 +180,8 @@ def _worker_files(args):
     """Where a command that may start a local Ray has its workers keep their temporary files: a
     folder removed however the command ends (see :func:`~landscape_dist.execution.reaper.
     private_tmpdir`)."""
-    if args.command in ("sweep", "run", "curvature") and not args.in_process and not getattr(
+    if args.command in ("sweep", "run", "curvature",
+                        "sharpness") and not args.in_process and not getattr(
             args, "dry_run", False):
         from ..execution.reaper import private_tmpdir
 
@@ -195,6 +212,9 @@ def _dispatch(args, commands):
         return commands.train(_config(args), args.out, overwrite=args.overwrite)
     if args.command == "curvature":
         return commands.curvature(_config(args), args.out, overwrite=args.overwrite,
+                                  in_process=args.in_process)
+    if args.command == "sharpness":
+        return commands.sharpness(_config(args), args.out, overwrite=args.overwrite,
                                   in_process=args.in_process)
     if args.command in ("sweep", "run") and args.dry_run:
         return commands.estimate(_config(args), in_process=args.in_process, out=args.out)
@@ -251,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     logger.setLevel(logging.INFO)
     # a sweep or run on Ray imports TensorFlow once its actors are starting (commands.run,
     # sweep.sweep), so that Ray's start and theirs overlap the import here
-    if args.command in ("train", "curvature") or (
+    if args.command in ("train", "curvature", "sharpness") or (
             args.command in ("sweep", "run") and (args.in_process or args.dry_run)):
         from ..model.runtime import import_tensorflow_quietly
 

@@ -8,8 +8,9 @@ from .landscape import landscape
 from .plot import plot
 from .results import Landscape
 from .run import run
+from .sharpness import sharpness
 from .sweep import sweep
 from .train import train
 
-__all__ = ["Landscape", "curvature", "estimate", "info", "landscape", "plot", "run", "sweep",
-           "train"]
+__all__ = ["Landscape", "curvature", "estimate", "info", "landscape", "plot", "run", "sharpness",
+           "sweep", "train"]

@@ -5,23 +5,32 @@ pool (:class:`~landscape_dist.execution.products.PoolHessian`), the vectors of o
 across the workers, the shards of the data combined exactly. Written to ``OUT/curvature.h5`` and
 the ``curvature`` entry of ``OUT/summary.json``, with the settings, seeds, iterations and
 product counts.
+
+With ``curvature.flatness`` it also measures the flatness at the centre
+(:mod:`landscape_dist.core.flatness`: epsilon-sharpness, adaptive sharpness, PAC-Bayes flatness),
+from the loss and its gradient at any weights, computed by the pool as well
+(:class:`~landscape_dist.execution.products.PoolGradient`,
+:class:`~landscape_dist.execution.products.PoolLoss`).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
 
+from ..config.loading import as_config
 from ..config.schema import Config, CurvatureConfig
 from ..config.words import SETTING_WORDS
 from ..core.curvature import analyse, summarise
+from ..core.flatness import measure_flatness
 from ..errors import OutputError, in_terms
-from ..execution.products import PoolHessian
+from ..execution.products import PoolGradient, PoolHessian, PoolLoss
 from ..store.curvature import write_curvature
 from ..store.lock import writes_into
-from ..store.outdir import check_writable
+from ..store.outdir import check_writable, refuse_directories
 from ..store.provenance import package_versions
 from ..store.summary import merge_summary
 from ..sweeping.inputs import centre_inputs
@@ -31,20 +40,24 @@ log = logging.getLogger("landscape_dist")
 
 
 @writes_into("curvature")
-def curvature(config: Config, out: str | Path, *, pool=None, in_process: bool = False,
-              overwrite: bool = False, write_summary: bool = True) -> dict:
+def curvature(config: Config | str | Path, out: str | Path, *, pool=None,
+              in_process: bool = False, overwrite: bool = False,
+              write_summary: bool = True) -> dict:
     """Compute the Hessian's spectrum at the centre (see the module docstring) on ``pool`` (built
-    from ``config.cluster`` when not given); write ``out/curvature.h5``, the density figure and
-    (``write_summary``) the ``curvature`` entry of ``out/summary.json``; return the summary. The
-    centre is found as :func:`~landscape_dist.commands.sweep.sweep` finds it. Refuses to replace an
-    existing ``curvature.h5`` unless ``overwrite``."""
+    from ``config.cluster`` when not given; ``config`` a Config or the path of a YAML file);
+    write ``out/curvature.h5``, the density figure and (``write_summary``) the ``curvature``
+    entry of ``out/summary.json``; return the summary. The centre is found as
+    :func:`~landscape_dist.commands.sweep.sweep` finds it. Refuses to replace an existing
+    ``curvature.h5`` unless ``overwrite``."""
     from ..figures.curvature import plot_density  # matplotlib: only once it draws
 
-    out = Path(out)
+    out, config = Path(out), as_config(config)
     cfg = config.curvature or CurvatureConfig()
     target = out / "curvature.h5"
     with in_terms(SETTING_WORDS):
         check_writable(out, create=False)
+        refuse_directories({"curvature file": target,
+                            "curvature figure": out / "curvature_density.png"})
         if target.exists() and not overwrite:
             raise OutputError(f"The curvature file '{target}' exists. Pass {{overwrite}} to "
                               f"replace it, or give another {{out}}.",
@@ -60,6 +73,8 @@ def curvature(config: Config, out: str | Path, *, pool=None, in_process: bool = 
                            inputs.non_trainable)
             operator = PoolHessian(pool)
             result = analyse(operator, inputs.layout, cfg)
+            if cfg.flatness is not None:
+                result["flatness"] = _flatness(pool, inputs.centre, cfg)
         finally:
             if own_pool and pool is not None:
                 pool.close()
@@ -76,4 +91,21 @@ def curvature(config: Config, out: str | Path, *, pool=None, in_process: bool = 
              "%.1f s)", summary["top_eigenvalues"][0], summary["min_eigenvalue"],
              summary["trace"]["estimate"], summary["trace"]["stderr"], operator.products,
              result["seconds"])
+    for name, entry in summary.get("flatness", {}).items():
+        log.info("flatness: %s %s", name.replace("_", " "), entry["value"])
+        if entry.get("diverged_evaluations"):  # the maximum is then over the finite points only
+            log.warning("flatness: %s: %d of %d evaluated points gave a loss that is not finite; "
+                        "the value is the best finite one (a smaller neighbourhood may help)",
+                        name.replace("_", " "), entry["diverged_evaluations"],
+                        entry["gradient_evaluations"])
     return summary
+
+
+def _flatness(pool, centre, cfg: CurvatureConfig) -> dict:
+    """The flatness measures at ``centre`` on the pool (whose plane is at the centre), with the
+    rows of gradients and of losses they took and the time."""
+    t0 = time.perf_counter()
+    gradient, losses = PoolGradient(pool), PoolLoss(pool)
+    measures = measure_flatness(gradient, losses, np.asarray(centre, np.float64), cfg.flatness)
+    return {"measures": measures, "gradient_rows": gradient.rows, "loss_rows": losses.rows,
+            "seconds": time.perf_counter() - t0}

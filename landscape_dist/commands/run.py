@@ -1,5 +1,5 @@
 """``run``: train with a recorded path, sweep every slice, compute the curvature at the centre
-when asked, draw the figures."""
+and the sharpness along training when asked, draw the figures."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 import time
 from pathlib import Path
 
+from ..config.loading import as_config
 from ..config.schema import Config
 from ..config.words import SETTING_WORDS
 from ..errors import in_terms
@@ -17,6 +18,7 @@ from ..store.summary import write_summary
 from ..sweeping.pools import start_pool
 from .curvature import curvature
 from .plot import plot
+from .sharpness import sharpness
 from .sweep import sweep
 from .train import train
 
@@ -40,11 +42,12 @@ def _train_beside_start(config: Config, out: Path, overwrite: bool, in_process: 
 
 
 @writes_into("run")
-def run(config: Config, out: str | Path, *, overwrite: bool = False, progress: bool = True,
+def run(config: Config | str | Path, out: str | Path, *, overwrite: bool = False, progress: bool = True,
         in_process: bool = False) -> dict:
-    """Train with a recorded path, sweep every slice, draw the figures. Returns a summary, also
+    """Train with a recorded path, sweep every slice, draw the figures (``config``: a
+    :class:`Config`, or the path of a YAML file). Returns a summary, also
     written to ``out/summary.json``."""
-    out = Path(out)
+    out, config = Path(out), as_config(config)
     with in_terms(SETTING_WORDS):
         refuse_existing_surface(out, overwrite)
         check_writable(out)
@@ -61,6 +64,9 @@ def run(config: Config, out: str | Path, *, overwrite: bool = False, progress: b
                              in_process=in_process, started=started)
     if config.curvature is not None:  # the Hessian at the centre, when the section is given
         summary["curvature"] = curvature(config, out, in_process=in_process, overwrite=True,
+                                         write_summary=False)
+    if config.sharpness is not None:  # the sharpness along training, when the section is given
+        summary["sharpness"] = sharpness(config, out, in_process=in_process, overwrite=True,
                                          write_summary=False)
     summary["images"] = plot(out / "surface.h5", out, config)
     summary["seconds"] = round(time.perf_counter() - t0, 2)

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from ..callbacks import CallbackList, ProgressBar, SweepCallback
+from ..config.loading import as_config
 from ..config.schema import Config
 from ..config.words import SETTING_WORDS
 from ..core.quantities import main_loss
@@ -88,10 +89,11 @@ def _sweep_slices(config: Config, inputs: SweepInputs, out: Path, pool, journal:
 
 
 @writes_into("sweep")
-def sweep(config: Config, out: str | Path, *, pool=None, callbacks: list[SweepCallback] | None = None,
+def sweep(config: Config | str | Path, out: str | Path, *, pool=None, callbacks: list[SweepCallback] | None = None,
           overwrite: bool = False, progress: bool = True, in_process: bool = False,
           started=None, final: bool = False) -> dict:
-    """Evaluate every slice of ``config`` and write ``out/surface.h5``.
+    """Evaluate every slice of ``config`` (a :class:`Config`, or the path of a YAML file) and
+    write ``out/surface.h5``.
 
     The centre is ``model.centre`` if set, else ``out/model.keras`` from ``train`` if present, else
     the model source's own weights. ``pool`` (any :class:`~landscape_dist.execution.pool.Pool`)
@@ -109,7 +111,7 @@ def sweep(config: Config, out: str | Path, *, pool=None, callbacks: list[SweepCa
     ``final``: the sweep on every example after a draft on a subset (``evaluation.examples``):
     the draft's surface (or its unfinished journal) is set aside as ``surface_draft.h5`` first.
     """
-    out = Path(out)
+    out, config = Path(out), as_config(config)
     if final:
         config = final_config(config, out)
     with in_terms(SETTING_WORDS):

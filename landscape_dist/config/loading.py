@@ -20,9 +20,9 @@ from ..registry import OUTPUT_FORMATS, PLANE_KINDS, OutputFormat
 from .files import parse_yaml, read_config_file, yaml_problem
 from .rules import check_seeds
 from .schema import (DEFAULT_ORDER, DEFAULT_TILE, TILE_ORDERS, AxisConfig, Config, ConfigError,
-                     GridConfig, RefineConfig, SettingError, SliceConfig, must)
+                     FidelityConfig, GridConfig, RefineConfig, SettingError, SliceConfig, must)
 
-GRID_KEYS = ("x", "y", "tile", "order", "refine")
+GRID_KEYS = ("x", "y", "tile", "order", "refine", "fidelity")
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 SLICE_KEYS = ("name", "directions", "grid", "quantities")
 _PROBE = "\0"  # a string no setting with choices accepts (see _choice_error)
@@ -224,8 +224,11 @@ def _build_grid(grid, name: str = "grid") -> GridConfig:
     if refine is True:  # 'refine: true': the default settings
         refine = {}
     refine = None if refine in (None, False) else build(RefineConfig, refine, f"{name}.refine")
-    return construct(GridConfig, {"x": x, "y": y, "tile": tile, "order": order, "refine": refine},
-                     name)
+    fidelity = grid.get("fidelity")
+    fidelity = (None if fidelity in (None, False)
+                else build(FidelityConfig, {} if fidelity is True else fidelity, f"{name}.fidelity"))
+    return construct(GridConfig, {"x": x, "y": y, "tile": tile, "order": order, "refine": refine,
+                                  "fidelity": fidelity}, name)
 
 
 def _build_directions(data, name: str):
@@ -339,3 +342,14 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
     :func:`~landscape_dist.config.files.read_config_file` for what a file must be)."""
     data = {} if path is None else read_config_file(Path(path))
     return config_from_dict(apply_overrides(data, list(overrides)))
+
+
+def as_config(config) -> Config:
+    """``config`` itself, or the YAML file it names loaded: what a library command's ``config``
+    argument may be. Raises TypeError for anything else."""
+    if isinstance(config, (str, Path)):
+        return load_config(config)
+    if not isinstance(config, Config):
+        raise TypeError(f"The 'config' argument must be a Config (ld.load_config(...)) or the "
+                        f"path of a YAML file. Got {type(config).__name__} instead.")
+    return config

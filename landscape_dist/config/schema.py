@@ -17,7 +17,7 @@ from typing import ClassVar
 from ..registry import PLANE_KINDS, QUANTITIES
 from .rules import MAX_LEVELS, ConfigError, SettingError, check_finite, check_seeds, is_int, must  # noqa: F401
 from .sections import (ClusterConfig, CurvatureConfig, DataConfig, EvaluationConfig,  # noqa: F401
-                       ModelConfig, PlotConfig, TrainConfig)
+                       ModelConfig, PlotConfig, SharpnessConfig, TrainConfig)
 
 
 NORMALIZATIONS = ("filter", "layer", "model", "none")
@@ -80,6 +80,32 @@ class RefineConfig:
 
 
 @dataclass(frozen=True)
+class FidelityConfig:
+    """Two fidelities of a 2-D grid (``grid.fidelity``): the loss on a fixed, seeded subset of
+    ``examples`` examples where the refinement (``grid.refine``'s settings) asks for points, on
+    every example at the lattice of at least ``coarse`` points per side and at ``extra`` points
+    where their difference is least certain; the rest estimated (see ``core/fidelity.py``)."""
+
+    examples: int = 256
+    examples_seed: int = 0
+    coarse: int = 17
+    extra: int = 0
+
+    def __post_init__(self):
+        check_seeds(self)
+        if not is_int(self.examples) or self.examples < 2:
+            raise must("examples", "an integer >= 2 (the cheap fidelity's subset of the examples)",
+                       self.examples)
+        if not is_int(self.examples_seed):
+            raise must("examples_seed", "an integer", self.examples_seed)
+        if not is_int(self.coarse) or self.coarse < 3:
+            raise must("coarse", "an integer >= 3 (full-data points per side of the coarse lattice)",
+                       self.coarse)
+        if not is_int(self.extra) or self.extra < 0:
+            raise must("extra", "an integer >= 0 (further full-data points)", self.extra)
+
+
+@dataclass(frozen=True)
 class GridConfig:
     """The grid of a slice: axis ``x`` (direction 0), optional ``y`` (direction 1), tile shape."""
 
@@ -88,10 +114,13 @@ class GridConfig:
     tile: tuple[int, int] = DEFAULT_TILE
     order: str = DEFAULT_ORDER
     refine: RefineConfig | None = None  # null: every point is evaluated
+    fidelity: FidelityConfig | None = None  # null: every point on the data as given
 
     def __post_init__(self):
         if self.order not in TILE_ORDERS:
             raise must("order", f"one of {TILE_ORDERS}", self.order)
+        if self.fidelity is not None:
+            self._check_fidelity()
         if self.refine is not None and self.y is None:
             raise must("refine", "left out on a 1-D slice (refinement splits 2-D cells)",
                        dataclasses.asdict(self.refine),
@@ -101,6 +130,17 @@ class GridConfig:
             raise must("tile", "two integers >= 1 ([rows, columns])", list(tile))
         # a tile larger than a small grid is the whole grid along that side
         object.__setattr__(self, "tile", (min(tile[0], self.ny), min(tile[1], self.x.points)))
+
+    def _check_fidelity(self) -> None:
+        if self.y is None:
+            raise must("fidelity", "left out on a 1-D slice (the refinement it drives splits 2-D "
+                       "cells)", dataclasses.asdict(self.fidelity),
+                       "Remove grid.fidelity from this slice, or give it a y axis.")
+        smaller = min(self.x.points, self.y.points)
+        if self.fidelity.coarse > smaller:
+            raise SettingError("coarse", f"at most the grid's {smaller} points per side",
+                               self.fidelity.coarse, "Give fewer points, or a larger grid.").under(
+                                   "fidelity")
 
     @property
     def ndim(self) -> int:
@@ -156,6 +196,12 @@ class DirectionConfig:
         """Refuse settings a model of ``size`` weights cannot meet (asked once the model is
         known, before anything is written); by default there are none."""
 
+    def preparation(self, train) -> dict:
+        """What the slice costs beside its grid, for a dry run's estimate: ``epochs`` of
+        training over the data before the sweep and ``points`` evaluated beside the grid (by
+        the ``train`` section where the kind leaves its own settings out); by default nothing."""
+        return {}
+
 
 @dataclass(frozen=True)
 class SliceConfig:
@@ -198,6 +244,7 @@ class Config:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     plot: PlotConfig = field(default_factory=PlotConfig)
     curvature: CurvatureConfig | None = None  # None: 'run' computes no curvature at the centre
+    sharpness: SharpnessConfig | None = None  # None: 'run' computes no sharpness along training
 
     def __post_init__(self):
         if not self.slices:
@@ -209,6 +256,32 @@ class Config:
                        f"Rename the repeated '{duplicated[0]}'.")
         for slice_cfg in self.slices:
             self._check_file_names(slice_cfg)
+        self._check_fidelity()
+
+    def _check_fidelity(self) -> None:
+        """Two fidelities (``grid.fidelity``) take their subset from the one dataset, on every
+        example: one subset size for every slice, no draft, no several datasets."""
+        fidelities = [s.grid.fidelity for s in self.slices if s.grid.fidelity is not None]
+        if not fidelities:
+            return
+        got = dataclasses.asdict(fidelities[0])
+        if self.data.datasets is not None:
+            raise must("grid.fidelity", "left out when 'data.datasets' names several datasets",
+                       got, "Remove grid.fidelity, or give one data.source.")
+        if self.evaluation.examples is not None:
+            raise must("grid.fidelity", "left out of a draft (evaluation.examples is "
+                       f"{self.evaluation.examples}): the full-data fidelity is every example",
+                       got, "Remove grid.fidelity or evaluation.examples.")
+        for s in self.slices:
+            if s.grid.fidelity is not None and tuple(s.quantities) != ("loss",):
+                raise must("quantities", "['loss'] in a slice with grid.fidelity (the estimate "
+                           "corrects the loss and metrics)", list(s.quantities),
+                           f"Remove grid.fidelity from slice '{s.name}', or its other quantities.")
+        subsets = {(f.examples, f.examples_seed) for f in fidelities}
+        if len(subsets) > 1:
+            raise must("grid.fidelity.examples", "the same in every slice (the workers hold one "
+                       "subset)", sorted(subsets), "Give every slice the same examples and "
+                       "examples_seed.")
 
     def _check_file_names(self, slice_cfg: SliceConfig) -> None:
         """Refuse a slice name that would make its figures' file names longer than a file system

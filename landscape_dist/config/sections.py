@@ -1,67 +1,25 @@
-"""The sections of a configuration other than its slices: the model, the data, training, the
-pool, evaluation, figures and the curvature at the centre; each a frozen dataclass checking its own
-fields."""
+"""The sections of a configuration other than its slices: the model, the data, the pool,
+evaluation and figures; each a frozen dataclass checking its own fields. Training is in
+:mod:`.training`, the curvature, sharpness and flatness at the centre in :mod:`.analysis`; their
+names are importable from here too."""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
 
 from ..registry import BACKENDS, OUTPUT_FORMATS, OutputFormat
-from .rules import MAX_LEVELS, SettingError, check_finite, check_seeds, is_int, must
+from .rules import MAX_LEVELS, check_finite, check_seeds, is_int, must
+# re-exported: these sections' names have long been imported from here
+from .analysis import (FLATNESS_MEASURES, MAX_ASCENT_BYTES, MAX_LANCZOS_BYTES,  # noqa: F401
+                       SHARPNESS_OPERATORS, CurvatureConfig, FlatnessConfig, SharpnessConfig)
+from .training import (RECORD_UNITS, SCHEDULE_KINDS, TRAIN_RUN_KEYS, ScheduleConfig,  # noqa: F401
+                       TrainConfig)
 
-RECORD_UNITS = ("epoch", "step")
 EVAL_MODES = ("auto", "vectorized", "loop")
-TRAIN_RUN_KEYS = ("epochs", "batch_size", "optimizer", "learning_rate", "record_every",
-                  "record_unit", "seed")
 SHOW_PATH = ("auto", "always", "never")
 MAX_DPI = 1200  # a 6.4-inch figure at 1200 dpi is already 7680 pixels wide
 MAX_FRAMES = 10_000  # an animation's frames are drawn one by one: hours of drawing beyond this
-
-
-@dataclass(frozen=True)
-class CurvatureConfig:
-    """The Hessian at the centre (``landscape-dist curvature``, and in ``run`` when the section
-    is given): top eigenvalues and the most negative one by Lanczos, the trace by Hutchinson's
-    estimator, the spectral density by stochastic Lanczos quadrature, each layer's top
-    eigenvalue."""
-
-    top_k: int = 5
-    steps: int = 150  # Lanczos steps at most for the eigenvalues (each one product)
-    tol: float = 1e-6  # relative residual at which a Ritz value counts as converged
-    trace_vectors: int = 100
-    density_vectors: int = 8
-    density_steps: int = 80
-    density_width: float = 0.01  # Gaussian width of each node, relative to the spectrum's span
-    per_layer: bool = True
-    seed: int = 0
-
-    def __post_init__(self):
-        check_finite(self)
-        check_seeds(self)
-        for key, low in (("top_k", 1), ("steps", 2), ("trace_vectors", 2), ("density_vectors", 1),
-                         ("density_steps", 2)):
-            value = getattr(self, key)
-            if not is_int(value) or value < low:
-                raise must(key, f"an integer >= {low}", value)
-        if self.steps <= self.top_k:
-            raise must("steps", f"greater than {{at}}top_k={self.top_k}", self.steps)
-        if not 0 < self.tol < 1:
-            raise must("tol", "a number between 0 and 1 (a relative tolerance)", self.tol)
-        if not 0 < self.density_width < 1:
-            raise must("density_width", "a number between 0 and 1 (a fraction of the spectrum's "
-                       "span)", self.density_width)
-        if not is_int(self.seed):
-            raise must("seed", "an integer", self.seed)
-
-    def check_for(self, size: int) -> None:
-        """Refuse asking for more eigenvalues than a model of ``size`` weights has (its Hessian
-        is size x size); asked once the model is known, before any product is computed."""
-        if self.top_k > size:
-            raise must("top_k", f"at most the model's {size} weights (its Hessian has {size} "
-                       f"eigenvalues)", self.top_k, f"Set {{at}}top_k to {size} or fewer."
-                       ).under("curvature")  # the section it always is in a configuration
 
 
 @dataclass(frozen=True)
@@ -98,46 +56,6 @@ class DataConfig:
     def datasets(self) -> dict[str, str] | None:
         """Dataset name -> source when several are named, else None."""
         return dict(self.source) if isinstance(self.source, dict) else None
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Training with a recorded path."""
-
-    epochs: int = 100
-    batch_size: int = 32
-    optimizer: str = "adam"
-    learning_rate: float = 1e-3
-    record_every: int = 1
-    record_unit: str = "epoch"
-    seed: int = 0
-    runs: tuple[dict[str, Any], ...] = ()  # several runs, each these settings with its overrides
-
-    def __post_init__(self):
-        check_finite(self)
-        check_seeds(self)
-        for i, run in enumerate(self.runs):
-            unknown = [k for k in run if k not in TRAIN_RUN_KEYS]
-            if unknown:
-                raise must(f"runs.{i}", f"a mapping of training settings ({', '.join(TRAIN_RUN_KEYS)})",
-                           dict(run))
-            try:
-                dataclasses.replace(self, runs=(), **run)  # each run's settings are checked too
-            except SettingError as err:
-                raise err.under(f"runs.{i}") from None
-        for key in ("epochs", "batch_size", "record_every"):
-            value = getattr(self, key)
-            if not is_int(value) or value < 1:
-                raise must(key, "an integer >= 1", value)
-        if not self.learning_rate > 0:
-            raise must("learning_rate", "a number > 0", self.learning_rate)
-        if self.record_unit not in RECORD_UNITS:
-            raise must("record_unit", f"one of {RECORD_UNITS}", self.record_unit)
-
-    @property
-    def run_settings(self) -> list["TrainConfig"]:
-        """The settings of each run: this one alone, or one per entry of ``runs``."""
-        return [dataclasses.replace(self, runs=(), **run) for run in self.runs] or [self]
 
 
 @dataclass(frozen=True)
@@ -205,7 +123,9 @@ class EvaluationConfig:
     batch_size: int | None = None
     memory_budget_mb: float = 256.0
     mode: str = "auto"
-    tune: bool = True  # each worker times the strategies on its second job and keeps the fastest
+    tune: bool = True  # strategies timed on a second job (one worker per identical group), fastest kept
+    tune_share: float | None = 0.1  # ... within this share of the sweep's time (null: no bound)
+    tuning_cache: str | None = "default"  # where choices are kept: 'default', a directory, 'none'
     lanczos_steps: int = 80  # Hessian eigenvalues at grid points: at most this many products each
     lanczos_tol: float = 1e-5  # ... until the extreme Ritz values' residuals are this relative
     lanczos_seed: int = 0  # the start vector of every point's Lanczos run
@@ -233,6 +153,14 @@ class EvaluationConfig:
             raise must("memory_budget_mb", "a number > 0", self.memory_budget_mb)
         if self.mode not in EVAL_MODES:
             raise must("mode", f"one of {EVAL_MODES}", self.mode)
+        if self.tune_share is not None and (isinstance(self.tune_share, bool) or not isinstance(
+                self.tune_share, (int, float)) or not 0 < self.tune_share <= 1):
+            raise must("tune_share", "a number > 0 and <= 1 (a share of the sweep's time) or "
+                       "null (no bound)", self.tune_share)
+        if self.tuning_cache is not None and (not isinstance(self.tuning_cache, str)
+                                              or not self.tuning_cache.strip()):
+            raise must("tuning_cache", "'default' (the user's cache directory), a directory or "
+                       "'none'", self.tuning_cache)
 
 
 @dataclass(frozen=True)

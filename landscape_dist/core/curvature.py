@@ -6,12 +6,14 @@ passed in (the pool's products in a sweep, a dense matrix in the tests)."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..config.schema import CurvatureConfig
+from .flatness import summarise_flatness
 from .lanczos import hutchinson, lanczos, quadrature, rademacher, ritz_pairs, spectral_density
 from .layout import WeightLayout
 
@@ -147,9 +149,15 @@ def summarise(result: dict, cfg: CurvatureConfig, products: int) -> dict:
         "density": {"vectors": cfg.density_vectors, "steps": cfg.density_steps,
                     "sigma": float(result["density"][4])},
         "products": products, "seconds": round(result["seconds"], 3),
-        "settings": {k: getattr(cfg, k) for k in cfg.__dataclass_fields__},
+        "settings": dataclasses.asdict(cfg),
     }
     if "layers" in result:
         names, values, steps = result["layers"]
         summary["layers"] = {n: float(v) for n, v in zip(names, values)}
+    if "flatness" in result:  # each measure with its source and how it was computed
+        flatness = result["flatness"]
+        summary["flatness"] = summarise_flatness(flatness["measures"], cfg.flatness)
+        summary["flatness_cost"] = {"gradient_rows": flatness["gradient_rows"],
+                                    "loss_rows": flatness["loss_rows"],
+                                    "seconds": round(flatness["seconds"], 3)}
     return summary

@@ -52,11 +52,14 @@ class Tile:
 
     def points(self, xs: np.ndarray, ys: np.ndarray | None) -> np.ndarray:
         """Plane coordinates of the tile's points in row-major order, shape (size, 1 or 2)."""
-        x = xs[self.cols]
+        x = xs[self.cols].astype(np.float32)
         if ys is None:
-            return x[:, None].astype(np.float32)
-        yy, xx = np.meshgrid(ys[self.rows], x, indexing="ij")
-        return np.stack([xx.ravel(), yy.ravel()], axis=1).astype(np.float32)
+            return x[:, None]
+        y = ys[self.rows].astype(np.float32)
+        out = np.empty((len(y), len(x), 2), np.float32)  # filled in place: the driver makes
+        out[..., 0] = x                                   # thousands of these a second
+        out[..., 1] = y[:, None]
+        return out.reshape(-1, 2)
 
 
     def place(self, array: np.ndarray, values) -> None:

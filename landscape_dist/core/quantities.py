@@ -15,8 +15,11 @@ import numpy as np
 from .shards import REDUCTIONS, combine_parts
 
 # What a batch of items handed to a worker is: plane coordinates (P, k) or flat weights (P, size),
-# or vectors (m, size) to multiply by the Hessian at the plane's centre.
-POINTS, WEIGHTS, HVP = "coords", "weights", "hvp"
+# or vectors (m, size) to multiply by the Hessian at the plane's centre, or flat weights (m, size)
+# at which to take the loss and its gradient.
+POINTS, WEIGHTS, HVP, GRADIENT = "coords", "weights", "hvp", "gradient"
+# Or pairs (m, 2, size): row p's weights and the vector to multiply by the Hessian at them.
+HVP_AT = "hvp_at"
 
 
 def main_loss(names) -> str:
@@ -142,3 +145,7 @@ class StandardError:
 # What an HVP job returns: the product of the Hessian of the shard's loss (its mean data loss plus
 # the regularisation) with each vector; the size-weighted mean over shards is the whole product.
 PRODUCTS = QuantitySet((Part("hvp", "mean"),))
+
+# What a GRADIENT job returns: the loss of the shard (its mean data loss plus the regularisation)
+# and its gradient, (m,) and (m, size); the size-weighted means over shards are the whole data's.
+GRADIENTS = QuantitySet((Part("loss", "mean"), Part("gradient", "mean")))

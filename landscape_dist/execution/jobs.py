@@ -11,7 +11,7 @@ import numpy as np
 from ..core.quantities import POINTS, WEIGHTS, QuantitySet
 from ..errors import TileError
 
-__all__ = ["Job", "JobQueue", "ShardGather", "POINTS", "WEIGHTS", "TileError"]
+__all__ = ["Job", "JobQueue", "LazyJobs", "ShardGather", "POINTS", "WEIGHTS", "TileError"]
 
 
 @dataclass(frozen=True)
@@ -68,12 +68,29 @@ class ShardGather:
 
     def add(self, key, shard: int, parts: dict) -> dict | None:
         """Store one shard's parts; the combined quantities once all shards are in, else None."""
+        if self.num_shards == 1:  # nothing to combine: the whole data's parts (as exact)
+            return self.quantities.finish(parts)
         got = self._parts.setdefault(key, {})
         got[shard] = parts
         if len(got) < self.num_shards:
             return None
         del self._parts[key]
         return self.quantities.combine([got[s] for s in range(self.num_shards)], self.sizes)
+
+
+class LazyJobs:
+    """Jobs made one at a time from ``items`` by ``make`` (arrays are built as the pool takes
+    them), whose number is known ahead: ``len`` says it, so the pool can bound the workers'
+    strategy tuning by the run's length."""
+
+    def __init__(self, items, make):
+        self._items, self._make = list(items), make
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[Job]:
+        return (self._make(item) for item in self._items)
 
 
 def shard_sizes(per_shard: list[dict]) -> dict[str, list[int]]:

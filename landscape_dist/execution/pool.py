@@ -10,6 +10,7 @@ whose instances are :class:`Pool`; :func:`landscape_dist.execution.pools.make_po
 
 from __future__ import annotations
 
+import operator
 from typing import Callable, Iterable, Protocol, runtime_checkable
 
 import numpy as np
@@ -18,6 +19,7 @@ from ..config.schema import ClusterConfig
 from ..core.quantities import QuantitySet
 from .jobs import Job, ShardGather, shard_sizes
 from .scheduler import DEPTH, Backend, Scheduler
+from .sharing import ChoiceSharing
 from .worker import active_quantities
 
 
@@ -61,6 +63,11 @@ class Pool(Protocol):
         shards' parts (default: those in use; ``PRODUCTS`` for HVP jobs). Raises
         :class:`~landscape_dist.errors.TileError` when a job cannot be completed."""
 
+    def run_batches(self, jobs: Iterable[Job], on_results: Callable, quantities=None) -> None:
+        """As :meth:`run`, the results that come in together handed over together:
+        ``on_results([(key, result), ...])``, each job once (the sweep journals a batch with
+        one write)."""
+
     def choices(self) -> list[dict]:
         """Each live worker's evaluation strategy, by dataset ({} for one that did not answer)."""
 
@@ -101,6 +108,7 @@ class WorkerPool:
         self._selected = None
         self.scheduler = Scheduler(backend, cluster, num_workers, num_shards,
                                    prepare=self._prepare, depth=depth)
+        self.sharing = ChoiceSharing(backend)  # one worker's strategy timings serve its identical peers
         self._ready = False
         if wait:
             self.wait_ready()
@@ -192,8 +200,18 @@ class WorkerPool:
 
     def run(self, jobs: Iterable[Job], on_result: Callable, quantities=None) -> None:
         """Hand ``jobs`` to the workers until all are done; see :meth:`Pool.run`."""
+        def each(batch):
+            for key, result in batch:
+                on_result(key, result)
+
+        self.run_batches(jobs, each, quantities)
+
+    def run_batches(self, jobs: Iterable[Job], on_results: Callable, quantities=None) -> None:
+        """Hand ``jobs`` to the workers until all are done; see :meth:`Pool.run_batches`."""
         gather = ShardGather(quantities or self.quantities, self.sizes)
-        self.scheduler.run(jobs, gather, on_result)
+        # a sized iterable of jobs bounds the workers' tuning by the run's length
+        self.sharing.expect(self.scheduler, operator.length_hint(jobs, 0) or None)
+        self.scheduler.run(jobs, gather, self.sharing.wrap(self.scheduler, on_results))
 
     def close(self) -> None:
         """End the workers, after each has removed its temporary files."""

@@ -5,7 +5,8 @@ adapter that starts workers, sends them method calls of
 :class:`~landscape_dist.execution.worker.LandscapeWorker` and waits for the answers. The
 scheduler keeps apart what :class:`ray.util.ActorPool` keeps apart: *submitting* keeps every
 live worker ``depth`` jobs deep (:meth:`Scheduler.submit`); *collecting* takes finished answers,
-gathers the shards of each job and reports it (:meth:`Scheduler.collect`); *replacement* puts a
+gathers the shards of each job and reports the jobs finished together as one batch
+(:meth:`Scheduler.collect`, :meth:`Scheduler.run`); *replacement* puts a
 lost worker's jobs back on the queue and starts another worker while the rest carry on.
 """
 
@@ -145,11 +146,13 @@ class Scheduler:
 
     # ------------------------------------------------------------------ the loop
 
-    def run(self, jobs: Iterable[Job], gather: ShardGather, on_result: Callable) -> None:
-        """Hand ``jobs`` (consumed lazily) to the workers until all are done; each job's result,
-        its shards combined by ``gather``, goes to ``on_result(key, result)`` once. Raises
-        :class:`TileError` when a job fails in user code, loses its worker more than
-        ``cluster.max_tile_retries`` times, or no worker is left."""
+    def run(self, jobs: Iterable[Job], gather: ShardGather, on_results: Callable) -> None:
+        """Hand ``jobs`` (consumed lazily) to the workers until all are done. Every answer that
+        is in when the scheduler looks is taken at once: the jobs they complete (shards
+        combined by ``gather``) go to ``on_results([(key, result), ...])`` together, each job
+        once, before the workers are given more. Raises :class:`TileError` when a job fails in
+        user code, loses its worker more than ``cluster.max_tile_retries`` times, or no worker
+        is left."""
         queue = JobQueue(jobs, self.num_shards)
         self._load = {h: 0 for h in self.live}
         self._in_flight = {}
@@ -160,8 +163,14 @@ class Scheduler:
                 return
             if not self._load and not self._starting:
                 raise TileError("No worker is left to evaluate the remaining jobs.")
-            for future in self._next_done(timeout=1.0):
-                self.collect(future, queue, gather, on_result)
+            finished = []
+            try:
+                for future in self._next_done(timeout=1.0):
+                    self.collect(future, queue, gather,
+                                 lambda key, result: finished.append((key, result)))
+            finally:  # a failure later in the batch does not lose the jobs finished before it
+                if finished:
+                    on_results(finished)
             self._check_starting()
 
     def submit(self, queue: JobQueue) -> None:
@@ -177,9 +186,16 @@ class Scheduler:
                 self._load[handle] += 1
 
     def _next_done(self, timeout: float) -> list:
-        """Finished job futures; replacements that finished starting are taken in on the way."""
+        """Every finished job future: waits (up to ``timeout`` s) for one, then takes all the
+        others that are done by then; replacements that finished starting are taken in on the
+        way."""
         starting = {future: handle for handle, (future, _) in self._starting.items()}
-        done = self.backend.wait(list(self._in_flight) + list(starting), timeout)
+        waiting = list(self._in_flight) + list(starting)
+        done = self.backend.wait(waiting, timeout)
+        if done and len(done) < len(waiting):
+            first = set(done)
+            rest = [future for future in waiting if future not in first]
+            done = done + list(self.backend.wait(rest, 0.0, num_returns=len(rest)))
         for future in done:
             if future in starting:
                 self._started(starting[future], future)

@@ -12,7 +12,7 @@ import shutil
 import sys
 import tempfile
 
-from ..core.quantities import HVP, QuantitySet
+from ..core.quantities import GRADIENT, HVP, HVP_AT, QuantitySet
 from ..errors import in_terms
 from ..model.quantities import DEFAULT_QUANTITIES
 from ..registry import QUANTITIES, restore_plugins
@@ -109,6 +109,7 @@ class LandscapeWorker:
         self.error = None
         self.evaluation = evaluation
         self._products = None
+        self._gradients = None
         try:
             model = model_spec.build()
             specs = data_spec if isinstance(data_spec, dict) else {"": data_spec}
@@ -121,6 +122,8 @@ class LandscapeWorker:
                                                    mode=evaluation.mode,
                                                    tune=evaluation.tune,
                                                    tune_after=1,  # the first tile comes sooner
+                                                   tune_share=evaluation.tune_share,
+                                                   tuning_cache=evaluation.tuning_cache,
                                                    population=((spec.examples, total)
                                                                if spec.examples else None))
                     kinds = _kinds(evaluator, quantities, evaluation)
@@ -140,13 +143,19 @@ class LandscapeWorker:
 
     def _add_kind(self, dataset: str, kind) -> None:
         """Keep a quantity kind, and what each of its names yields (``<dataset>/...`` names for
-        one of several datasets)."""
+        one of several datasets). A named dataset beside an unnamed one (the subset of two
+        fidelities) is asked for by its own names, ``<dataset>/<name>``, never with the other's."""
         self.kinds.append((dataset, kind))
         described = kind.describe()
         for name in kind.names:
             one = _only(described, name) if len(kind.names) > 1 else described
             one = one.for_dataset(dataset) if dataset else one
-            self.described[name] = self.described[name] + one if name in self.described else one
+            key = self._key(dataset, name)
+            self.described[key] = self.described[key] + one if key in self.described else one
+
+    def _key(self, dataset: str, name: str) -> str:
+        """The name a quantity of ``dataset`` is selected by (see :meth:`_add_kind`)."""
+        return f"{dataset}/{name}" if dataset and "" in self.evaluators else name
 
     def ready(self) -> dict:
         """Describes the worker once it is built: pid, Ray node id, the quantities it returns,
@@ -161,7 +170,41 @@ class LandscapeWorker:
         return {"pid": os.getpid(), "node": node, "tmp": self.tmp, "quantities": self.quantities,
                 "described": self.described, "sizes": self.sizes,
                 "points_per_call": self.evaluator.points_per_call,
-                "batch_size": self.evaluator.batch_size}
+                "batch_size": self.evaluator.batch_size, "identity": self.identity()}
+
+    def identity(self) -> str:
+        """A digest of what this worker's strategy timings depend on before a plane is set:
+        its model, data shapes, settings, device kind and threads. Workers of one identity
+        share one worker's choice (see :mod:`~landscape_dist.execution.sharing`)."""
+        from ..model.tuning_cache import key_digest
+
+        return key_digest({dataset: {k: v for k, v in ev.tuning_key().items() if k != "k"}
+                           for dataset, ev in self.evaluators.items()})
+
+    def expect_jobs(self, jobs: int | None) -> bool:
+        """The sweep's jobs still to come (None: unknown), for the tuning budget."""
+        for evaluator in self.evaluators.values():
+            evaluator.expect_jobs(jobs)
+        return True
+
+    def follow(self) -> bool:
+        """Do not time the strategies: an identical worker's choice comes by :meth:`adopt`."""
+        for evaluator in self.evaluators.values():
+            evaluator.follow()
+        return True
+
+    def shared_choices(self) -> dict | None:
+        """Each evaluator's choice for identical workers, by dataset; None while any is still
+        to be chosen."""
+        if any(ev.choosing for ev in self.evaluators.values()):
+            return None
+        return {dataset: ev.shared_choice for dataset, ev in self.evaluators.items()}
+
+    def adopt(self, choices: dict) -> bool:
+        """Use an identical worker's choices (:meth:`shared_choices`), by dataset."""
+        for dataset, evaluator in self.evaluators.items():
+            evaluator.adopt(choices.get(dataset))
+        return True
 
     @property
     def sizes(self) -> dict[str, int]:
@@ -188,17 +231,28 @@ class LandscapeWorker:
     def evaluate(self, which: str, items) -> dict:
         """The parts of every quantity in use at ``items`` (POINTS: plane coordinates, WEIGHTS:
         flat weight vectors) on this worker's data; or for HVP, the Hessian of the first dataset's
-        loss at the plane's centre times each row of ``items``. Shards are combined by the pool."""
-        if which == HVP:
+        loss at the plane's centre times each row of ``items``; or for GRADIENT, the first
+        dataset's loss and its gradient at each row of ``items`` (flat weights), the non-trainable
+        values the centre's. Shards are combined by the pool."""
+        if which == GRADIENT:
+            if self._gradients is None:
+                from ..model.gradients import LossGradients
+
+                self._gradients = LossGradients(self.evaluator)
+            loss, gradient = self._gradients.at(items)
+            return {"loss": loss, "gradient": gradient}
+        if which in (HVP, HVP_AT):  # HVP_AT: pairs (m, 2, size) of weights and vectors
             if self._products is None:
                 from ..model.hessian import HessianProducts
 
                 self._products = HessianProducts(self.evaluator, self.evaluation.mode)
+            if which == HVP_AT:
+                return {"hvp": self._products.products(items[:, 0], items[:, 1])}
             return {"hvp": self._products.at_centre(items)}
         parts = {}
         wanted = {p.name for p in self.quantities.parts}
         for dataset, quantity in self.kinds:
-            if not set(quantity.names) & set(self.active):
+            if not {self._key(dataset, n) for n in quantity.names} & set(self.active):
                 continue
             computed = quantity.compute(which, items)
             named = {f"{dataset}/{k}": v for k, v in computed.items()} if dataset else computed

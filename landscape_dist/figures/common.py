@@ -1,5 +1,6 @@
 """What several output formats take from a surface: file names per quantity, heights with the
-configured clipping and scale, and the slice's values where the path is projected."""
+configured clipping and scale, the slice's values where the path is projected, contour levels
+and axis labels."""
 
 from __future__ import annotations
 
@@ -225,3 +226,24 @@ def finish(fig, file, dpi: int, tight: bool = True):
         return fig
     fig.savefig(file, dpi=dpi)
     return file
+
+
+def contour_levels(values: np.ndarray, n: int, log: bool = True) -> np.ndarray:
+    """``n`` levels spanning the finite values; log-spaced when all of them are > 0."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return np.array([0.0, 1.0])
+    lo, hi = float(finite.min()), float(finite.max())
+    if hi <= lo:
+        hi = lo + (abs(lo) * 1e-6 or 1e-6)
+    if log and lo > 0:
+        return np.geomspace(lo, hi, n)
+    return np.linspace(lo, hi, n)
+
+
+def label_axes(ax, surface) -> None:
+    """Label the axes of a slice's figure as the kind of its plane names them."""
+    labels = axis_labels(surface)
+    ax.set_xlabel(labels[0])
+    if surface.ndim == 2:
+        ax.set_ylabel(labels[1])

@@ -299,6 +299,11 @@ def page_html(surface_file_or_surfaces, cfg, max_points: int = PAGE_POINTS,
              "<p id='status'>drawing...</p>", _STATUS_SCRIPT]
     for i, surface in enumerate(surfaces.values()):
         parts.append(_slice_section(surface, cfg, max_points, embed_plotly and i == 0, page_id))
+    beside = Path(source).parent / "sharpness.h5" if isinstance(source, (str, Path)) else None
+    if beside is not None and beside.is_file():  # the sharpness along training, when computed
+        from .sharpness import sharpness_section
+
+        parts.append(sharpness_section(beside, embed_plotly and not surfaces))
     if settings is not None:
         parts.append(f"<h2>settings</h2><pre>{html.escape(settings)}</pre>"
                      f"<p class='caption'>versions: {html.escape(versions)}</p>")

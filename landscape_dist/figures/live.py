@@ -28,7 +28,8 @@ class LivePreview(SweepCallback):
         self._last = time.monotonic()
 
     def _store(self, tile, result):
-        tile.place(self._values, result[self.quantity])
+        if self.quantity in result:  # two fidelities: a tile of the subset alone is not drawn
+            tile.place(self._values, result[self.quantity])
 
     def on_tile_resumed(self, name, tile, result):
         self._store(tile, result)

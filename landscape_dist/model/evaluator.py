@@ -5,12 +5,15 @@ The weights at a point, ``centre + a*d0 + b*d1``, are formed inside a ``tf.funct
 do not vectorise, a compiled ``tf.map_fn`` loop). Non-trainable state (batch-norm statistics) stays
 at the centre and layers run in inference mode. The data stays on the device as constant batches.
 How a call's points are evaluated is a :class:`~landscape_dist.model.strategy.Strategy`, forced
-or chosen by timing (:mod:`landscape_dist.model.tuning`).
+or chosen by timing (:mod:`landscape_dist.model.tuning`, :mod:`.strategy_control`). What a point
+yields is summed over the batches in :mod:`.point_values`; batch and call sizes come from the
+memory budget (:mod:`.sizing`).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -20,22 +23,24 @@ from ..core.layout import WeightLayout
 from ..core.quantities import POINTS, WEIGHTS
 from ..core.labels import arrange_labels, map_labels
 from ..errors import SourceError
-from .checks import DATA, activations_per_example, check_data, compile_metrics, output_names
+from .checks import DATA, check_data, compile_metrics, output_names
+from .choosing import StrategyChooser
 from .folding import FoldedForward
-from .loss import BatchLoss
+from .point_values import PointValues
 from .shortcut import FirstLayerShortcut
+from .sizing import size_calls
 from .statistics import PlaneStatistics
-from .strategy import (UNAVAILABLE, Strategy, call_body, quiet_tensorflow,
-                       unavailable_reason)
+from .strategy import UNAVAILABLE, Strategy, call_body, quiet_tensorflow, unavailable_reason
+from .strategy_control import StrategyControl
 from .tuning import StrategyTuner
+from .tuning_cache import TuningCache, cache_dir
 
 log = logging.getLogger(__name__)
 
-_MAX_POINTS_PER_CALL = 1024
 MODES = ("auto", "vectorized", "loop")
 
 
-class LandscapeEvaluator:
+class LandscapeEvaluator(StrategyControl):
     """Evaluates a compiled Keras model on fixed data at points of a plane through its weights.
 
     ``set_plane(centre, directions)`` fixes the plane; ``evaluate(coords)`` returns, for coords of
@@ -50,13 +55,17 @@ class LandscapeEvaluator:
     may also go in fixed blocks, each compiled by XLA and/or run several at a time with
     single-threaded ops; batch norms may be folded into the layers before them: the whole
     :attr:`strategy`. ``tune`` times the strategies on the first job of plane coordinates after
-    ``tune_after`` such jobs evaluated as they come (:meth:`force_strategy` forces one).
+    ``tune_after`` such jobs evaluated as they come (:meth:`force_strategy` forces one), within
+    ``tune_share`` of the sweep's remaining time where :meth:`expect_jobs` says how many jobs
+    are to come (None: no bound); ``tuning_cache``: a directory where choices are kept per
+    model and machine and read back (``'default'``: the user's cache directory; None: none).
+    See :class:`~landscape_dist.model.choosing.StrategyChooser`.
     """
 
     def __init__(self, model, x, y, *, batch_size: int | None = None,
                  memory_budget_mb: float = 256.0, mode: str = "auto", shortcut: bool = True,
-                 tune: bool = False, tune_after: int = 0,
-                 population: tuple[int, int] | None = None):
+                 tune: bool = False, tune_after: int = 0, tune_share: float | None = None,
+                 tuning_cache=None, population: tuple[int, int] | None = None):
         if mode not in MODES:
             raise ValueError(f"The 'mode' parameter must be 'auto', 'vectorized' or 'loop'. "
                              f"Got {mode!r} instead.")
@@ -82,32 +91,29 @@ class LandscapeEvaluator:
         # (n, N): x holds (a shard of) a random subset of n of the N examples; the standard
         # error of the data loss over the subset is then returned too (``loss_stderr``)
         self._population = tuple(int(v) for v in population) if population else None
-        self._read_metrics()
-        self._loss = BatchLoss(model, self.output_names, self.dtype)
-        self.quantities = self._loss.quantities(self.metric_names, self._population)
-        self.names = self.quantities.names
-        self._size_batches(memory_budget_mb, batch_size)
+        sizes = size_calls(model, self.n_examples, self.layout.size, memory_budget_mb, batch_size)
+        self.batch_size, self.points_per_call = sizes.batch_size, sizes.points_per_call
+        self._budget_points, self._budget, self._block = (sizes.budget_points, sizes.budget_bytes,
+                                                          sizes.block)
         self._batches = [(tf.constant(x[i:i + self.batch_size]),
                           map_labels(lambda a: tf.constant(a[i:i + self.batch_size]), y))
                          for i in range(0, self.n_examples, self.batch_size)]
+        self._values = PointValues(model, self.layout, self._batches, self.n_examples, self.dtype,
+                                   self._population)
+        self.metric_names = self._values.metric_names
+        self.quantities = self._values.quantities
+        self.names = self.quantities.names
         self._init_plane_state(shortcut)
         # batch normalisations folded into the layers before them, where any can be
         self.folding = FoldedForward(model) if FoldedForward.applies(model) else None
         # the untuned default: the shortcut where it applies, nothing folded, no blocks
         self._strategy = Strategy("loop" if mode == "loop" else "vectorized", shortcut=True)
-        self._tuner = StrategyTuner() if tune else None
-        self._untimed = int(tune_after)  # jobs still to evaluate before the timings
-
-    def _read_metrics(self) -> None:
-        """The compiled metrics' container, its initial state and its result names."""
-        self._metrics = compile_metrics(self.model)
-        if self._metrics is not None:
-            self._metrics.reset_state()
-            self._metric_init = [v.numpy() for v in self._metrics.variables]
-            self.metric_names = tuple(sorted(self._metrics.result().keys()))
-        else:
-            self._metric_init = []
-            self.metric_names = ()
+        # why strict vectorisation failed (mode 'auto'), once it has
+        self.vectorize_failure: str | None = None
+        self._tuner = StrategyTuner(share=tune_share) if tune else None
+        directory = cache_dir(tuning_cache) if tune else None
+        self._chooser = (StrategyChooser(self._tuner, TuningCache(directory) if directory else None,
+                                         untimed=tune_after) if tune else None)
 
     def _init_plane_state(self, shortcut: bool) -> None:
         """No plane yet: the model's non-trainable values, no compiled functions."""
@@ -117,18 +123,6 @@ class LandscapeEvaluator:
         self._compiled = {}
         self._allow_shortcut = bool(shortcut)
         self.shortcut = None  # a FirstLayerShortcut once a plane is set, where one applies
-
-    def _size_batches(self, memory_budget_mb: float, batch_size: int | None) -> None:
-        """Examples per data batch and points per compiled call, from the memory budget."""
-        budget = memory_budget_mb * 2 ** 20
-        act_bytes = 12 * activations_per_example(self.model)  # activations and ~2 temporaries each
-        if batch_size is None:
-            batch_size = max(1, min(self.n_examples, int(budget // (2 * act_bytes))))
-        self.batch_size = int(min(batch_size, self.n_examples))
-        per_point = 8 * self.layout.size + act_bytes * self.batch_size
-        self.points_per_call = int(max(1, min(_MAX_POINTS_PER_CALL, budget // per_point)))
-        self._budget_points = self.points_per_call
-        self._budget = budget
 
     @property
     def memory_budget_bytes(self) -> float:
@@ -205,29 +199,11 @@ class LandscapeEvaluator:
         weights."""
         return self._statistics.directions is not None
 
-    @property
-    def _block(self) -> int:
-        """Points per block for XLA and parallel parts: an eighth of the points per call the
-        memory budget allows (at most 64), so that a call of any size is padded by less than a
-        block and its blocks share out evenly."""
-        return max(1, min(64, self._budget_points // 8))
-
     def _forget(self, which: str) -> None:
         """Drop the compiled functions for ``which`` input (they captured the old plane's shape)."""
         self._compiled = {key: fn for key, fn in self._compiled.items() if key[0] != which}
 
     # ---------------------------------------------------------------- values at one point
-
-    def _unflatten(self, flat_weights) -> list:
-        """The model's trainable weights, shaped, from a flat vector (size,)."""
-        parts = tf.split(flat_weights, self.layout.sizes)
-        return [tf.reshape(p, s) for p, s in zip(parts, self.layout.shapes)]
-
-    def _forward(self, weights, non_trainable, xb):
-        """The model's outputs on a batch in inference mode, and its layers' losses."""
-        y_pred, _, losses = self.model.stateless_call(
-            weights, non_trainable, xb, training=False, return_losses=True)
-        return y_pred, losses
 
     def _predictor(self, flat_weights, coords, strategy: Strategy):
         """``predict(index, xb) -> (outputs, layer losses)`` at one point for batch ``index``:
@@ -236,45 +212,16 @@ class LandscapeEvaluator:
         non_trainable = self.non_trainable_at(coords)
         if coords is not None and strategy.shortcut:
             return lambda index, xb: self.shortcut.predict(index, coords, flat_weights, non_trainable)
-        weights = self._unflatten(flat_weights)
+        weights = self._values.unflatten(flat_weights)
         non_trainable = self._statistics.reestimate(self.model, weights, non_trainable)
         if strategy.fold:
             return lambda index, xb: self.folding.predict(weights, non_trainable, xb)
-        return lambda index, xb: self._forward(weights, non_trainable, xb)
+        return lambda index, xb: self._values.forward(weights, non_trainable, xb)
 
     def _point_values(self, flat_weights, coords, strategy: Strategy):
         """The parts (see :attr:`quantities`) at one flat weight vector, as one tensor (V,);
         ``coords`` (k,) the point's plane coordinates (None for weight vectors)."""
-        predict = self._predictor(flat_weights, coords, strategy)
-        acc = self.dtype  # sums in float32 (float64 for float64 models)
-        data_sums = [tf.constant(0.0, acc)] * len(self._loss.weights)
-        reg_sum = tf.constant(0.0, acc)
-        # the standard error's sums in float64: the variance is a difference of two of them
-        sum64 = sq_sum = tf.constant(0.0, tf.float64)
-        metric_vars = [tf.constant(v) for v in self._metric_init]
-        for index, (xb, yb) in enumerate(self._batches):
-            y_pred, losses = predict(index, xb)
-            n = float(xb.shape[0])
-            data, scored = self._loss.data(yb, y_pred)
-            for j, value in enumerate(data):
-                data_sums[j] += value * n
-            if self._population:
-                each = self._loss.per_example(yb, y_pred)
-                sum64 += tf.reduce_sum(each)
-                sq_sum += tf.reduce_sum(tf.square(each))
-            regularization = self._loss.regularization(losses)
-            if regularization is not None:
-                reg_sum += regularization * n
-            if self._metrics is not None:
-                metric_vars = self._metrics.stateless_update_state(metric_vars, yb, scored)
-        values = [v / float(self.n_examples) for v in data_sums + [reg_sum]]
-        if self._metrics is not None:
-            result = self._metrics.stateless_result(metric_vars)
-            values += [tf.cast(result[name], acc) for name in self.metric_names]
-        if self._population:
-            values = [tf.cast(v, tf.float64) for v in values]
-            values += [sum64 / float(self.n_examples), sq_sum / float(self.n_examples)]
-        return tf.stack(values)
+        return self._values.values(self._predictor(flat_weights, coords, strategy))
 
     def non_trainable_at(self, coords=None) -> list:
         """The non-trainable values (batch-norm statistics) at plane coordinates ``coords`` (k,):
@@ -285,76 +232,14 @@ class LandscapeEvaluator:
         """The loss the grid shows, as a differentiable function of the flat weights (size,): the
         data loss over every batch (each output's loss weighted as compiled) plus the
         regularisation; in inference mode with the given non-trainable values. For tracing."""
-        weights = self._unflatten(flat_weights)
-        total = tf.constant(0.0, self.dtype)
-        for xb, yb in self._batches:
-            y_pred, losses = self._forward(weights, non_trainable, xb)
-            share = float(xb.shape[0]) / float(self.n_examples)
-            data, _ = self._loss.data(yb, y_pred)
-            total += share * self._loss.total(data, self._loss.regularization(losses))
-        return total
-
-    # ---------------------------------------------------------------- strategies
-
-    @property
-    def strategy(self) -> Strategy:
-        """The strategy as forced or chosen; its shortcut and fold take effect only where they
-        apply (:attr:`choice` reports what does)."""
-        return self._strategy
-
-    @property
-    def method(self) -> str:
-        """``vectorized`` or ``loop``: how the points of a call are evaluated."""
-        return self._strategy.method
-
-    def force_strategy(self, strategy: Strategy) -> "LandscapeEvaluator":
-        """Evaluate by ``strategy`` from now on (see :class:`Strategy`)."""
-        if not isinstance(strategy, Strategy):
-            raise TypeError(f"The 'strategy' parameter must be a Strategy. Got {strategy!r} "
-                            f"instead.")
-        self._strategy = strategy
-        return self
-
-    def _in_effect(self) -> Strategy:
-        """The strategy as it takes effect: the shortcut and the fold only where they apply."""
-        s = self._strategy
-        return replace(s, shortcut=s.shortcut and self.shortcut is not None,
-                       fold=s.fold and self.folding is not None)
-
-    @property
-    def timed_strategies(self) -> tuple[Strategy, ...]:
-        """The strategies the tuner timed (none before it has chosen)."""
-        return tuple(self._tuner.timings_) if self._tuner is not None else ()
-
-    @property
-    def choice(self) -> dict:
-        """The strategy in use (method, shortcut, fold, xla, parallel parts, points per call)
-        and, where it was chosen by timing the candidates (``tune``), their microseconds per
-        point (``us_per_point``, by :attr:`Strategy.label`) and those of the chosen one by
-        points per call (``us_per_point_by_points_per_call``)."""
-        s = self._in_effect()
-        tuned = self._tuner is not None and self._tuner.strategy_ is not None
-        return {"tuned": tuned, "method": s.method, "shortcut": s.shortcut, "fold": s.fold,
-                "xla": s.xla, "parallel": s.parallel, "points_per_call": self.points_per_call,
-                **(self._tuner.report() if tuned else {})}
-
-    def _tune(self, items: np.ndarray) -> None:
-        """Choose the strategy on this job's points, unless jobs to evaluate untimed remain."""
-        if self._untimed > 0:  # the first results come without waiting for the timings
-            self._untimed -= 1
-            return
-        chosen = self._tuner.choose(self, items)
-        if chosen is not None:
-            self.force_strategy(chosen)
-            self.points_per_call = self._tuner.points_per_call_
-            log.debug("evaluation strategy: %s", self.choice)
+        return self._values.objective(flat_weights, non_trainable)
 
     # ---------------------------------------------------------------- compiled calls
 
     def _function(self, which: str):
         """The compiled function for POINTS or WEIGHTS input and the strategy in effect, built
         once per plane shape."""
-        strategy = self._in_effect()
+        strategy = self.effective_strategy
         key = (which, strategy)
         if key not in self._compiled:
             if which == POINTS:
@@ -369,7 +254,8 @@ class LandscapeEvaluator:
                 def point(flat):
                     return self._point_values(flat, None, strategy)
             out = tf.float64 if self._population else self.dtype
-            body = call_body(point, strategy, width=width, out=out, strict=self.mode == "auto",
+            strict = self.mode == "auto" and not strategy.fallback
+            body = call_body(point, strategy, width=width, out=out, strict=strict,
                              block=self._block)
             self._compiled[key] = tf.function(
                 body, input_signature=[tf.TensorSpec([None, width], self.dtype)])
@@ -391,9 +277,10 @@ class LandscapeEvaluator:
             if self.method == "loop" or self.mode != "auto":
                 raise
             # Some ops have no vectorised form; fall back to a compiled loop over points.
+            self.note_vectorize_failure(err)
             log.info("vectorised evaluation unavailable (%s); using a compiled loop",
                      unavailable_reason(err))
-            self._strategy = replace(self._strategy, method="loop")
+            self._strategy = replace(self._strategy, method="loop", fallback=False)
             return self._function(which)(chunk).numpy()
 
     def _run(self, which: str, items: np.ndarray) -> dict[str, np.ndarray]:
@@ -401,14 +288,18 @@ class LandscapeEvaluator:
         if which == POINTS and self._directions is None:
             raise RuntimeError("Call set_plane(centre, directions) before evaluate().")
         out = np.empty((len(items), len(self.quantities.parts)), dtype=np.float64)
-        if which == POINTS and self._tuner is not None and self._tuner.strategy_ is None:
-            self._tune(items)
+        choosing = which == POINTS and self._chooser is not None
+        if choosing:
+            self._chooser.before_job(self, items)
+        t0 = time.perf_counter()
         # weight vectors are inputs of (points, size): the memory budget sets their calls
         size = self.points_per_call if which == POINTS else min(self.points_per_call,
                                                                  self.budget_points)
         for start in range(0, len(items), size):
             chunk = tf.constant(items[start:start + size])
             out[start:start + len(chunk)] = self._call(which, chunk)
+        if choosing:
+            self._chooser.after_job(self, time.perf_counter() - t0, len(items))
         return {part.name: out[:, i] for i, part in enumerate(self.quantities.parts)}
 
     # ---------------------------------------------------------------- entry points

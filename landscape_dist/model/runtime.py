@@ -1,4 +1,5 @@
-"""TensorFlow imported without its start-up banners; Keras on the TensorFlow backend."""
+"""TensorFlow imported without its start-up banners; Keras on the TensorFlow backend; what this
+process evaluates on."""
 
 from __future__ import annotations
 
@@ -54,3 +55,33 @@ def import_tensorflow_quietly() -> None:
     kept = [line for line in text.splitlines() if line.strip() and not _BANNERS.search(line)]
     if kept:
         print("\n".join(kept), file=sys.stderr)
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux), else what the platform reports."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            for line in info:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def device_kind() -> str:
+    """What this process evaluates on, in words: the first visible GPU's name (and how many are
+    visible), else the CPU's model name. Part of the key of a stored strategy choice: timings
+    on one kind of device say little about another."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        try:
+            name = tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
+        except (ValueError, RuntimeError):
+            name = "GPU"
+        return f"{len(gpus)} x {name}"
+    return cpu_model()

@@ -57,7 +57,9 @@ class Strategy:
     """How a call's points are evaluated.
 
     ``method``: ``vectorized`` (``tf.vectorized_map`` over the points) or ``loop`` (a compiled
-    ``tf.map_fn``); ``shortcut``: the first-layer shortcut and ``fold``: batch norms folded into
+    ``tf.map_fn``); ``fallback``: vectorised with ``pfor``'s while loops over just the ops that
+    have no vectorised form (what ``mode: vectorized`` always does; in ``mode: auto`` the
+    vectorised method is strict without it); ``shortcut``: the first-layer shortcut and ``fold``: batch norms folded into
     the layers before them, each only where it applies (the shortcut wins where both are on);
     ``xla``: blocks of points compiled by XLA; ``parallel``: blocks of a call run this many at a
     time, single-threaded each.
@@ -68,6 +70,7 @@ class Strategy:
     fold: bool = False
     xla: bool = False
     parallel: int = 1
+    fallback: bool = False
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -77,14 +80,19 @@ class Strategy:
                 or self.parallel < 1):
             raise ValueError(f"The 'parallel' parameter must be an integer >= 1. "
                              f"Got {self.parallel!r} instead.")
-        for name in ("shortcut", "fold", "xla"):
+        for name in ("shortcut", "fold", "xla", "fallback"):
             object.__setattr__(self, name, bool(getattr(self, name)))
         object.__setattr__(self, "parallel", int(self.parallel))
+        if self.fallback and self.method != "vectorized":
+            raise ValueError("The 'fallback' parameter applies to the vectorised method only. "
+                             "Got fallback=True with method='loop' instead.")
 
     @property
     def label(self) -> str:
-        """How the strategy is named in the timings: ``loop + fold + xla + parallel 2``."""
-        return "".join((self.method, " + shortcut" if self.shortcut else "",
+        """How the strategy is named in the timings: ``loop + fold + xla + parallel 2``,
+        ``vectorized + fallback``."""
+        return "".join((self.method, " + fallback" if self.fallback else "",
+                        " + shortcut" if self.shortcut else "",
                         " + fold" if self.fold else "", " + xla" if self.xla else "",
                         f" + parallel {self.parallel}" if self.parallel > 1 else ""))
 

@@ -34,6 +34,8 @@ class PlaneContext:
     products: Callable | None = None  # Hessian products at the centre, (m, size) -> (m, size)
     curvature: object = None  # the curvature settings (CurvatureConfig; None: its defaults)
     meta: dict = dataclasses.field(default_factory=dict)  # added to every plane's metadata
+    # (settings, A, B) -> (the trained bend (size,), what training did): the curve kind's bend
+    bend: Callable | None = None
 
 
 class PlaneKind:
@@ -66,6 +68,11 @@ class PlaneKind:
         """Whether the recorded training path is drawn on the slice by default (``plot.show_path:
         auto``): where the plane is built to hold it."""
         return False
+
+    def curves(self, meta: Mapping) -> dict:
+        """The curves on the plane evaluated beside its grid, asked with the plane's metadata:
+        name -> (t (T,), plane coordinates (T, k)); by default none."""
+        return {}
 
     def to_store(self, plane: Plane) -> dict:
         """What an interrupted sweep keeps of a plane built from products (arrays and plain

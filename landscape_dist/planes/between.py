@@ -61,7 +61,7 @@ SAME = 1e-6
 COLLINEAR = 1e-5
 
 
-def _refuse_same(ref_a: str, a: np.ndarray, ref_b: str, b: np.ndarray, what: str) -> None:
+def refuse_same(ref_a: str, a: np.ndarray, ref_b: str, b: np.ndarray, what: str) -> None:
     """Refuse models A and B whose weights are the same up to rounding (see :data:`SAME`)."""
     gap = float(np.linalg.norm(b - a))
     scale = max(float(np.linalg.norm(a)), float(np.linalg.norm(b)))
@@ -98,10 +98,11 @@ class _BetweenModels(PlaneKind):
         return loaded
 
     @staticmethod
-    def _meta(cfg, centre, coords):
+    def _meta(cfg, centre, coords, refs=None):
+        refs = cfg.models if refs is None else refs  # the models' names, as the figures mark them
         return {"kind": cfg.kind, "normalization": "none", "ignore": "none", "seed": cfg.seed,
                 "centre_norm": float(np.linalg.norm(centre)), "models": list(cfg.models),
-                "model_coords": {ref: [float(c) for c in xy] for ref, xy in zip(cfg.models, coords)},
+                "model_coords": {ref: [float(c) for c in xy] for ref, xy in zip(refs, coords)},
                 "batchnorm": cfg.batchnorm,
                 **({"calibration": cfg.calibration} if cfg.batchnorm == "recompute" else {})}
 
@@ -128,7 +129,7 @@ class InterpolatePlane(_BetweenModels):
 
     def build(self, cfg, context, k):
         (a, nt_a), (b, nt_b) = self._load(cfg, context)
-        _refuse_same(cfg.models[0], a, cfg.models[1], b, "an interpolation")
+        refuse_same(cfg.models[0], a, cfg.models[1], b, "an interpolation")
         meta = self._meta(cfg, a, [[0.0], [1.0]])
         stats = self._statistics(cfg, [nt_a, nt_b], [[-1.0, 1.0]])
         return self._recomputing(cfg, Plane.make(a, (b - a)[None], context.layout, meta, nt_a, stats))
@@ -142,8 +143,13 @@ class ModelsPlane(_BetweenModels):
     shape = "plane"
 
     def build(self, cfg, context, k):
-        (a, nt_a), (b, nt_b), (c, nt_c) = self._load(cfg, context)
-        _refuse_same(cfg.models[0], a, cfg.models[1], b, "a plane")
+        return self._through(cfg, cfg.models, self._load(cfg, context), context.layout)
+
+    def _through(self, cfg, refs, loaded, layout) -> Plane:
+        """The plane through the models ``refs`` (three names), ``loaded`` as :meth:`_load`
+        gives them."""
+        (a, nt_a), (b, nt_b), (c, nt_c) = loaded
+        refuse_same(refs[0], a, refs[1], b, "a plane")
         d0 = b - a
         norm0 = np.linalg.norm(d0)
         cx = float((c - a) @ d0 / norm0 ** 2)
@@ -153,13 +159,12 @@ class ModelsPlane(_BetweenModels):
             raise LandscapeError(f"The {{models}} names three models on one line (the part of C - "
                                  f"A off the line through A and B is {off:.3g} of |C - A|, at most "
                                  f"{COLLINEAR:g}); a plane needs C off that line. Name a C that is "
-                                 f"not on the line through {cfg.models[0]!r} and {cfg.models[1]!r}.",
+                                 f"not on the line through {refs[0]!r} and {refs[1]!r}.",
                                  models="'models' parameter")
         d1 = orth / np.linalg.norm(orth) * norm0
         cy = float(np.linalg.norm(orth) / norm0)
-        meta = self._meta(cfg, a, [[0.0, 0.0], [1.0, 0.0], [cx, cy]])
+        meta = self._meta(cfg, a, [[0.0, 0.0], [1.0, 0.0], [cx, cy]], refs)
         # statistics: A + x (B - A) + y (C - A - cx (B - A)) / cy meets each model's own
         stats = self._statistics(cfg, [nt_a, nt_b, nt_c],
                                  [[-1.0, 1.0, 0.0], [(cx - 1.0) / cy, -cx / cy, 1.0 / cy]])
-        return self._recomputing(cfg, Plane.make(a, np.stack([d0, d1]), context.layout, meta, nt_a,
-                                                 stats))
+        return self._recomputing(cfg, Plane.make(a, np.stack([d0, d1]), layout, meta, nt_a, stats))

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.flatness import Sharpness
+
 
 def write_curvature(path: Path, result: dict, summary: dict, meta: dict) -> None:
-    """``curvature.h5``: eigen/, trace/, density/ and layers/ groups, settings and versions as
-    attributes; written whole (a temporary file renamed into place)."""
+    """``curvature.h5``: eigen/, trace/, density/, layers/ and flatness/ groups, settings and
+    versions as attributes; written whole (a temporary file renamed into place)."""
     import h5py
 
     tmp = path.with_name(path.name + ".partial")
@@ -38,4 +40,23 @@ def write_curvature(path: Path, result: dict, summary: dict, meta: dict) -> None
             g = f.create_group("layers")
             g["names"] = np.array(names, dtype=h5py.string_dtype())
             g["top_values"], g["lanczos_steps"] = values, steps
+        if "flatness" in result:
+            _write_flatness(f.create_group("flatness"), result["flatness"]["measures"],
+                            summary.get("flatness", {}))
     os.replace(tmp, path)
+
+
+def _write_flatness(group, measures: dict, entries: dict) -> None:
+    """One group per flatness measure: its summary entry (value, source, settings, cost) as
+    attributes; the best perturbation found (a sharpness) or the sigmas tried with the deviation
+    estimated at each (PAC-Bayes), all evaluated."""
+    for name, measure in measures.items():
+        g = group.create_group(name)
+        for key, value in entries.get(name, {}).items():
+            g.attrs[key] = json.dumps(value) if value is None or isinstance(value, (list, dict)) \
+                else value
+        if isinstance(measure, Sharpness):
+            g["perturbation"] = measure.perturbation
+        else:
+            g["trials"] = np.array(measure.trials, dtype=np.float64).reshape(-1, 2)
+            g["trials"].attrs["columns"] = "sigma, estimated E[L(w + u)] - L(w)"

@@ -1,6 +1,8 @@
 """The resume journal: an append-only file of finished tiles kept next to an unfinished surface.
 
-A sweep appends each tile's values as one record as soon as it arrives, and flushes it to disk.
+A sweep appends the tiles that arrived together as one record (a group commit: one write, one
+fsync) before it reports any of them done; read back, each is a ``tile`` record of its own, as
+the records of one tile each that earlier versions wrote still are.
 A record is ``magic, payload length, CRC32, payload``; a last record cut short by a kill (or a
 crash) ends the readable part, so a driver killed at any moment, even in the middle of a write,
 loses at most the tiles in flight; damage anywhere else (a record failing its checksum with
@@ -114,14 +116,18 @@ class TileJournal:
                 raise _damaged(path, problem)
             end = pos + _HEAD.size + _HEAD.unpack_from(data, pos)[1]
             try:
-                record = _decode(data[pos + _HEAD.size:end])
+                body = data[pos + _HEAD.size:end]
+                group = body.startswith(_GROUP_BODY)
+                record = _decode_group(body) if group else _decode(body)
             except (ValueError, KeyError, TypeError, OSError) as err:
                 raise _damaged(path, f"the record at byte {pos} cannot be decoded: "
                                      f"{str(err).strip() or type(err).__name__}") from None
             if fingerprint is None:
-                if record[0] != "fingerprint":
+                if group or record[0] != "fingerprint":
                     raise _damaged(path, "its first record is not the run's fingerprint")
                 fingerprint = record[3]
+            elif group:
+                records.extend(record)
             else:
                 records.append(record)
             pos = end
@@ -176,7 +182,20 @@ class TileJournal:
 
     def append(self, kind: str, slice_name: str, key, payload) -> None:
         """Add one record (a finished tile: kind 'tile', payload a dict of arrays)."""
-        self._file.write(_encode(kind, slice_name, key, payload))
+        self._write([_encode(kind, slice_name, key, payload)])
+
+    def append_tiles(self, slice_name: str, tiles: list) -> None:
+        """Add finished tiles ``[(key, {quantity: (n,) array}), ...]`` of a slice as one record,
+        durable when this returns (one write, one fsync for all of them); read back, each is a
+        ``tile`` record of its own. A record cut short by a kill loses the whole group, none of
+        which had been reported done."""
+        if tiles:
+            self._write(_encode_group(slice_name, tiles))
+
+    def _write(self, pieces: list) -> None:
+        """Write a record given as consecutive pieces (bytes-like) and make it durable."""
+        for piece in pieces:
+            self._file.write(piece)
         self._file.flush()
         os.fsync(self._file.fileno())
 
@@ -193,6 +212,7 @@ class TileJournal:
             self.path.unlink(missing_ok=True)
 
 
+_GROUP_BODY = b"LDG1"  # how the body of a record of several tiles starts (others are archives)
 _ARRAY_KINDS = ("tile", "directions")  # records whose payload is a dict holding arrays
 
 
@@ -219,3 +239,45 @@ def _decode(body: bytes):
             payload = header["json"]
     key = header["key"]
     return header["kind"], header["slice"], tuple(key) if isinstance(key, list) else key, payload
+
+
+def _encode_group(slice_name: str, tiles: list) -> list:
+    """One record of tiles: ``LDG1``, a JSON line (the slice, each tile's key and rows (points),
+    the quantities' names, dtypes and shapes past the first axis), then every tile's arrays as
+    raw bytes, tile after tile, quantity by quantity. Returned as the record's consecutive
+    pieces, the arrays' own memory among them: no archive and no copy, only a checksum, however
+    many tiles the group holds."""
+    names = list(tiles[0][1])
+    dtypes = [np.asarray(tiles[0][1][name]).dtype for name in names]
+    arrays = [np.ascontiguousarray(result[name], dtype)
+              for _, result in tiles for name, dtype in zip(names, dtypes)]
+    rows = [len(arrays[i]) for i in range(0, len(arrays), len(names))]  # one row per point
+    header = {"slice": slice_name, "keys": [key for key, _ in tiles], "rows": rows,
+              "names": names, "dtypes": [d.str for d in dtypes],
+              "rest": [arrays[i].shape[1:] for i in range(len(names))]}
+    pieces = [_GROUP_BODY + json.dumps(header).encode() + b"\n",
+              *(memoryview(a).cast("B") for a in arrays)]
+    crc, length = 0, 0
+    for piece in pieces:
+        crc, length = zlib.crc32(piece, crc), length + len(piece)
+    return [_HEAD.pack(_MAGIC, length, crc), *pieces]
+
+
+def _decode_group(body: bytes) -> list:
+    """The ``tile`` records of a group record's ``body``, in the order they were appended."""
+    line = body.index(b"\n")
+    header = json.loads(body[len(_GROUP_BODY):line])
+    values = bytearray(body[line + 1:])  # writable, as arrays read from an archive are
+    dtypes = [np.dtype(d) for d in header["dtypes"]]
+    out, at = [], 0
+    for key, rows in zip(header["keys"], header["rows"]):
+        payload = {}
+        for name, dtype, rest in zip(header["names"], dtypes, header["rest"]):
+            shape = (rows, *rest)
+            count = int(np.prod(shape, dtype=np.int64))
+            payload[name] = np.frombuffer(values, dtype, count, at).reshape(shape)
+            at += count * dtype.itemsize
+        out.append(("tile", header["slice"], tuple(key) if isinstance(key, list) else key, payload))
+    if at != len(values):
+        raise ValueError(f"{len(values) - at} bytes beyond its tiles' values")
+    return out

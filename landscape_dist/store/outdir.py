@@ -44,6 +44,15 @@ def check_writable(out: Path, create: bool = True) -> None:
                           f"({err.strerror or type(err).__name__}). Give another {{out}}.", OUT) from None
 
 
+def refuse_directories(files: dict[str, Path]) -> None:
+    """Refuse output files (``{what it is: path}``) that are directories: no ``overwrite``
+    replaces a directory, so say so before any work rather than after it."""
+    for what, path in files.items():
+        if Path(path).is_dir():
+            raise OutputError(f"The {what} '{path}' is a directory, not a file. Move it away, or "
+                              f"give another {{out}}.", OUT)
+
+
 def refuse_existing_surface(out: Path, overwrite: bool) -> None:
     """Refuse to replace ``out/surface.h5`` unless ``overwrite``."""
     target = Path(out) / "surface.h5"

@@ -14,7 +14,9 @@ from ..config.schema import Config
 from ..core.grid import coarsest_stride
 from ..errors import OutputError
 from ..model.trajectory import Trajectory
+from .blocks import LIMIT_BYTES
 from .outdir import nearest_existing
+from .surface import CHUNK_POINTS
 
 log = logging.getLogger("landscape_dist")
 
@@ -60,9 +62,30 @@ def tile_count(shape: tuple[int, int], tile: tuple[int, int], order: str) -> int
     return count
 
 
+def buffer_bytes(shape: tuple[int, int], tile: tuple[int, int], order: str, flat: bool = False,
+                 bytes_per_point: int = _FILE_BYTES_PER_POINT) -> int:
+    """At least the bytes the write-behind buffer (:mod:`~landscape_dist.store.blocks`) may hold
+    for a grid of ``shape`` (rows, columns; ``flat``: a 1-D slice) swept in tiles of ``tile``
+    in ``order``: its limit plus the chunk-sized blocks one more tile opens before they are
+    written out (a tile of a coarse pass, every s-th point, touches up to a block a point),
+    never more than the whole grid."""
+    rows, cols = shape
+    stride = coarsest_stride(shape) if order == "coarse_to_fine" else 1
+    if flat:
+        block = (1, min(cols, CHUNK_POINTS[0] * CHUNK_POINTS[1]))
+    else:
+        block = (min(rows, CHUNK_POINTS[0]), min(cols, CHUNK_POINTS[1]))
+    touched = 1
+    for n, t, b in zip(shape, tile, block):  # blocks one tile meets along each axis
+        touched *= min(t, -(-n // b), (min(t, n) - 1) * stride // b + 2)
+    return min(rows * cols, LIMIT_BYTES // bytes_per_point + touched * block[0] * block[1]) \
+        * bytes_per_point
+
+
 def check_sizes(config: Config, out: Path | None) -> None:
     """Refuse grids whose surface file cannot fit on the output's disk (``out``; None: a dry run,
-    which writes nothing and checks no disk), or whose tiles cannot fit in the driver's memory,
+    which writes nothing and checks no disk), or whose tiles' bookkeeping, and the finished tiles
+    the write-behind buffer holds (:func:`buffer_bytes`), cannot fit in the driver's memory,
     before anything is allocated."""
     existing = None if out is None else nearest_existing(out)
     free = None if existing is None else shutil.disk_usage(existing).free
@@ -87,6 +110,17 @@ def check_sizes(config: Config, out: Path | None) -> None:
                               f"point, all slices so far), but {_gib(free)} are free under "
                               f"'{existing}'. Use fewer points (grid.x.points, grid.y.points) or "
                               f"another {{out}}.", out="output directory")
+        held = tiles * _DRIVER_BYTES_PER_TILE + buffer_bytes(
+            slice_cfg.grid.shape, (th, tw), slice_cfg.grid.order, slice_cfg.grid.y is None)
+        if held > available // 2:  # the tiles' bookkeeping fits; with the finished tiles held?
+            raise OutputError(f"The grid of slice '{slice_cfg.name}' ({size} points in tiles of "
+                              f"{th} x {tw}) needs at least {_gib(held)} of the driver's memory "
+                              f"(its {tiles:.3g} tiles' bookkeeping and up to "
+                              f"{_gib(held - tiles * _DRIVER_BYTES_PER_TILE)} of finished tiles "
+                              f"held before they are written), more than half the "
+                              f"{_gib(available)} available. Use smaller tiles (grid.tile), fewer "
+                              f"points (grid.x.points, grid.y.points), or a machine with more "
+                              f"free memory.")
 
 
 def _steps(rows: np.ndarray, traj: Trajectory, limit: int = 5) -> str:

@@ -14,6 +14,10 @@ Layout::
         filled/<quantity>     refined slices only (grid.refine): the picture interpolated between
         filled/interpolated   the evaluated points, and where it is interpolated (bool); attrs
                               kind, refinement (JSON: points evaluated, steps, settings)
+                              two fidelities (grid.fidelity): the estimated picture, its
+                              standard deviation filled/std/<quantity>, attr fidelity (JSON)
+        cheap/values/<q>      two fidelities: the values evaluated on the subset of the
+        cheap/done            examples (attrs examples, of, examples_seed), NaN elsewhere
         plane/centre (size,)  plane/directions (k, size)  plane/non_trainable/<i>
                               plane/non_trainable_directions/<j>/<i> (statistics that move)
                               attrs layout_names, layout_shapes (JSON)
@@ -21,6 +25,9 @@ Layout::
         path/step  path/epoch     (distance: from the centre; residual: from the plane)
         path/values/<quantity> (T,)   the true loss and metrics at the recorded weights
         paths/run<i>/...      the same for further training runs (train.runs)
+        curves/<curve>/t (T,)  curves/<curve>/coords (T, k)  curves/<curve>/values/<quantity>
+                              (T,): curves on the plane evaluated beside the grid (kind: curve:
+                              'curve' and 'line'), attr barrier (JSON, by loss)
 
 ``values[j, i]`` is the value at ``(xcoordinates[i], ycoordinates[j])``. At the root,
 ``xcoordinates``, ``ycoordinates`` and ``train_loss`` are hard links to the first slice's datasets
@@ -44,6 +51,7 @@ from ..core.plane import Plane
 from ..core.quantities import main_loss
 from ..errors import OutputError
 from ..model.trajectory import open_hdf5
+from .blocks import BlockBuffer
 
 FORMAT = "landscape_dist.surface"
 FORMAT_VERSION = 1
@@ -70,6 +78,17 @@ def _accuracy_name(names) -> str | None:
     return next((n for n in _ACCURACY_NAMES if n in names), None)
 
 
+CHUNK_POINTS = (256, 256)  # a values chunk: what the write-behind buffer writes at once
+
+
+def _chunks(shape: tuple) -> tuple:
+    """The chunk shape of a slice's values and done mask: whole blocks of the grid, so that the
+    write-behind buffer (``store.blocks``) writes each chunk in one piece."""
+    if len(shape) == 1:
+        return (min(shape[0], CHUNK_POINTS[0] * CHUNK_POINTS[1]),)
+    return tuple(min(n, c) for n, c in zip(shape, CHUNK_POINTS))
+
+
 def _dataset(group, name: str, data=None, **kwargs):
     """``group.create_dataset(name, ...)`` with a Fletcher-32 checksum on every chunk, so that
     damaged bytes fail to read (h5py raises) instead of reading back as other numbers; a scalar
@@ -93,6 +112,7 @@ class SurfaceWriter:
         self.file.attrs["slices"] = json.dumps([])
         self.file.attrs["complete"] = False  # set by finish(): every slice of the sweep is in
         self.file.create_group("slices")
+        self._slices: list = []  # their write-behind buffers are flushed before the file closes
 
     def add_slice(self, name: str, xs: np.ndarray, ys: np.ndarray | None, names, plane: Plane,
                   non_trainable) -> "SliceWriter":
@@ -107,9 +127,10 @@ class SurfaceWriter:
             _dataset(group, "ycoordinates", data=np.asarray(ys, np.float64))
         values = group.create_group("values")
         values.attrs["order"] = json.dumps(list(names))  # HDF5 lists names alphabetically
+        chunks = _chunks(shape)
         for quantity in names:
-            _dataset(values, quantity, shape=shape, dtype="f8", fillvalue=np.nan)
-        _dataset(group, "done", shape=shape, dtype=bool, fillvalue=False)
+            _dataset(values, quantity, shape=shape, dtype="f8", fillvalue=np.nan, chunks=chunks)
+        _dataset(group, "done", shape=shape, dtype=bool, fillvalue=False, chunks=chunks)
         stored = group.create_group("plane")
         _dataset(stored, "centre", data=np.asarray(plane.centre, np.float32))
         _dataset(stored, "directions", data=np.atleast_2d(np.asarray(plane.directions, np.float32)))
@@ -137,7 +158,8 @@ class SurfaceWriter:
         for dataset, (loss, acc) in _reference_names(names).items():
             root[f"{dataset}_loss"] = group[f"values/{loss}"]
             if acc:
-                _dataset(root, f"{dataset}_acc", shape=shape, dtype="f8", fillvalue=np.nan)
+                _dataset(root, f"{dataset}_acc", shape=shape, dtype="f8", fillvalue=np.nan,
+                         chunks=_chunks(shape))
 
     def finish(self) -> None:
         """Mark the file complete (every slice swept) and close it."""
@@ -145,8 +167,13 @@ class SurfaceWriter:
         self.close()
 
     def close(self) -> None:
+        """Write what the slices hold in memory (also on interruption), then close the file."""
         if self.file:
-            self.file.close()
+            try:
+                for writer in self._slices:
+                    writer.flush()
+            finally:
+                self.file.close()
 
 
 class SliceWriter:
@@ -157,45 +184,76 @@ class SliceWriter:
         self.group = group
         self.shape = shape
         self.is_reference = is_reference  # the first slice also feeds the root's train_acc
-
-    def _index(self, tile: Tile):
-        if len(self.shape) == 1:
-            return np.s_[tile.cols], (tile.shape[1],)
-        return np.s_[tile.rows, tile.cols], tile.shape
+        names = json.loads(group["values"].attrs["order"])
+        self._names = {q: f"values/{q}" for q in names}  # a quantity's name in the buffer
+        datasets = {self._names[q]: group["values"][q] for q in names}
+        self._percent = {}  # the root's train_acc: accuracy in percent
+        if is_reference:
+            for dataset, (_, acc) in _reference_names(names).items():
+                if acc:
+                    self._percent[acc] = f"{dataset}_acc"
+                    datasets[f"{dataset}_acc"] = parent.file[f"{dataset}_acc"]
+        datasets["done"] = group["done"]
+        self.buffer = BlockBuffer(datasets, mask="done")
+        parent._slices.append(self)  # flushed before the file closes
 
     def write_tile(self, tile: Tile | PointTile, result: dict) -> None:
         """Store a tile's values (flat, row-major) and mark its points done."""
-        targets = [(self.group["values"][q], np.asarray(v)) for q, v in result.items()]
-        if self.is_reference:
-            for dataset, (_, acc) in _reference_names(result).items():
-                if acc:
-                    targets.append((self.parent.file[f"{dataset}_acc"],
-                                    100.0 * np.asarray(result[acc])))
-        targets.append((self.group["done"], np.ones(tile.size, bool)))
-        for dataset, flat in targets:
-            if isinstance(tile, PointTile):  # HDF5 takes one list of columns per selection
-                for row, part, cols in tile.row_runs():
-                    dataset[row, cols] = flat[part]
-            else:
-                index, shape = self._index(tile)
-                dataset[index] = flat.reshape(shape)
+        self.write_tiles([(tile, result)])
+
+    def write_tiles(self, tiles: list) -> None:
+        """Store tiles' values ``[(tile, {quantity: flat row-major array}), ...]`` and mark
+        their points done: held in memory and written a chunk at a time (see ``store.blocks``);
+        in the file once a chunk is complete, on :meth:`flush`, and when the file closes."""
+        for tile, result in tiles:
+            values = {self._names[q]: v for q, v in result.items()}
+            for acc, root in self._percent.items():
+                values[root] = 100.0 * np.asarray(result[acc])
+            self.buffer.add(tile, values)
+
+    def flush(self) -> None:
+        """Write every value held in memory into the file."""
+        self.buffer.flush()
         self.parent.file.flush()
 
-    def write_filled(self, pictures: dict, interpolated: np.ndarray, meta: dict) -> None:
+    def write_filled(self, pictures: dict, interpolated: np.ndarray, meta: dict,
+                     kind: str | None = None, key: str = "refinement",
+                     std: dict | None = None) -> None:
         """Store the interpolated picture of a refined slice beside its evaluated values:
         ``filled/<quantity>`` and ``filled/interpolated`` (True where a value is interpolated,
-        not evaluated), labelled as interpolations in the group's attributes."""
+        not evaluated), labelled as interpolations in the group's attributes. ``kind`` and
+        ``key``: another label and the attribute ``meta`` goes to (two fidelities: estimated,
+        ``fidelity``); ``std``: the estimate's standard deviation by quantity (``filled/std/``)."""
         group = self.group.create_group("filled")
-        group.attrs["kind"] = ("interpolated: hierarchical bilinear interpolation of the evaluated "
-                               "points (values/ holds only evaluated values)")
-        group.attrs["refinement"] = self.group.attrs["refinement"] = json.dumps(meta)
+        group.attrs["kind"] = kind or ("interpolated: hierarchical bilinear interpolation of the "
+                                       "evaluated points (values/ holds only evaluated values)")
+        group.attrs[key] = self.group.attrs[key] = json.dumps(meta)
         for quantity, picture in pictures.items():
             _dataset(group, quantity, data=np.asarray(picture, np.float64))
+        for quantity, picture in (std or {}).items():
+            _dataset(group, f"std/{quantity}", data=np.asarray(picture, np.float64))
         _dataset(group, "interpolated", data=np.asarray(interpolated, bool))
         self.parent.file.flush()
 
+    def add_group(self, where: str, names, attrs: dict) -> "SliceWriter":
+        """A writer of values evaluated otherwise than ``values/`` (two fidelities' subset:
+        ``cheap``): ``<where>/values/<quantity>`` and ``<where>/done`` of the slice's shape,
+        described by ``attrs``; its ``write_tile`` writes there."""
+        group = self.group.create_group(where)
+        for name, value in attrs.items():
+            group.attrs[name] = value if isinstance(value, (int, float, str)) else json.dumps(value)
+        values = group.create_group("values")
+        values.attrs["order"] = json.dumps(list(names))
+        chunks = _chunks(self.shape)
+        for quantity in names:
+            _dataset(values, quantity, shape=self.shape, dtype="f8", fillvalue=np.nan, chunks=chunks)
+        _dataset(group, "done", shape=self.shape, dtype=bool, fillvalue=False, chunks=chunks)
+        self.parent.file.flush()
+        return SliceWriter(self.parent, group, self.shape, is_reference=False)
+
     def read(self, quantity: str) -> np.ndarray:
-        """The values of ``quantity`` written so far (NaN where not done)."""
+        """The values of ``quantity`` stored so far (NaN where not done)."""
+        self.flush()
         return self.group["values"][quantity][...]
 
     def write_attr(self, name: str, value) -> None:
@@ -223,6 +281,33 @@ class SliceWriter:
             for quantity, data in values.items():
                 _dataset(group, quantity, data=np.asarray(data, np.float64))
         self.parent.file.flush()
+
+
+    def write_curve(self, name: str, t, coords, values: dict, attrs: dict) -> None:
+        """Store a curve on the plane evaluated beside the grid under ``curves/<name>``: its
+        parameter ``t`` (T,), plane coordinates (T, k), the values at its points and ``attrs``
+        (JSON for structured values)."""
+        group = self.group.require_group("curves").create_group(name)
+        _dataset(group, "t", data=np.asarray(t, np.float64))
+        _dataset(group, "coords", data=np.asarray(coords, np.float64))
+        stored = group.create_group("values")
+        stored.attrs["order"] = json.dumps(list(values))
+        for quantity, data in values.items():
+            _dataset(stored, quantity, data=np.asarray(data, np.float64))
+        for key, value in attrs.items():
+            group.attrs[key] = value if isinstance(value, (int, float, str)) else json.dumps(value)
+        self.parent.file.flush()
+
+
+@dataclass
+class CurveOnPlane:
+    """A curve on a slice's plane evaluated beside its grid: t (T,), plane coordinates (T, k),
+    the values at its points by quantity, its attributes (the barrier)."""
+
+    t: np.ndarray
+    coords: np.ndarray
+    values: dict
+    meta: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -257,6 +342,10 @@ class Surface:
     runs: dict = field(default_factory=dict)  # further training runs' paths, 'run1'...
     filled: dict = field(default_factory=dict)  # refined slices: the interpolated picture
     interpolated: np.ndarray | None = None  # ... and where it is interpolated
+    cheap: dict = field(default_factory=dict)  # two fidelities: the subset's evaluated values
+    cheap_done: np.ndarray | None = None  # ... and where they were evaluated
+    filled_std: dict = field(default_factory=dict)  # two fidelities: the estimate's deviation
+    curves: dict = field(default_factory=dict)  # curves evaluated beside the grid, by name
 
     @property
     def shown(self) -> dict:
@@ -267,6 +356,11 @@ class Surface:
     def refinement(self) -> dict | None:
         """How a refined slice was evaluated (points evaluated, of how many), else None."""
         return self.meta.get("refinement")
+
+    @property
+    def fidelity(self) -> dict | None:
+        """How a two-fidelity slice was evaluated (full-data and subset points), else None."""
+        return self.meta.get("fidelity")
 
     @property
     def ndim(self) -> int:
@@ -310,6 +404,12 @@ def _datasets(group) -> dict:
                      if isinstance(item, h5py.Dataset) else None)
     order = json.loads(group.attrs["order"]) if "order" in group.attrs else []
     return {**{k: out[k] for k in order if k in out}, **out}
+
+
+def _curves(group) -> dict:
+    return {name: CurveOnPlane(g["t"][...], g["coords"][...], _datasets(g["values"]),
+                               {k: read_attr(v) for k, v in g.attrs.items()})
+            for name, g in group.items()}
 
 
 def open_surface(path: str | Path):
@@ -387,11 +487,18 @@ def read_surface(path: str | Path, unfinished: bool = False) -> dict[str, Surfac
             if "filled" in g:
                 filled = {q: g["filled"][q][...] for q in values}
                 interpolated = g["filled"]["interpolated"][...]
+            extra = {}
+            if "cheap" in g:  # two fidelities
+                extra = {"cheap": _datasets(g["cheap"]["values"]),
+                         "cheap_done": g["cheap"]["done"][...],
+                         "filled_std": _datasets(g["filled/std"]) if "filled/std" in g else {}}
+            if "curves" in g:  # kind: curve
+                extra["curves"] = _curves(g["curves"])
             out[name] = Surface(
                 name, g["xcoordinates"][...], g["ycoordinates"][...] if "ycoordinates" in g else None,
                 values, g["done"][...],
                 {k: read_attr(v) for k, v in g.attrs.items()}, plane["centre"][...],
-                plane["directions"][...], layout, nt, p, moving, runs, filled, interpolated)
+                plane["directions"][...], layout, nt, p, moving, runs, filled, interpolated, **extra)
         return out
 
 

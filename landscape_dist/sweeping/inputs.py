@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config.schema import Config, SettingError, SliceConfig
+from ..core.fidelity import CHEAP
 from ..core.grid import Tile, split_tiles
 from ..core.layout import WeightLayout
 from ..core.plane import Plane
@@ -31,6 +32,7 @@ from ..planes.checks import check_plane
 from ..store.fingerprint import fingerprint
 from ..store.journal import TileJournal
 from ..store.preflight import check_sizes, warn_diverged
+from .curves import BendTrainer, warn_off_grid
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,15 @@ def data_specs(config: Config):
                         examples_seed=config.evaluation.examples_seed)
 
     datasets = config.data.datasets
-    return spec(config.data.source) if datasets is None else {k: spec(v) for k, v in datasets.items()}
+    if datasets is not None:
+        return {k: spec(v) for k, v in datasets.items()}
+    fidelity = next((s.grid.fidelity for s in config.slices if s.grid.fidelity), None)
+    if fidelity is None:
+        return spec(config.data.source)
+    # two fidelities: the workers hold the subset beside every example, and compute on either
+    full = spec(config.data.source)
+    return {"": full, CHEAP: dataclasses.replace(full, examples=fidelity.examples,
+                                                  examples_seed=fidelity.examples_seed)}
 
 
 def _centre_file(config: Config, out: Path) -> Path | None:
@@ -189,15 +199,18 @@ def prepare(config: Config, out: Path) -> SweepInputs:
     non_trainable = loaded.non_trainable
     context = PlaneContext(centre, layout, path, filter_rules(model, warn=by_filter), non_trainable,
                            _model_resolver(model, layout, [traj, *runs]),
-                           tuple(t.weights for t in runs))
+                           tuple(t.weights for t in runs), bend=BendTrainer(config, out, model))
     plans = []
     policies = dtype_policies(model)
     _check_for_model(config, layout.size)
+    _check_subset(loaded.data_spec)
     for i, slice_cfg in enumerate(config.slices):
         where = f"slices.{i}.directions"
         with in_terms({"kind": f"'{where}.kind' setting", "axis": f"slices.{i}.grid.",
                        "file": f"'{where}.file' setting", "models": f"'{where}.models' setting",
                        "around": f"'{where}.around' setting",
+                       "optimizer": f"'{where}.optimizer' setting",
+                       "bend_file": f"'{where}.bend_file' setting",
                        "directions": f"'{where}' settings of slice '{slice_cfg.name}'"}):
             if PLANE_KINDS[slice_cfg.directions.kind].needs_products:
                 plane = None  # built from the workers' Hessian products (see build_deferred)
@@ -210,17 +223,34 @@ def prepare(config: Config, out: Path) -> SweepInputs:
             recompute = plane is not None and plane.recompute is not None
             _check_quantities(slice_cfg, config, i, recompute)
             plans.append(SlicePlan(slice_cfg, plane, *resolve_axes(slice_cfg.grid, plane, every)))
+            warn_off_grid(plans[-1], f"slices.{i}.grid")
     files = [out / run_files(i)[0] for i in range(1 + len(runs))] if traj is not None else None
     return SweepInputs(loaded.model_spec, loaded.data_spec, loaded.centre_file, layout,
                        non_trainable, traj, files, tuple(plans), runs, dataclasses.replace(
                            context, meta={"dtype_policies": policies}))
 
 
+def _check_subset(data_spec) -> None:
+    """Two fidelities: the subset must be smaller than the data (the data is read here once,
+    so that both backends refuse it before a worker starts)."""
+    if not isinstance(data_spec, dict) or CHEAP not in data_spec:
+        return
+    cheap = data_spec[CHEAP]
+    total = len(data_spec[""].load()[0])
+    if cheap.examples >= total:
+        raise SettingError("grid.fidelity.examples", f"less than the {total} examples of "
+                           f"'{cheap.source}' (a subset)", cheap.examples,
+                           "Give fewer examples, or remove grid.fidelity.")
+
+
 def _check_for_model(config: Config, size: int) -> None:
     """Refuse the settings a model of ``size`` weights cannot meet (each slice's directions, the
-    curvature at the centre), before anything is built or written."""
+    curvature at the centre, the sharpness along training), before anything is built or
+    written."""
     if config.curvature is not None:
         config.curvature.check_for(size)
+    if config.sharpness is not None:  # 'run' follows it after the sweep: refused before that
+        config.sharpness.check_for(size)
     for i, slice_cfg in enumerate(config.slices):
         try:
             slice_cfg.directions.check_for(size)
@@ -230,12 +260,14 @@ def _check_for_model(config: Config, size: int) -> None:
 
 def prepare_portable(config: Config, out: Path) -> SweepInputs:
     """:func:`prepare` with TensorFlow imported quietly first, its result without the model
-    resolver (a closure over the Keras model, needed only while the planes are built), so that
-    it pickles: what :func:`sweep` has a Ray worker run (see ``RayPool.call_beside``)."""
+    resolver and the bend trainer (closures over the Keras model, needed only while the planes
+    are built), so that it pickles: what :func:`sweep` has a Ray worker run (see
+    ``RayPool.call_beside``)."""
     import_tensorflow_quietly()
     inputs = prepare(config, out)
     return dataclasses.replace(inputs, context=dataclasses.replace(inputs.context,
-                                                                   resolve_model=None))
+                                                                   resolve_model=None,
+                                                                   bend=None))
 
 
 def _check_quantities(slice_cfg: SliceConfig, config: Config, i: int, recompute: bool) -> None:

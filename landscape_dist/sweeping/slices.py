@@ -11,19 +11,21 @@ import numpy as np
 
 from ..callbacks import SweepCallback
 from ..config.schema import PlotConfig
-from ..core.grid import Tile, point_tiles
+from ..core.grid import point_tiles
 from ..core.numbers import surface_numbers
 from ..core.projection import off_plane_fraction, project_path
 from ..core.quantities import main_loss
 from ..core.refine import Refiner, fill
 from ..errors import OutputError, check_interrupt
-from ..execution.jobs import POINTS, WEIGHTS, Job
+from ..execution.jobs import POINTS, WEIGHTS, Job, LazyJobs
 from ..model.quantities import kind_of_quantity
 from ..model.trajectory import Trajectory
 from ..planes.base import kind_of
 from ..store.fingerprint import plane_digest
 from ..store.journal import TileJournal
 from ..store.surface import SliceWriter, SurfaceWriter
+from .curves import sweep_curves
+from .fidelity import TwoFidelities
 from .inputs import SlicePlan
 
 log = logging.getLogger("landscape_dist")
@@ -63,21 +65,24 @@ class SliceSweep:
         if not earlier:
             self.journal.append("plane", name, "", digest)
 
-    def _accept(self, tile: Tile, result: dict, resumed: bool) -> None:
-        """Store a tile's values (journalled first if computed now), count and notify."""
+    def _accept(self, batch: list, resumed: bool) -> None:
+        """Store tiles ``[(tile, result), ...]`` that came in together (computed now: journalled
+        first, all in one record, so that none is reported before it is on disk), count their
+        non-finite losses and notify the callbacks, tile by tile."""
         check_interrupt()  # a Ctrl-C whose KeyboardInterrupt was swallowed stops here
         if not resumed:
-            self.journal.append("tile", self.plan.name, tile.index, result)  # on disk first
-        self.slice_writer.write_tile(tile, result)
-        self.nonfinite += int(np.sum(~np.isfinite(result[self.loss_name])))
-        if self._refined is not None:
-            values, done = self._refined
-            tile.place(values, result[self.loss_name])
-            tile.place(done, np.ones(tile.size, bool))
-        if resumed:
-            self.callbacks.on_tile_resumed(self.plan.name, tile, result)
-        else:
-            self.callbacks.on_tile_end(self.plan.name, tile, result)
+            self.journal.append_tiles(self.plan.name, [(t.index, r) for t, r in batch])
+        for tile, result in batch:  # held in memory, written into the file by chunk
+            self.slice_writer.write_tile(tile, result)
+        notify = self.callbacks.on_tile_resumed if resumed else self.callbacks.on_tile_end
+        for tile, result in batch:
+            loss = result.get(self.loss_name, ())  # none in a tile of two fidelities' subset alone
+            self.nonfinite += int(np.size(loss) - np.count_nonzero(np.isfinite(loss)))
+            if self._refined is not None:
+                values, done = self._refined
+                tile.place(values, loss)
+                tile.place(done, np.ones(tile.size, bool))
+            notify(self.plan.name, tile, result)
 
     def run(self, pool, trajectory: Trajectory | None, runs: tuple = ()) -> dict:
         """Sweep the slice on ``pool``; returns its summary. ``runs``: further recorded training
@@ -94,8 +99,10 @@ class SliceSweep:
                                                   non_trainable)
         resumed = self.journal.resumed("tile", name)
         t0 = time.perf_counter()
-        refined = None
-        if plan.config.grid.refine is None:
+        refined = fidelity = None
+        if plan.config.grid.fidelity is not None:
+            counts, fidelity = TwoFidelities(self).run(pool, resumed)
+        elif plan.config.grid.refine is None:
             counts = self._run_tiles(pool, plan.tiles, resumed, announce=True)
         else:
             counts, refined = self._refine(pool, resumed)
@@ -103,8 +110,11 @@ class SliceSweep:
         info = self._summary(pool, *counts, seconds)
         if refined is not None:
             info["refinement"] = {k: v for k, v in refined.items() if k != "steps"}
+        if fidelity is not None:
+            info["fidelity"] = {k: v for k, v in fidelity.items() if k != "steps"}
         if plan.config.quantities != ("loss",):
             pool.select_quantities(("loss",))  # the path's true loss; eigenvalues along it are not asked for
+        info.update(sweep_curves(plane, pool, self.slice_writer, evaluate_weights))
         if trajectory is not None:
             info["path_off_plane_fraction"] = self._write_path(pool, trajectory)
             for i, run in enumerate(runs, start=1):
@@ -123,13 +133,14 @@ class SliceSweep:
         computed = sum(t.size for t in todo)
         if announce:
             self.callbacks.on_slice_begin(name, computed)
-        for tile in old:
-            self._accept(tile, resumed[tile.index], resumed=True)
+        if old:
+            self._accept([(tile, resumed[tile.index]) for tile in old], resumed=True)
         if old and announce:
             log.info("slice '%s': %d of %d tiles already done (resumed from %s); computing %d",
                      name, len(old), len(tiles), self.journal.path.name, len(todo))
-        pool.run((Job(t.index, POINTS, t.points(self.plan.xs, self.plan.ys)) for t in todo),
-                 lambda key, result: self._accept(by_index[key], result, resumed=False))
+        pool.run_batches(
+            LazyJobs(todo, lambda t: Job(t.index, POINTS, t.points(self.plan.xs, self.plan.ys))),
+            lambda batch: self._accept([(by_index[k], r) for k, r in batch], resumed=False))
         return len(tiles), len(old), computed
 
     def _refine(self, pool, resumed: dict) -> tuple[tuple[int, int, int], dict]:
