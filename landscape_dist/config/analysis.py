@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .rules import SettingError, check_finite, check_seeds, is_int, must
+from .rules import SettingError, check_finite, check_integers, check_seeds, is_int, must
 
 MAX_ASCENT_BYTES = 4 << 30  # the points and gradients of an adaptive-sharpness ascent, at most
 FLATNESS_MEASURES = ("epsilon_sharpness", "adaptive_sharpness", "adaptive_sharpness_inf",
@@ -52,9 +52,7 @@ class FlatnessConfig:
         for key in ("eta", "floor"):
             if not isinstance(getattr(self, key), (int, float)) or getattr(self, key) < 0:
                 raise must(key, "a number >= 0", getattr(self, key))
-        for key, low in (("iterations", 1), ("starts", 1), ("samples", 2)):
-            if not is_int(getattr(self, key)) or getattr(self, key) < low:
-                raise must(key, f"an integer >= {low}", getattr(self, key))
+        check_integers(self, (("iterations", 1), ("starts", 1), ("samples", 2)))
         if not isinstance(self.tol, (int, float)) or not 0 < self.tol < 1:
             raise must("tol", "a number between 0 and 1 (the relative width at which the "
                        "bisection stops)", self.tol)
@@ -71,7 +69,7 @@ class FlatnessConfig:
             raise must("starts", f"small enough that the adaptive sharpness's points and "
                        f"gradients (4 x {{at}}starts x {size} weights x 8 bytes = "
                        f"{need / 2 ** 30:.3g} GiB) fit in {MAX_ASCENT_BYTES >> 30} GiB",
-                       self.starts, f"Lower {{at}}starts.")
+                       self.starts, "Lower {at}starts.")
 
 
 @dataclass(frozen=True)
@@ -95,11 +93,8 @@ class CurvatureConfig:
     def __post_init__(self):
         check_finite(self)
         check_seeds(self)
-        for key, low in (("top_k", 1), ("steps", 2), ("trace_vectors", 2), ("density_vectors", 1),
-                         ("density_steps", 2)):
-            value = getattr(self, key)
-            if not is_int(value) or value < low:
-                raise must(key, f"an integer >= {low}", value)
+        check_integers(self, (("top_k", 1), ("steps", 2), ("trace_vectors", 2),
+                              ("density_vectors", 1), ("density_steps", 2)))
         if self.steps <= self.top_k:
             raise must("steps", f"greater than {{at}}top_k={self.top_k}", self.steps)
         if not 0 < self.tol < 1:
@@ -151,11 +146,8 @@ class SharpnessConfig:
     def __post_init__(self):
         check_finite(self)
         check_seeds(self)
-        for key, low in (("every", 1), ("top_k", 1), ("steps", 2), ("trace_vectors", 2),
-                         ("batch", 1)):
-            value = getattr(self, key)
-            if not is_int(value) or value < low:
-                raise must(key, f"an integer >= {low}", value)
+        check_integers(self, (("every", 1), ("top_k", 1), ("steps", 2), ("trace_vectors", 2),
+                              ("batch", 1)))
         if self.steps <= self.top_k:
             raise must("steps", f"greater than {{at}}top_k={self.top_k}", self.steps)
         if not 0 < self.tol < 1:
@@ -182,11 +174,11 @@ class SharpnessConfig:
             raise must("batch", f"small enough that the Lanczos vectors of a batch ({{at}}batch x "
                        f"{{at}}steps x {size} weights x 8 bytes = {need / 2 ** 30:.3g} GiB) fit in "
                        f"{MAX_LANCZOS_BYTES >> 30} GiB", self.batch,
-                       f"Lower {{at}}batch or {{at}}steps.").under("sharpness")
+                       "Lower {at}batch or {at}steps.").under("sharpness")
         need = 2 * self.batch * self.trace_vectors * size * 8  # the probes and their products
         if need > MAX_LANCZOS_BYTES:
             raise must("trace_vectors", f"small enough that the trace's vectors of a batch and "
                        f"their products (2 x {{at}}batch x {{at}}trace_vectors x {size} weights x "
                        f"8 bytes = {need / 2 ** 30:.3g} GiB) fit in {MAX_LANCZOS_BYTES >> 30} GiB",
-                       self.trace_vectors, f"Lower {{at}}trace_vectors or {{at}}batch."
+                       self.trace_vectors, "Lower {at}trace_vectors or {at}batch."
                        ).under("sharpness")

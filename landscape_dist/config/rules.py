@@ -42,6 +42,15 @@ def is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def check_integers(obj, lows) -> None:
+    """Each field ``key`` of ``lows`` (``(key, low)`` pairs) of a settings dataclass must be an
+    integer >= ``low``."""
+    for key, low in lows:
+        value = getattr(obj, key)
+        if not is_int(value) or value < low:
+            raise must(key, f"an integer >= {low}", value)
+
+
 def check_finite(obj) -> None:
     """Every float field of a settings dataclass must be a finite number (NaN and infinities are
     bad input in any numeric setting)."""
