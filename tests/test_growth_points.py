@@ -1,7 +1,8 @@
 """Each growth point (a plane kind, a quantity, an output format, an execution backend) added from
 a test module by registering one class or function, and run end to end through the command line:
-the first three on Ray workers (the quantity with the data in two shards), the backend as
-``cluster.backend``."""
+the plane kind and the quantity on Ray workers (the quantity with the data in two shards), the
+output format on the driver's plot of an in-process sweep (formats are written by the driver
+alone), the backend as ``cluster.backend``."""
 
 import numpy as np
 import pytest
@@ -73,11 +74,10 @@ def test_a_quantity_from_a_test_module_combines_over_two_shards_on_ray(tmp_path,
     np.testing.assert_allclose(surface.values["loss"], in_process.values["loss"], rtol=1e-6)
 
 
-@pytest.mark.ray
 @pytest.mark.slow
-def test_an_output_format_from_a_test_module_is_written_by_plot(tmp_path, ray_cluster, register):
+def test_an_output_format_from_a_test_module_is_written_by_plot(tmp_path, register):
     register(OUTPUT_FORMATS, "npz", plugins.write_npz)
-    surface = _sweep(tmp_path, {"grid": GRID})["random"]
+    surface = _sweep(tmp_path, {"grid": GRID}, "--in-process")["random"]
     assert main(["plot", str(tmp_path / "out" / "surface.h5"), "--format", "npz",
                  "--out", str(tmp_path / "figs")]) == 0
     np.testing.assert_array_equal(np.load(tmp_path / "figs" / "random.npz")["loss"],

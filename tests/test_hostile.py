@@ -226,19 +226,18 @@ def test_train_does_not_replace_what_a_surface_was_made_from(tmp_path, capsys):
 # ------------------------------------------------------------------ a diverged run
 
 @pytest.mark.slow
-def test_a_diverged_run_still_gives_a_complete_honest_surface(tmp_path):
+def test_a_diverged_run_still_gives_a_complete_honest_surface(tmp_path, capsys):
     settings = {**BASE, "train": {"epochs": 2, "learning_rate": 1.0e6, "record_every": 2,
                                   "record_unit": "step"},
                 "grid": {"x": {"points": 5}, "y": {"points": 4}, "tile": [2, 2]}}
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump(settings))
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "landscape_dist.cli", "run", str(cfg), "--out",
-                           str(out), "--in-process", "--no-progress"],
-                          capture_output=True, text=True, timeout=300, env=ENV)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "checkpoints that are not finite (steps " in proc.stderr
-    assert re.search(r"the centre weights hold \d+ NaN or infinite values", proc.stderr)
+    code = main(["run", str(cfg), "--out", str(out), "--in-process", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 0, err[-2000:]
+    assert "checkpoints that are not finite (steps " in err
+    assert re.search(r"the centre weights hold \d+ NaN or infinite values", err)
     surface = read_surface(out / "surface.h5")["random"]
     assert surface.done.all() and np.isnan(surface.values["loss"]).all()
     assert np.isnan(surface.path.coords[1:]).all()  # the diverged checkpoints stay off the plane
@@ -249,11 +248,10 @@ def test_a_diverged_run_still_gives_a_complete_honest_surface(tmp_path):
     # a PCA slice of the same path is refused in one line before any sweep
     pca = {**settings, "slices": [{"name": "pca", "directions": {"kind": "pca"}}]}
     cfg.write_text(yaml.safe_dump(pca))
-    again = subprocess.run([sys.executable, "-m", "landscape_dist.cli", "sweep", str(cfg), "--out",
-                            str(out), "--in-process", "--no-progress", "--overwrite"],
-                           capture_output=True, text=True, timeout=300, env=ENV)
-    assert again.returncode == 2
-    last = again.stderr.strip().splitlines()[-1]
+    code = main(["sweep", str(cfg), "--out", str(out), "--in-process", "--no-progress",
+                 "--overwrite"])
+    assert code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
     assert re.fullmatch(r"landscape-dist: error: The trajectory must hold at least 3 checkpoints "
                         r"for PCA with 2 components\. Got [12] finite ones? \(the other \d+ are "
                         r"NaN or infinite: the training diverged\) instead\. Record more often "

@@ -241,13 +241,12 @@ def test_page_renders_in_a_headless_browser(made, tmp_path):
     text = page.read_text()
     assert "<script src=" not in text  # plotly.js embedded: opens without a network
     assert text.count("Plotly.newPlot") == 2
-    dom = _browse(page, tmp_path, "--dump-dom").stdout
+    shot = tmp_path / "shot.png"
+    dom = _browse(page, tmp_path, "--dump-dom", f"--screenshot={shot}").stdout  # one browser start
     assert 'id="status" data-plots="2">2 plots drawn<' in dom
     assert dom.count('class="main-svg"') >= 4 and "gl-container" in dom  # contours and WebGL 3-D
     assert ("step %{customdata[0]:.0f}, epoch %{customdata[1]:.2f}\\u003cbr\\u003eslice loss "
             "%{customdata[2]:.5g} (interpolated)\\u003cbr\\u003etrue loss %{customdata[3]:.5g}") in text
-    shot = tmp_path / "shot.png"
-    _browse(page, tmp_path, f"--screenshot={shot}")
     with Image.open(shot) as image:
         pixels = np.asarray(image.convert("L"), dtype=float)
     assert pixels.std() > 20  # not blank
@@ -266,33 +265,49 @@ def test_page_reports_a_script_error(made, tmp_path):
 # ---------------------------------------------------------------- the command line
 
 def _cli(*args):
+    """The command in a fresh process, as a user's shell starts it (TensorFlow's own logging
+    not silenced beforehand)."""
     env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # as a user's shell has it
     return subprocess.run([sys.executable, "-m", "landscape_dist.cli", *args], capture_output=True,
                           text=True, timeout=300, env=env)
 
 
-def test_version_and_info(made):
+def _main(capsys, *args):
+    """The command line's ``main`` in this process: (exit code, stdout, stderr)."""
+    from landscape_dist.cli import main
+
+    capsys.readouterr()
+    code = main(list(args))
+    said = capsys.readouterr()
+    return code, said.out, said.err
+
+
+def test_version_and_info(made, capsys):
     out, _, _ = made
     from landscape_dist import __version__
+    from landscape_dist.cli import main
 
-    assert _cli("--version").stdout.strip() == f"landscape-dist {__version__}"
-    proc = _cli("info", str(out / "surface.h5"))
-    assert proc.returncode == 0
-    lines = proc.stdout.splitlines()
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == f"landscape-dist {__version__}"
+    code, stdout, _ = _main(capsys, "info", str(out / "surface.h5"))
+    assert code == 0
+    lines = stdout.splitlines()
     assert lines[0].startswith(f"{out / 'surface.h5'}: complete surface file, 2 slices; written with")
     assert lines[1] == "  slice 'random': x -1..1 (7 points); y -1..1 (6 points); 42 of 42 points done (100%)"
     assert lines[2] == "    quantities: loss; path: yes"
     # stored statistics at the precision they mean: at most three significant digits
     cosine = lines[3].split("cosine ")[1].split(",")[0]
     assert lines[3].startswith("    directions: kind random, ") and cosine == f"{float(cosine):.3g}"
-    info = json.loads(_cli("info", str(out / "surface.h5"), "--json").stdout)
+    info = json.loads(_main(capsys, "info", str(out / "surface.h5"), "--json")[1])
     assert info["slices"]["pca"]["directions"]["kind"] == "pca" and info["complete"] is True
     assert info["config"]["plot"]["formats"] == FORMATS
 
 
 @pytest.mark.slow
-def test_sweep_says_a_short_summary_on_stderr_and_json_only_when_asked(tmp_path):
+def test_sweep_says_a_short_summary_on_stderr_and_json_only_when_asked(tmp_path, capsys):
     config = tmp_path / "c.yaml"
     config.write_text(json.dumps({**TINY, "slices": [TINY["slices"][0]]}))
     proc = _cli("sweep", str(config), "--out", str(tmp_path / "a"), "--in-process", "--no-progress")
@@ -302,26 +317,28 @@ def test_sweep_says_a_short_summary_on_stderr_and_json_only_when_asked(tmp_path)
         "swept 1 slice, 42 points in ") and f"surface: {tmp_path / 'a' / 'surface.h5'}" in proc.stderr
     for banner in ("absl::InitializeLog", "cuda drivers", "oneDNN"):
         assert banner not in proc.stderr
-    proc = _cli("sweep", str(config), "--out", str(tmp_path / "b"), "--in-process", "--no-progress",
-                "--json")
-    assert json.loads(proc.stdout)["slices"]["random"]["points"] == 42
+    code, stdout, _ = _main(capsys, "sweep", str(config), "--out", str(tmp_path / "b"),
+                            "--in-process", "--no-progress", "--json")
+    assert code == 0 and json.loads(stdout)["slices"]["random"]["points"] == 42
 
 
 @pytest.mark.slow
-def test_dry_run_estimates_and_writes_nothing(tmp_path):
+def test_dry_run_estimates_and_writes_nothing(tmp_path, capsys):
     from landscape_dist.model.examples import parabola_data, parabola_model
     from landscape_dist.model.reference import flops_per_example
 
     config = tmp_path / "c.yaml"
     config.write_text(json.dumps(TINY))
     out = tmp_path / "never"
-    proc = _cli("run", str(config), "--out", str(out), "--dry-run", "--json")
-    assert proc.returncode == 0, proc.stderr
-    assert not out.exists()
-    result = json.loads(proc.stdout)
+    # built first: TensorFlow is running in this process before the probes, whose workers then
+    # leave its threads as they are (a dry run in a fresh process would set them)
     model = parabola_model()
     model.build((None, 1))
     flop = flops_per_example(model) * len(parabola_data()[0]) / 1e9
+    code, stdout, stderr = _main(capsys, "run", str(config), "--out", str(out), "--dry-run", "--json")
+    assert code == 0, stderr
+    assert not out.exists()
+    result = json.loads(stdout)
     assert set(result["slices"]) == {"random", "pca"} and result["workers"] >= 1
     for s in result["slices"].values():
         assert (s["points"], s["tiles"]) == (42, 2)
@@ -333,9 +350,10 @@ def test_dry_run_estimates_and_writes_nothing(tmp_path):
     assert result["as_configured_s"] == [result["estimated_s"]] * 2  # nothing refined
     assert result["slices"]["random"]["estimated_s"] > 0  # the first slice compiles
     assert result["estimated_s"] == pytest.approx(sum(s["estimated_s"] for s in result["slices"].values()), abs=0.11)
-    text = _cli("sweep", str(config), "--out", str(out), "--dry-run", "--in-process")
-    assert text.returncode == 0 and not out.exists()
-    said = text.stderr.splitlines()
+    code, _, stderr = _main(capsys, "sweep", str(config), "--out", str(out), "--dry-run",
+                            "--in-process")
+    assert code == 0 and not out.exists()
+    said = stderr.splitlines()
     assert said[0] == "dry run: nothing written; 1 worker (in this process)"
     assert [line.split(": ")[0] for line in said[1:]] == [
         "  slice 'random'", "  slice 'pca'", "estimated sweep as configured"]

@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import h5py
@@ -139,17 +137,17 @@ def test_cli_bad_setting_exits_non_zero_with_one_line(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_cli_run_end_to_end_on_ray(tmp_path):
-    """The installed command in a fresh process: local Ray, train, sweep, plot."""
+def test_cli_run_end_to_end_on_ray(ray_cluster, tmp_path, capsys):
+    """The command line's run on Ray (the shared test cluster): train, sweep, plot. A local Ray
+    started by the command in a fresh process is tested in test_rules_writers.py."""
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(json.dumps(TINY))
     out = tmp_path / "out"
-    env = dict(os.environ, RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
-    proc = subprocess.run([sys.executable, "-m", "landscape_dist.cli", "run", str(cfg), "--out", str(out),
-                           "--no-progress", "--json", "cluster.num_workers=1"],
-                          capture_output=True, text=True, timeout=400, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    summary = json.loads(proc.stdout)
+    code = main(["run", str(cfg), "--out", str(out), "--no-progress", "--json",
+                 "cluster.num_workers=1"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err[-3000:]
+    summary = json.loads(captured.out)
     images = sorted(Path(p).name for p in summary["images"])
     assert images == ["line_1d.png", "pca_3d.png", "pca_contour.png", "pca_filled.png",
                       "pca_heatmap.png", "pca_path.png", "random_3d.png", "random_contour.png",
@@ -210,7 +208,7 @@ def test_live_preview_is_drawn_during_the_sweep(tmp_path, monkeypatch):
     monkeypatch.setattr(LivePreview, "draw", counting_draw)
     config = config_from_dict({
         "model": {"source": "parabola"}, "data": {"source": "parabola"},
-        "grid": {"x": {"points": 17}, "y": {"points": 9}, "tile": [3, 4]},
+        "grid": {"x": {"points": 9}, "y": {"points": 9}, "tile": [3, 3]},  # 9 tiles
         "slices": [{"name": "random"}], "plot": {"preview_every_s": 1e-9}})
     summary = sweep(config, tmp_path, in_process=True, progress=False)
     assert (tmp_path / "random_preview.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -68,8 +68,12 @@ def _kept(out: Path) -> int:
 # ------------------------------------------------------------------ one writer per directory
 
 @pytest.mark.slow
-def test_a_second_sweep_into_the_same_directory_is_refused_while_the_first_finishes(tmp_path):
-    settings = {**BASE, "grid": {"x": {"points": 90}, "y": {"points": 40}, "tile": [1, 1]}}
+def test_a_second_sweep_into_the_same_directory_is_refused_while_the_first_finishes(tmp_path,
+                                                                                     capsys):
+    from landscape_dist.model.runtime import import_tensorflow_quietly
+
+    import_tensorflow_quietly()  # the second command, run in this process, refuses at once
+    settings = {**BASE, "grid": {"x": {"points": 40}, "y": {"points": 30}, "tile": [1, 1]}}
     cfg, out = _config(tmp_path, settings), tmp_path / "out"
     args = ["sweep", str(cfg), "--out", str(out), "--in-process", "--no-progress"]
     first = subprocess.Popen(CLI + args, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -77,10 +81,11 @@ def test_a_second_sweep_into_the_same_directory_is_refused_while_the_first_finis
     _wait_for_tiles(first, out / "surface.h5.journal", 5)
     holder = json.loads((out / LOCK_NAME).read_text())
     names = sorted(os.listdir(out))
-    second = subprocess.run(CLI + args, env=ENV, capture_output=True, text=True, timeout=300)
+    capsys.readouterr()
+    second = main(args)  # another process than the holder: this one
     assert first.poll() is None, "the first sweep ended before the second one was refused"
-    assert second.returncode == 2
-    assert second.stderr.strip().splitlines() == [_refusal(out, holder)]
+    assert second == 2
+    assert capsys.readouterr().err.strip().splitlines() == [_refusal(out, holder)]
     assert holder["pid"] == first.pid and holder["host"] == socket.gethostname()
     assert sorted(os.listdir(out)) == names  # the second created nothing
     _, err = first.communicate(timeout=300)
@@ -171,7 +176,7 @@ def test_the_lock_is_taken_once_within_a_process_and_given_back_on_every_ending(
 def test_sigterm_ends_a_sweep_as_ctrl_c_does_and_the_rerun_gives_the_same_values(tmp_path):
     from landscape_dist.commands import sweep
 
-    settings = {**BASE, "grid": {"x": {"points": 30}, "y": {"points": 30}, "tile": [1, 1]}}
+    settings = {**BASE, "grid": {"x": {"points": 20}, "y": {"points": 20}, "tile": [1, 1]}}
     cfg, out = _config(tmp_path, settings), tmp_path / "out"
     args = CLI + ["sweep", str(cfg), "--out", str(out), "--in-process", "--no-progress"]
     proc = subprocess.Popen(args, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -181,7 +186,7 @@ def test_sigterm_ends_a_sweep_as_ctrl_c_does_and_the_rerun_gives_the_same_values
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143
     assert err.strip().splitlines() == [
-        f"landscape-dist: terminated; {_kept(out)} of 900 tiles are kept in "
+        f"landscape-dist: terminated; {_kept(out)} of 400 tiles are kept in "
         f"{out / 'surface.h5.journal'}. Run the same command again to resume."]
     assert sorted(os.listdir(out)) == ["surface.h5.journal", "surface.h5.partial"]
     kept_before = _kept(out)

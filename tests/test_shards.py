@@ -73,28 +73,34 @@ def test_factory_is_asked_for_its_shard_only(tmp_path):
     np.testing.assert_array_equal(x[:, 0], np.arange(20, 30))
 
 
+@pytest.fixture(scope="module")
+def unsharded(tmp_path_factory):
+    """The digits subset and its unsharded in-process sweep, which the sharded ones must equal:
+    (source, the slice)."""
+    tmp_path = tmp_path_factory.mktemp("unsharded")
+    source = _digits_subset(tmp_path)
+    config = _config(source, "digits", 1)
+    pool = InProcessPool(ModelSpec.from_source("digits"), DataSpec(source), config.evaluation)
+    sweep(config, tmp_path / "ref", pool=pool, progress=False)
+    return source, read_surface(tmp_path / "ref" / "surface.h5")["random"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("shards", [2, 3])
-def test_sharded_sweep_equals_the_unsharded_one_in_process(tmp_path, shards):
-    source = _digits_subset(tmp_path)
-    surfaces = {}
-    for s in (1, shards):
-        config = _config(source, "digits", s)
-        pool = InProcessPool(ModelSpec.from_source("digits"), DataSpec(source, num_shards=s),
-                             config.evaluation)
-        sweep(config, tmp_path / str(s), pool=pool, progress=False)
-        surfaces[s] = read_surface(tmp_path / str(s) / "surface.h5")["random"]
+def test_sharded_sweep_equals_the_unsharded_one_in_process(tmp_path, shards, unsharded):
+    source, ref = unsharded
+    config = _config(source, "digits", shards)
+    pool = InProcessPool(ModelSpec.from_source("digits"), DataSpec(source, num_shards=shards),
+                         config.evaluation)
+    sweep(config, tmp_path / str(shards), pool=pool, progress=False)
+    got = read_surface(tmp_path / str(shards) / "surface.h5")["random"]
     for name in ("loss", "accuracy"):
-        np.testing.assert_allclose(surfaces[shards].values[name], surfaces[1].values[name], rtol=1e-6)
+        np.testing.assert_allclose(got.values[name], ref.values[name], rtol=1e-6)
 
 
 @pytest.mark.slow
-def test_sharded_sweep_on_ray_equals_the_unsharded_one(ray_cluster, tmp_path):
-    source = _digits_subset(tmp_path)
-    ref_config = _config(source, "digits", 1)
-    ref_pool = InProcessPool(ModelSpec.from_source("digits"), DataSpec(source), ref_config.evaluation)
-    sweep(ref_config, tmp_path / "ref", pool=ref_pool, progress=False)
-    ref = read_surface(tmp_path / "ref" / "surface.h5")["random"]
+def test_sharded_sweep_on_ray_equals_the_unsharded_one(ray_cluster, tmp_path, unsharded):
+    source, ref = unsharded
     for shards in (2, 3):  # three workers of half a CPU each fit the two-CPU cluster
         config = _config(source, "digits", shards, workers=shards, cpus=0.5)
         pool = RayPool(ModelSpec.from_source("digits"), DataSpec(source, num_shards=shards),
