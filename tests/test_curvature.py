@@ -217,7 +217,7 @@ def _map_config(**extra):
 
 @pytest.mark.slow
 def test_ray_products_and_a_map_with_a_killed_worker_equal_in_process(ray_cluster, tmp_path):
-    from tests.test_failures import _AfterTiles
+    from drills import AfterTiles
 
     config = _map_config()
     local = _pool(*MLP, quantities=MAP)
@@ -230,7 +230,7 @@ def test_ray_products_and_a_map_with_a_killed_worker_equal_in_process(ray_cluste
         v = np.random.default_rng(1).standard_normal((4, centre.size))
         np.testing.assert_allclose(PoolHessian(pool)(v), PoolHessian(local)(v), rtol=1e-5, atol=1e-6)
         pid = next(iter(pool.info.values()))["pid"]
-        drill = _AfterTiles(1, lambda: os.kill(pid, signal.SIGKILL))
+        drill = AfterTiles(1, lambda: os.kill(pid, signal.SIGKILL))
         sweep(config, tmp_path / "ray", pool=pool, progress=False, callbacks=[drill])
         assert drill.fired and pool.replacements == 1
     finally:

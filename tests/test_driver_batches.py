@@ -11,6 +11,7 @@ import pytest
 from thread_backend import ThreadPool
 
 import landscape_dist.store.journal as journal_module
+from drills import AfterTiles, Interrupt
 from landscape_dist.callbacks import ProgressBar, SweepCallback
 from landscape_dist.cli.lines import estimate_lines
 from landscape_dist.commands import sweep
@@ -127,25 +128,11 @@ def test_a_sweep_on_threads_gives_the_values_of_every_point_at_once(tmp_path, ti
         np.testing.assert_array_equal(f["train_loss"][...], surface.values["loss"])
 
 
-class _Interrupt(Exception):
-    pass
-
-
-class _StopAfter(SweepCallback):
-    def __init__(self, n):
-        self.n, self.seen = n, 0
-
-    def on_tile_end(self, name, tile, result):
-        self.seen += 1
-        if self.seen == self.n:
-            raise _Interrupt
-
-
 @pytest.mark.slow
 def test_the_buffer_is_written_into_the_file_when_the_sweep_is_interrupted(tmp_path):
     config = _config((2, 2), x=40, y=30)  # coarse to fine: no chunk is complete after 5 tiles
-    with pytest.raises(_Interrupt):
-        sweep(config, tmp_path, pool=_instant_pool(1), callbacks=[_StopAfter(5)],
+    with pytest.raises(Interrupt):
+        sweep(config, tmp_path, pool=_instant_pool(1), callbacks=[AfterTiles(5)],
               progress=False)
     records = TileJournal.read(tmp_path / "surface.h5.journal")[1]
     tiles = {t.index: t for t in split_tiles((30, 40), (2, 2), "coarse_to_fine")}
@@ -298,8 +285,8 @@ def test_a_sweep_killed_before_its_buffer_reached_the_file_resumes_every_journal
     config = _config((2, 2), x=40, y=30)
     # as kill -9 after 7 tiles: journalled, but nothing the buffer held reached the file
     monkeypatch.setattr(BlockBuffer, "_write", lambda self, key, block: None)
-    with pytest.raises(_Interrupt):
-        sweep(config, tmp_path / "cut", pool=_instant_pool(1), callbacks=[_StopAfter(7)],
+    with pytest.raises(Interrupt):
+        sweep(config, tmp_path / "cut", pool=_instant_pool(1), callbacks=[AfterTiles(7)],
               progress=False)
     monkeypatch.undo()
     partial = read_surface(tmp_path / "cut" / "surface.h5.partial", unfinished=True)["random"]

@@ -6,7 +6,7 @@ import signal
 import numpy as np
 import pytest
 
-from landscape_dist.callbacks import SweepCallback
+from drills import AfterTiles
 from landscape_dist.config import config_from_dict
 from landscape_dist.execution import InProcessPool, Job, RayPool, TileError
 from landscape_dist.model.sources import DataSpec, ModelSpec
@@ -41,19 +41,6 @@ def _assert_equals_undisturbed(config, tmp_path):
         np.testing.assert_allclose(got.values[name], values, rtol=1e-6)
 
 
-class _AfterTiles(SweepCallback):
-    """Runs ``action`` once, after ``n`` tiles have come back."""
-
-    def __init__(self, n, action):
-        self.n, self.action, self.seen, self.fired = n, action, 0, False
-
-    def on_tile_end(self, name, tile, result):
-        self.seen += 1
-        if self.seen == self.n and not self.fired:
-            self.fired = True
-            self.action()
-
-
 @pytest.mark.slow
 def test_killed_worker_process_gives_the_undisturbed_grid(ray_cluster, tmp_path):
     config = _config()
@@ -61,7 +48,7 @@ def test_killed_worker_process_gives_the_undisturbed_grid(ray_cluster, tmp_path)
     victim = next(iter(pool.info))
     pid = pool.info[victim]["pid"]
     try:
-        drill = _AfterTiles(1, lambda: os.kill(pid, signal.SIGKILL))
+        drill = AfterTiles(1, lambda: os.kill(pid, signal.SIGKILL))
         sweep(config, tmp_path / "ray", pool=pool, progress=False, callbacks=[drill])
         assert drill.fired
         assert pool.replacements == 1
@@ -80,7 +67,7 @@ def test_removed_node_gives_the_undisturbed_grid(ray_cluster, simulated_cluster,
     try:
         nodes = {info["node"] for info in pool.info.values()}
         assert len(nodes) == 2 and head in nodes  # one actor per node
-        drill = _AfterTiles(1, lambda: simulated_cluster.remove_node(worker_node))
+        drill = AfterTiles(1, lambda: simulated_cluster.remove_node(worker_node))
         sweep(config, tmp_path / "ray", pool=pool, progress=False, callbacks=[drill])
         assert drill.fired and pool.replacements == 1
     finally:

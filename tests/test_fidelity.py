@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from landscape_dist.callbacks import SweepCallback
+from drills import AfterTiles, Interrupt
 from landscape_dist.cli import main
 from landscape_dist.commands import plot, sweep
 from landscape_dist.config import config_from_dict
@@ -158,27 +158,13 @@ def test_two_fidelity_slice_stores_both_and_a_labelled_estimate(swept, reference
     assert any(name.endswith("random_contour.png") for name in images)
 
 
-class _Interrupt(Exception):
-    pass
-
-
-class _AfterTiles(SweepCallback):
-    def __init__(self, n):
-        self.n, self.seen = n, 0
-
-    def on_tile_end(self, name, tile, result):
-        self.seen += 1
-        if self.seen == self.n:
-            raise _Interrupt
-
-
 @pytest.mark.slow
 def test_interrupted_two_fidelity_sweep_resumes_to_the_same_file(tmp_path, swept, references):
     config = _config()
     whole = read_surface(swept[0] / "surface.h5")["random"]
-    with pytest.raises(_Interrupt):  # stopped in the middle of the subset's refinement
+    with pytest.raises(Interrupt):  # stopped in the middle of the subset's refinement
         sweep(config, tmp_path / "cut", pool=_pool(config), progress=False,
-              callbacks=[_AfterTiles(9)])
+              callbacks=[AfterTiles(9)])
     summary = sweep(config, tmp_path / "cut", pool=_pool(config), progress=False)
     assert summary["slices"]["random"]["tiles_resumed"] == 9
     resumed = read_surface(tmp_path / "cut" / "surface.h5")["random"]

@@ -8,7 +8,7 @@ import h5py
 import numpy as np
 import pytest
 
-from landscape_dist.callbacks import SweepCallback
+from drills import AfterTiles, Interrupt, stop
 from landscape_dist.config import config_from_dict, load_config
 from landscape_dist.config.schema import SettingError
 from landscape_dist.core.refine import Refiner, contour_shift, fill, lattice, strides
@@ -141,31 +141,14 @@ def test_refined_sweep_stores_evaluated_values_and_a_labelled_picture(tmp_path, 
         caption_text(surface)
 
 
-class _Interrupt(Exception):
-    pass
-
-
-class _AfterTiles(SweepCallback):
-    def __init__(self, n, action):
-        self.n, self.action, self.seen = n, action, 0
-
-    def on_tile_end(self, name, tile, result):
-        self.seen += 1
-        if self.seen == self.n:
-            self.action()
-
-
-def _stop():
-    raise _Interrupt
-
 
 def test_interrupted_refined_sweep_resumes_the_same_points(tmp_path, full):
     config = _config()
     sweep(config, tmp_path / "whole", pool=_pool(config), progress=False)
     whole = read_surface(tmp_path / "whole" / "surface.h5")["random"]
-    with pytest.raises(_Interrupt):  # stopped in the middle of the adaptive steps
+    with pytest.raises(Interrupt):  # stopped in the middle of the adaptive steps
         sweep(config, tmp_path / "cut", pool=_pool(config), progress=False,
-              callbacks=[_AfterTiles(12, _stop)])
+              callbacks=[AfterTiles(12, stop)])
     summary = sweep(config, tmp_path / "cut", pool=_pool(config), progress=False)
     info = summary["slices"]["random"]
     assert info["tiles_resumed"] == 12 and info["tiles"] > 12  # journalled before the callback
@@ -185,7 +168,7 @@ def test_refined_sweep_on_ray_with_shards_and_a_killed_worker(ray_cluster, tmp_p
                    config.evaluation, config.cluster)
     try:
         pid = next(iter(pool.info.values()))["pid"]
-        drill = _AfterTiles(3, lambda: os.kill(pid, signal.SIGKILL))
+        drill = AfterTiles(3, lambda: os.kill(pid, signal.SIGKILL))
         sweep(config, tmp_path / "ray", pool=pool, progress=False, callbacks=[drill])
         assert pool.replacements == 1
     finally:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from landscape_dist.callbacks import SweepCallback
+from drills import AfterTiles, Interrupt
 from landscape_dist.config import config_from_dict
 from landscape_dist.execution import InProcessPool
 from landscape_dist.cli import FLAGS, main
@@ -51,20 +51,6 @@ def _assert_equals_uninterrupted(config, resumed_file, whole_dir):
         np.testing.assert_allclose(resumed.values[name], values, rtol=1e-6)
 
 
-class _Interrupt(Exception):
-    pass
-
-
-class _StopAfter(SweepCallback):
-    def __init__(self, n):
-        self.n, self.seen = n, 0
-
-    def on_tile_end(self, name, tile, result):
-        self.seen += 1
-        if self.seen == self.n:
-            raise _Interrupt
-
-
 def test_journal_reads_back_every_whole_record_after_a_cut(tmp_path):
     path = tmp_path / "j"
     journal = TileJournal.open(path, {"a": 1}, resume=False)
@@ -90,8 +76,8 @@ def test_journal_reads_back_every_whole_record_after_a_cut(tmp_path):
 
 def test_interrupted_sweep_resumes_and_refuses_another_configuration(tmp_path):
     config = _with()
-    with pytest.raises(_Interrupt):
-        sweep(config, tmp_path, pool=_pool(), progress=False, callbacks=[_StopAfter(3)])
+    with pytest.raises(Interrupt):
+        sweep(config, tmp_path, pool=_pool(), progress=False, callbacks=[AfterTiles(3)])
     assert not (tmp_path / "surface.h5").exists()
     journal = tmp_path / "surface.h5.journal"
     before = journal.read_bytes()
@@ -121,8 +107,8 @@ def test_interrupted_sweep_resumes_and_refuses_another_configuration(tmp_path):
 
 
 def test_overwrite_starts_again(tmp_path):
-    with pytest.raises(_Interrupt):
-        sweep(_with(), tmp_path, pool=_pool(), progress=False, callbacks=[_StopAfter(2)])
+    with pytest.raises(Interrupt):
+        sweep(_with(), tmp_path, pool=_pool(), progress=False, callbacks=[AfterTiles(2)])
     summary = sweep(_with(grid__x__points=11), tmp_path, pool=_pool(), progress=False,
                     overwrite=True)
     assert summary["slices"]["random"]["tiles_resumed"] == 0
@@ -200,8 +186,8 @@ def test_interrupted_run_resumes_without_training_again(tmp_path):
     train(config, tmp_path)
     written = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
     trained = (tmp_path / "model.keras").read_bytes()
-    with pytest.raises(_Interrupt):
-        sweep(config, tmp_path, in_process=True, progress=False, callbacks=[_StopAfter(4)])
+    with pytest.raises(Interrupt):
+        sweep(config, tmp_path, in_process=True, progress=False, callbacks=[AfterTiles(4)])
     summary = run(config, tmp_path, in_process=True, progress=False)
     assert summary["train"] == {"resumed": True}
     assert (tmp_path / "model.keras").read_bytes() == trained  # the model the sweep began with
@@ -210,8 +196,8 @@ def test_interrupted_run_resumes_without_training_again(tmp_path):
     other.mkdir()
     for name, data in written.items():  # the same training's files: trained once, for both
         (other / name).write_bytes(data)
-    with pytest.raises(_Interrupt):
-        sweep(config, other, in_process=True, progress=False, callbacks=[_StopAfter(1)])
+    with pytest.raises(Interrupt):
+        sweep(config, other, in_process=True, progress=False, callbacks=[AfterTiles(1)])
     settings["train"]["epochs"] = 3
     with pytest.raises(ValueError, match=r"\(train.epochs: 2 -> 3\)"):  # other training: refused
         sweep(config_from_dict(settings), other, in_process=True, progress=False)
