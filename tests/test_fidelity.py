@@ -235,3 +235,68 @@ def test_a_subset_larger_than_the_data_is_refused_on_the_command_line(tmp_path, 
     assert err[0] == ("landscape-dist: error: The 'grid.fidelity.examples' setting must be less "
                       "than the 256 examples of 'parabola' (a subset). Got 300 instead. Give "
                       "fewer examples, or remove grid.fidelity.")
+
+
+@pytest.mark.parametrize("grid, message", [
+    # 0 equals False: it was taken for 'off' while 1 was refused
+    ({"fidelity": 0}, "The 'grid.fidelity' setting must be true, false or a mapping of settings. "
+     "Got 0 instead. Give fidelity: true for the defaults, or false for none."),
+    ({"refine": "yes"}, "The 'grid.refine' setting must be true, false or a mapping of settings. "
+     "Got 'yes' instead. Give refine: true for the defaults, or false for none."),
+    ({"fidelity": {"extra": 2000}}, "The 'grid.fidelity.extra' setting must be at most the "
+     "grid's 1089 points. Got 2000 instead. Give fewer extra points."),
+])
+def test_fidelity_switches_and_extra_points_are_checked(grid, message):
+    with pytest.raises(ConfigError) as err:
+        config_from_dict({**SETTINGS, "grid": {**SETTINGS["grid"], **grid}})
+    assert str(err.value) == message
+    assert config_from_dict({**SETTINGS, "grid": {**SETTINGS["grid"], "fidelity": False,
+                                                  "refine": False}}).slices[0].grid.fidelity is None
+
+
+def test_fidelity_with_several_datasets_names_the_setting_on_the_command_line(tmp_path, capsys):
+    settings = {**SETTINGS, "grid": {**SETTINGS["grid"], "fidelity": FIDELITY},
+                "data": {"source": {"train": "parabola", "test": "parabola"}}}
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(settings))
+    code = main(["sweep", str(cfg), "--out", str(tmp_path / "out"), "--in-process", "--no-progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert err[0] == ("landscape-dist: error: The 'grid.fidelity' setting must be left out when "
+                      "'data.source' names several datasets. Got {'examples': 128, "
+                      "'examples_seed': 3, 'coarse': 9, 'extra': 6} instead. Remove "
+                      "grid.fidelity, or give data.source one dataset.")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_two_fidelities_from_arrays_in_a_notebook(references):
+    """Arrays given to ``landscape`` reach the workers with their subset beside them (the pool
+    once lacked the subset: 'The workers were not built for the quantities ['cheap/loss']')."""
+    import landscape_dist as ld
+    from landscape_dist.model.examples import parabola_data
+
+    model = ModelSpec.from_source("parabola").build()
+    result = ld.landscape(model, parabola_data(), in_process=True, progress=False,
+                          grid={**SETTINGS["grid"], "fidelity": FIDELITY},
+                          slices=[{"name": "random", "directions": {"seed": 4}}])
+    _assert_two_fidelities_match(result["random"], *references)
+    with pytest.raises(ConfigError, match=r"^The 'grid.fidelity.examples' setting must be less "
+                       r"than the 256 examples of the data \(a subset\). Got 256 instead."):
+        ld.landscape(model, parabola_data(), in_process=True, progress=False,
+                     grid={**SETTINGS["grid"], "fidelity": {**FIDELITY, "examples": 256}})
+
+
+@pytest.mark.parametrize("switch", ["fidelity", "refine"])
+def test_a_slice_made_one_dimensional_is_told_to_turn_the_inherited_switch_off(switch):
+    settings = {**SETTINGS, "grid": {**SETTINGS["grid"], switch: True},
+                "slices": [{"name": "plane"}, {"name": "line", "grid": {"y": None}}]}
+    with pytest.raises(ConfigError) as err:
+        config_from_dict(settings)
+    assert str(err.value).startswith(f"The 'slices.1.grid.{switch}' setting must be left out on a "
+                                     "1-D slice")
+    assert str(err.value).endswith(f"instead. Give this slice '{switch}: false' in its grid, or "
+                                   "a y axis.")
+    settings["slices"][1]["grid"][switch] = False  # the fix the message gives
+    line = config_from_dict(settings).slices[1].grid
+    assert line.ndim == 1 and getattr(line, switch) is None

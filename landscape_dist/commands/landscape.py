@@ -32,7 +32,7 @@ from ..core.layout import WeightLayout
 from ..errors import SourceError, in_terms
 from ..model.sources import DataSpec, ModelSpec, check_trainable
 from ..model.trajectory import write_trajectory
-from ..sweeping.inputs import data_specs
+from ..sweeping.inputs import data_specs, with_subset
 from ..sweeping.pools import LOCAL
 from .keywords import SECTIONS, SHORTHANDS, configure, settings_from_keywords  # noqa: F401
 from .results import Landscape
@@ -243,7 +243,7 @@ def _data_inputs(data, config: Config):
                  for name, value in data.items()}
         return specs, _replaced(config, "data", source={k: s.source for k, s in specs.items()})
     spec = _one_dataset(data, config, "'data' argument")
-    return spec, _replaced(config, "data", source=spec.source)
+    return with_subset(spec, config), _replaced(config, "data", source=spec.source)
 
 
 def _one_dataset(value, config: Config, what: str) -> DataSpec:

@@ -223,8 +223,13 @@ def _build_grid(grid, name: str = "grid") -> GridConfig:
     refine = grid.get("refine")
     if refine is True:  # 'refine: true': the default settings
         refine = {}
-    refine = None if refine in (None, False) else build(RefineConfig, refine, f"{name}.refine")
     fidelity = grid.get("fidelity")
+    for key, value in (("refine", refine), ("fidelity", fidelity)):
+        # 0 equals False: 'refine: 0' is a number, not the switch turned off
+        if value is not None and not isinstance(value, (bool, dict)):
+            raise must(f"{name}.{key}", "true, false or a mapping of settings", value,
+                       f"Give {key}: true for the defaults, or false for none.")
+    refine = None if refine in (None, False) else build(RefineConfig, refine, f"{name}.refine")
     fidelity = (None if fidelity in (None, False)
                 else build(FidelityConfig, {} if fidelity is True else fidelity, f"{name}.fidelity"))
     return construct(GridConfig, {"x": x, "y": y, "tile": tile, "order": order, "refine": refine,
@@ -281,6 +286,11 @@ def _build_slice(raw: dict, grid: dict, name: str, own_grid: dict) -> SliceConfi
         relative = err.setting.removeprefix("grid.")
         if _has(own_grid, relative) or (relative == "tile" and "tile" in own_grid):
             raise SettingError(f"{name}.grid.{relative}", err.requirement, err.got, err.fix,
+                               f"{name}.grid.") from None
+        if relative in ("refine", "fidelity") and "y" in own_grid and own_grid["y"] is None:
+            # the top-level grid's switch, inherited by a slice made 1-D: the fix is the slice's
+            raise SettingError(f"{name}.grid.{relative}", err.requirement, err.got,
+                               f"Give this slice '{relative}: false' in its grid, or a y axis.",
                                f"{name}.grid.") from None
         raise
     directions = _build_directions(raw.pop("directions", None), f"{name}.directions")

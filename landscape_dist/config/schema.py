@@ -141,6 +141,10 @@ class GridConfig:
             raise SettingError("coarse", f"at most the grid's {smaller} points per side",
                                self.fidelity.coarse, "Give fewer points, or a larger grid.").under(
                                    "fidelity")
+        points = self.x.points * self.y.points  # each extra point is a greedy pick: keep it bounded
+        if self.fidelity.extra > points:
+            raise SettingError("extra", f"at most the grid's {points} points", self.fidelity.extra,
+                               "Give fewer extra points.").under("fidelity")
 
     @property
     def ndim(self) -> int:
@@ -266,8 +270,8 @@ class Config:
             return
         got = dataclasses.asdict(fidelities[0])
         if self.data.datasets is not None:
-            raise must("grid.fidelity", "left out when 'data.datasets' names several datasets",
-                       got, "Remove grid.fidelity, or give one data.source.")
+            raise must("grid.fidelity", "left out when 'data.source' names several datasets",
+                       got, "Remove grid.fidelity, or give data.source one dataset.")
         if self.evaluation.examples is not None:
             raise must("grid.fidelity", "left out of a draft (evaluation.examples is "
                        f"{self.evaluation.examples}): the full-data fidelity is every example",

@@ -70,6 +70,26 @@ def key_digest(description: dict) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
+def _choice(entry: dict) -> dict:
+    """A stored choice's strategy, points per call and report, each of the type it was written
+    with (an edited file's ``"xla": "no"`` would otherwise read as true); ValueError or TypeError
+    where one is not."""
+    if not isinstance(entry["strategy"], dict):
+        raise ValueError("the strategy is not a mapping")
+    fields = dict(entry["strategy"])
+    for name in ("shortcut", "fold", "xla", "fallback"):
+        if not isinstance(fields.get(name, False), bool):
+            raise ValueError(f"strategy {name} {fields[name]!r} is not true or false")
+    points, report = entry["points_per_call"], entry.get("report", {})
+    if isinstance(points, bool) or not isinstance(points, int) or points < 1:
+        raise ValueError(f"points per call {points!r} is not an integer >= 1")
+    skipped = report.get("skipped") if isinstance(report, dict) else None
+    if not isinstance(report, dict) or not (skipped is None or isinstance(skipped, list) and all(
+            isinstance(label, str) for label in skipped)):
+        raise ValueError("the report is not a mapping with a list of skipped labels")
+    return {"strategy": Strategy(**fields), "points_per_call": points, "report": dict(report)}
+
+
 class TuningCache:
     """Choices under ``directory``: :meth:`read` a key's entry (None where there is none or it
     is damaged), :meth:`write` one atomically. An entry holds the strategy, the points per call
@@ -77,6 +97,13 @@ class TuningCache:
 
     def __init__(self, directory: str | os.PathLike):
         self.directory = Path(directory)
+        self._warned = False
+
+    def _warn(self, message: str, *args) -> None:
+        """One warning per cache: a directory that cannot be read cannot be written either, and
+        its problem is said once; later ones go to the debug log."""
+        (log.debug if self._warned else log.warning)(message, *args)
+        self._warned = True
 
     def path(self, description: dict) -> Path:
         return self.directory / f"{key_digest(description)}.json"
@@ -88,28 +115,23 @@ class TuningCache:
         damaged entry (unreadable, not this format, another key) is ignored with one log line."""
         path = self.path(description)
         try:
-            text = path.read_text(encoding="utf-8")
+            raw = path.read_bytes()
         except FileNotFoundError:
             return None
         except OSError as err:
-            log.warning("tuning cache %s could not be read (%s); timing the strategies again",
-                        path, err)
+            self._warn("tuning cache %s could not be read (%s); timing the strategies again",
+                       path, err)
             return None
-        try:
-            entry = json.loads(text)
+        try:  # bytes that are not UTF-8 are a damaged entry too (UnicodeDecodeError: ValueError)
+            entry = json.loads(raw.decode("utf-8"))
             if entry.get("format") != FORMAT or entry.get("key") != _plain(description):
                 raise ValueError("another format or key")
             if entry["strategy"] is None:
                 return {"vectorize_failure": str(entry["vectorize_failure"])}
-            strategy = Strategy(**entry["strategy"])
-            points = int(entry["points_per_call"])
-            if points < 1:
-                raise ValueError("points per call < 1")
-            return {"strategy": strategy, "points_per_call": points,
-                    "report": dict(entry.get("report", {}))}
+            return _choice(entry)
         except (ValueError, TypeError, KeyError, AttributeError) as err:
-            log.warning("tuning cache %s is damaged (%s); ignored, timing the strategies again",
-                        path, str(err).splitlines()[0][:120] if str(err) else type(err).__name__)
+            self._warn("tuning cache %s is damaged (%s); ignored, timing the strategies again",
+                       path, str(err).splitlines()[0][:120] if str(err) else type(err).__name__)
             return None
 
     def write(self, description: dict, strategy: Strategy, points_per_call: int,
@@ -136,7 +158,7 @@ class TuningCache:
                 os.unlink(tmp)
                 raise
         except OSError as err:
-            log.warning("tuning cache %s could not be written (%s)", path, err)
+            self._warn("tuning cache %s could not be written (%s)", path, err)
             return None
         return path
 

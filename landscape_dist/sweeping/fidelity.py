@@ -126,7 +126,7 @@ class TwoFidelities:
         size = self.grid.tile[0] * self.grid.tile[1]
         tiles = point_tiles(rows, cols, size, self.first)
         self.first += len(tiles)
-        self.totals += self.sweep._run_tiles(pool, tiles, resumed, announce=False)
+        self.totals += self.sweep.run_tiles(pool, tiles, resumed, announce=False)
         self.steps.append({"step": kind, "stride": int(stride), "points": int(len(rows))})
 
     def _fit(self, quantity: str = "loss") -> Discrepancy:

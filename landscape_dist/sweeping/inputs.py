@@ -21,6 +21,7 @@ from ..core.layout import WeightLayout
 from ..core.plane import Plane
 from ..errors import SourceError, in_terms
 from ..execution.products import PoolHessian
+from ..model.data_sources import IN_MEMORY
 from ..model.runtime import import_tensorflow_quietly
 from ..model.sources import DataSpec, ModelSpec, load_centre
 from ..model.training import run_files
@@ -88,11 +89,16 @@ def data_specs(config: Config):
     datasets = config.data.datasets
     if datasets is not None:
         return {k: spec(v) for k, v in datasets.items()}
+    return with_subset(spec(config.data.source), config)
+
+
+def with_subset(full: DataSpec, config: Config):
+    """``full``, the one dataset, as the workers of ``config`` hold it: with two fidelities
+    (``grid.fidelity``) a dict of it and its subset (``{'': full, 'cheap': subset}``), so that
+    they compute on either; else ``full`` itself."""
     fidelity = next((s.grid.fidelity for s in config.slices if s.grid.fidelity), None)
     if fidelity is None:
-        return spec(config.data.source)
-    # two fidelities: the workers hold the subset beside every example, and compute on either
-    full = spec(config.data.source)
+        return full
     return {"": full, CHEAP: dataclasses.replace(full, examples=fidelity.examples,
                                                   examples_seed=fidelity.examples_seed)}
 
@@ -238,8 +244,10 @@ def _check_subset(data_spec) -> None:
     cheap = data_spec[CHEAP]
     total = len(data_spec[""].load()[0])
     if cheap.examples >= total:
-        raise SettingError("grid.fidelity.examples", f"less than the {total} examples of "
-                           f"'{cheap.source}' (a subset)", cheap.examples,
+        # arrays given in memory have no name a user would know
+        data = "the data" if cheap.source.startswith(IN_MEMORY) else f"'{cheap.source}'"
+        raise SettingError("grid.fidelity.examples", f"less than the {total} examples of {data} "
+                           "(a subset)", cheap.examples,
                            "Give fewer examples, or remove grid.fidelity.")
 
 

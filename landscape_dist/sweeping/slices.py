@@ -103,7 +103,7 @@ class SliceSweep:
         if plan.config.grid.fidelity is not None:
             counts, fidelity = TwoFidelities(self).run(pool, resumed)
         elif plan.config.grid.refine is None:
-            counts = self._run_tiles(pool, plan.tiles, resumed, announce=True)
+            counts = self.run_tiles(pool, plan.tiles, resumed, announce=True)
         else:
             counts, refined = self._refine(pool, resumed)
         seconds = time.perf_counter() - t0
@@ -123,9 +123,10 @@ class SliceSweep:
         self.callbacks.on_slice_end(name, info)
         return info
 
-    def _run_tiles(self, pool, tiles: list, resumed: dict, announce: bool) -> tuple[int, int, int]:
+    def run_tiles(self, pool, tiles: list, resumed: dict, announce: bool) -> tuple[int, int, int]:
         """Accept the ``tiles`` the journal holds, compute the others on ``pool``; returns the
-        tiles, the tiles resumed and the points computed."""
+        tiles, the tiles resumed and the points computed. The one way a slice's points are
+        swept, also for the steps of a slice swept in parts (two fidelities: ``TwoFidelities``)."""
         name = self.plan.name
         by_index = {t.index: t for t in tiles}
         old = [t for t in tiles if t.index in resumed]
@@ -160,7 +161,7 @@ class SliceSweep:
             rows, cols = refiner.points(step, values, done)
             tiles = point_tiles(rows, cols, size, first)
             first += len(tiles)
-            totals += self._run_tiles(pool, tiles, resumed, announce=False)
+            totals += self.run_tiles(pool, tiles, resumed, announce=False)
             steps.append({"step": step[0], "stride": step[1], "points": int(len(rows))})
         self._refined = None
         if totals[1]:
