@@ -101,6 +101,9 @@ class _FakeEvaluator:
     def force_strategy(self, strategy):
         self.strategy = strategy
 
+    def known_vectorize_failure(self):
+        return None
+
     def compiled_call(self, points):
         if self.strategy not in self.compiled:
             self.compiled.add(self.strategy)
@@ -329,3 +332,151 @@ def test_the_cache_place_and_its_settings(monkeypatch, tmp_path):
         with pytest.raises(ConfigError) as err:
             config_from_dict({"evaluation": bad})
         assert str(err.value) == message
+
+
+_KEY = {"model": "fake"}
+
+
+def _entry(**changes):
+    from landscape_dist.model.tuning_cache import FORMAT, _plain
+
+    entry = {"format": FORMAT, "key": _plain(_KEY), "points_per_call": 32,
+             "strategy": {"method": "loop", "shortcut": False, "fold": False, "xla": False,
+                          "parallel": 1, "fallback": False},
+             "report": {"us_per_point": {"loop": 3.0}, "skipped": ["loop + fold"]}}
+    for name, value in changes.items():
+        if name in entry["strategy"]:
+            entry["strategy"][name] = value
+        else:
+            entry[name] = value
+    return json.dumps(entry).encode()
+
+
+@pytest.mark.parametrize("content, reason", [
+    (b"\xff\xfe{}", "'utf-8' codec can't decode byte 0xff"),  # not text: was a crash
+    (b"[1, 2]", "'list' object has no attribute 'get'"),
+    (_entry(xla="no"), "strategy xla 'no' is not true or false"),  # would have read as true
+    (_entry(points_per_call=2.5), "points per call 2.5 is not an integer >= 1"),
+    (_entry(points_per_call=True), "points per call True is not an integer >= 1"),
+    (_entry(strategy=[]), "the strategy is not a mapping"),  # would have read as the default
+    (_entry(report={"skipped": 5}), "the report is not a mapping with a list of skipped labels"),
+    (_entry(method="fast"), "The 'method' parameter must be 'vectorized' or 'loop'."),
+])
+def test_a_damaged_cache_entry_is_ignored_with_one_line(tmp_path, caplog, content, reason):
+    from landscape_dist.model.tuning_cache import TuningCache
+
+    cache = TuningCache(tmp_path)
+    cache.path(_KEY).write_bytes(_entry())
+    assert cache.read(_KEY)["strategy"] == Strategy("loop")  # the entry as written reads back
+    cache.path(_KEY).write_bytes(content)
+    with caplog.at_level(logging.WARNING, logger="landscape_dist.model.tuning_cache"):
+        assert cache.read(_KEY) is None
+    assert len(caplog.records) == 1
+    assert f"is damaged ({reason}" in caplog.records[0].getMessage()
+
+
+def test_a_cache_place_that_cannot_hold_entries_costs_one_line_and_no_file(tmp_path, caplog):
+    from landscape_dist.model.choosing import StrategyChooser
+    from landscape_dist.model.tuning_cache import TuningCache
+
+    class Evaluator(_FakeEvaluator):
+        choice = {}
+
+        def tuning_key(self):
+            return _KEY
+
+    user_file = tmp_path / "notes.txt"
+    user_file.write_text("mine\n")
+    for place in (user_file, "/proc/landscape_dist_cache"):  # a file; a place nobody may write
+        caplog.clear()
+        clock = _Clock()
+        ev = Evaluator(clock)
+        chooser = StrategyChooser(StrategyTuner(share=0.1, clock=clock), TuningCache(place))
+        chooser.jobs_left, chooser.first_job = 100_000 // 64, (2.0 + 64e-3, 64)
+        with caplog.at_level(logging.WARNING, logger="landscape_dist.model.tuning_cache"):
+            chooser.before_job(ev, np.zeros((64, 2), np.float32))  # reads, times, writes
+        assert chooser.source == "timed" and chooser.settled  # the sweep goes on
+        assert len(caplog.records) == 1  # the file: read and write fail, said once
+        assert all("tuning cache" in r.getMessage() for r in caplog.records)
+    assert user_file.read_text() == "mine\n" and [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_writers_of_one_entry_at_once_leave_a_whole_entry(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from landscape_dist.model.tuning_cache import TuningCache
+
+    def write(i):  # as two workers (or two sweeps) storing the same key's choice
+        TuningCache(tmp_path).write(_KEY, Strategy("loop", parallel=1 + i % 2), 32, {"run": i})
+        return TuningCache(tmp_path).read(_KEY)
+
+    with ThreadPoolExecutor(4) as workers:
+        seen = list(workers.map(write, range(40)))
+    assert all(entry is not None and entry["points_per_call"] == 32 for entry in seen)
+    assert [p.name for p in tmp_path.iterdir()] == [TuningCache(tmp_path).path(_KEY).name]
+
+
+def _small_model(body, metrics=(), loss="mse", shape=(6, 6, 2), outputs=1, labels=None):
+    """A compiled functional model ``Input(shape) -> body -> Flatten -> Dense(outputs)`` and 8
+    seeded examples (labels: ``labels`` or zeros of the output's shape)."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input(shape)
+    model = keras.Model(inputs, keras.layers.Dense(outputs)(keras.layers.Flatten()(body(inputs))))
+    model.compile(loss=loss, metrics=list(metrics))
+    x = np.random.default_rng(0).standard_normal((8,) + shape).astype(np.float32)
+    y = np.zeros((8, outputs), np.float32) if labels is None else labels
+    model.evaluate(x[:2], y[:2], verbose=0)  # builds the compiled metrics
+    return model, x, y
+
+
+def _known(model, skip=()):
+    from landscape_dist.model.checks import compile_metrics
+    from landscape_dist.model.strategy import known_vectorization_failure
+
+    metrics = compile_metrics(model)
+    return known_vectorization_failure(model, metrics.metrics if metrics else (), skip)
+
+
+def test_strict_vectorisation_is_known_to_fail_from_layer_and_metric_types():
+    import keras
+    from keras import layers
+
+    conv = _small_model(lambda t: layers.Conv2D(2, 3)(t))[0]
+    assert _known(conv) == ("TensorFlow cannot vectorise the model's Conv2D layers (known; "
+                            "not tried)")
+    inner = keras.Sequential([keras.Input((6, 6, 2)), layers.Conv2DTranspose(2, 3)])
+    assert "Conv2DTranspose layers" in _known(_small_model(inner)[0])  # nested models too
+    # the first-layer shortcut does the first convolution's per-point work
+    first = [layer for layer in conv.layers if isinstance(layer, layers.Conv2D)]
+    assert _known(conv, skip=first) is None
+    assert _known(_small_model(lambda t: layers.DepthwiseConv2D(3)(t))[0]) is None
+    assert _known(_small_model(lambda t: layers.LayerNormalization()(t))[0]) is None
+    labels = np.zeros(8, np.int32)
+    accuracy = _small_model(lambda t: t, ["accuracy"], "sparse_categorical_crossentropy",
+                            outputs=3, labels=labels)[0]
+    assert _known(accuracy) == ("TensorFlow cannot vectorise the SparseCategoricalAccuracy "
+                                "metric (known; not tried)")
+    assert _known(_small_model(lambda t: t, ["mae"])[0]) is None
+
+
+def test_the_first_tuned_job_does_not_try_a_strict_vectorisation_known_to_fail():
+    from keras import layers
+
+    model, x, y = _small_model(lambda t: layers.Conv2D(2, 3, activation="relu")(t), ["mae"])
+    layout, centre, directions = _plane(model)
+    grid = np.random.default_rng(1).uniform(-1, 1, (4, 2)).astype(np.float32)
+    # what the rule foresees is what happens when it is tried
+    tried = LandscapeEvaluator(model, x, y).set_plane(centre, directions)
+    tried.evaluate(grid[:1])
+    assert tried.method == "loop"
+    assert tried.vectorize_failure == ("TensorFlow cannot vectorise the model's Conv2D op when "
+                                       "its filter differs per point")
+    ev = LandscapeEvaluator(model, x, y, tune=True, tune_after=1).set_plane(centre, directions)
+    got = ev.evaluate(grid)
+    # the loop from the start: a failed attempt would have recorded TensorFlow's own reason
+    assert ev.method == "loop" and ev.vectorize_failure == _known(model)
+    ref = evaluate_per_point(model, x, y, layout, points_to_weights(centre, directions, grid))
+    for name in ("loss", "mae"):
+        np.testing.assert_allclose(got[name], ref[name], rtol=2e-5, atol=1e-6)

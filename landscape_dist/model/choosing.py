@@ -3,10 +3,11 @@ worker's measurement, or by timing the candidates (:class:`~.tuning.StrategyTune
 
 Order, on each job of plane coordinates until the choice is made: a choice stored for the same
 key (model, data, settings, plane, device, threads, versions) is used at once, from the first job;
-a worker that follows another waits for that worker's choice (:meth:`StrategyChooser.adopt`);
-otherwise the first ``untimed`` jobs are evaluated as they come (the first results do not wait
-for the timings), then the tuner times the candidates within its budget on the next job large
-enough, and the choice is stored. A stored choice that skipped candidates for its budget is used
+without one, strict vectorisation is not tried where it is stored or known to fail (the model's
+layer and metric types); a worker that follows another waits for that worker's choice
+(:meth:`StrategyChooser.adopt`); otherwise the first ``untimed`` jobs are evaluated as they
+come (the first results do not wait for the timings), then the tuner times the candidates within
+its budget on the next job large enough, and the choice is stored. A stored choice that skipped candidates for its budget is used
 at once and its tuning resumed: those candidates are timed (within this sweep's budget) beside it.
 """
 
@@ -56,9 +57,9 @@ class StrategyChooser:
         """Choose, where due, before a job of ``items`` plane coordinates (P, k) is evaluated."""
         if self.settled:
             return
-        if self.cache is not None and not self._looked_up:
+        if not self._looked_up:
             self._looked_up = True  # once: a plane of the same shapes keeps the key
-            stored = self.cache.read(evaluator.tuning_key())
+            stored = self.cache.read(evaluator.tuning_key()) if self.cache is not None else None
             if stored is not None and "strategy" in stored:
                 self._use(evaluator, stored, "cache")
                 # candidates the stored run skipped for its budget: this run may time them
@@ -69,6 +70,13 @@ class StrategyChooser:
             if stored is not None:  # no choice, but strict vectorisation is known to fail
                 evaluator.skip_strict_vectorization(stored["vectorize_failure"])
                 self._failure_kept = True
+            else:
+                # nothing stored: a first job does not pay for an attempt known to fail (its
+                # trace cost 0.2-2 s); the tuner still times the vectorised method with
+                # fallback loops
+                known = evaluator.known_vectorize_failure()
+                if known is not None:
+                    evaluator.skip_strict_vectorization(known)
         if self.following:
             return
         if self._untimed > 0:  # the first results come without waiting for the timings

@@ -52,6 +52,46 @@ def unavailable_reason(err: BaseException) -> str:
     return first[:200] if first and first != "in user code:" else type(err).__name__
 
 
+# Keras classes with an op TensorFlow cannot vectorise strictly where its inputs differ per
+# point (measured with TensorFlow 2.21, Keras 3): convolutions with a per-point kernel
+# (Conv2D, Conv2DBackpropInput), and the accuracy metrics built on argmax (a Bitcast) or
+# in_top_k. Depthwise convolutions, attention, embeddings and normalisations vectorise.
+_UNVECTORIZED_LAYERS = ("Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose",
+                        "Conv3DTranspose", "SeparableConv1D", "SeparableConv2D")
+_UNVECTORIZED_METRICS = ("SparseCategoricalAccuracy", "CategoricalAccuracy",
+                         "SparseTopKCategoricalAccuracy", "TopKCategoricalAccuracy")
+
+
+def _layers(model):
+    """Every layer of ``model``, nested models' layers included (depth first)."""
+    for layer in getattr(model, "layers", ()):
+        yield layer
+        yield from _layers(layer)
+
+
+def known_vectorization_failure(model, metrics=(), skip=()) -> str | None:
+    """Why strict vectorisation over points is known to fail for ``model`` with the compiled
+    ``metrics`` (Keras metric objects), in words, without trying it: a layer or metric of a
+    class that has an op without a strictly vectorised form; None where none is known (it may
+    still fail). ``skip``: layers whose per-point work is done otherwise (the first-layer
+    shortcut's)."""
+    import keras
+
+    def known(obj, names, module):
+        return next((name for name in names if isinstance(obj, getattr(module, name))), None)
+
+    skipped = {id(layer) for layer in skip}
+    for layer in _layers(model):
+        name = None if id(layer) in skipped else known(layer, _UNVECTORIZED_LAYERS, keras.layers)
+        if name and layer.trainable_weights:
+            return f"TensorFlow cannot vectorise the model's {name} layers (known; not tried)"
+    for metric in metrics:
+        name = known(metric, _UNVECTORIZED_METRICS, keras.metrics)
+        if name:
+            return f"TensorFlow cannot vectorise the {name} metric (known; not tried)"
+    return None
+
+
 @dataclass(frozen=True)
 class Strategy:
     """How a call's points are evaluated.
@@ -141,7 +181,7 @@ _METHOD_BODIES = {"loop": _loop, "vectorized": _vectorized}
 
 def _xla(body):
     """One fused program per block: no per-op dispatch, fused elementwise work."""
-    return tf.function(body, jit_compile=True)
+    return tf.function(body, jit_compile=True, autograph=False)
 
 
 def blocked(body, block: int, width: int, threads: int, dtype):
@@ -161,8 +201,10 @@ def blocked(body, block: int, width: int, threads: int, dtype):
         padded = tf.concat([batch, tf.repeat(batch[-1:], count * block - n, axis=0)], axis=0)
         blocks = tf.reshape(padded, tf.stack([count, block, width]))
         if threads > 1:
+            # unconverted, as the compiled call itself (AutoGraph would convert the model)
             data = tf.data.Dataset.from_tensor_slices(blocks).map(
-                body, num_parallel_calls=threads, deterministic=True).with_options(options)
+                tf.autograph.experimental.do_not_convert(body), num_parallel_calls=threads,
+                deterministic=True).with_options(options)
             out = data.batch(tf.cast(count, tf.int64)).get_single_element()
         else:
             out = tf.map_fn(body, blocks, fn_output_signature=dtype)

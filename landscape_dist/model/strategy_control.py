@@ -4,7 +4,7 @@ identical evaluator, and what a choice reports and is keyed by.
 :class:`StrategyControl` is a base of :class:`~landscape_dist.model.evaluator.LandscapeEvaluator`;
 it holds no state of its own but reads the evaluator's: ``_strategy`` (the strategy in use),
 ``_tuner`` and ``_chooser`` (None where ``tune`` is off), ``shortcut`` and ``folding`` (None
-where they do not apply), ``mode``, ``vectorize_failure``, ``points_per_call`` and what
+where they do not apply), ``model``, ``mode``, ``vectorize_failure``, ``points_per_call`` and what
 :meth:`StrategyControl.tuning_key` lists.
 """
 
@@ -14,7 +14,9 @@ from dataclasses import replace
 
 import tensorflow as tf
 
-from .strategy import Strategy, intra_op_threads, unavailable_reason
+from .checks import compile_metrics
+from .strategy import (Strategy, intra_op_threads, known_vectorization_failure,
+                       unavailable_reason)
 from .tuning_cache import model_description
 
 
@@ -63,6 +65,14 @@ class StrategyControl:
             self.vectorize_failure = reason
             if self._strategy.method == "vectorized" and not self._strategy.fallback:
                 self._strategy = replace(self._strategy, method="loop")
+
+    def known_vectorize_failure(self) -> str | None:
+        """Why strict vectorisation is known to fail here without trying it (see
+        :func:`~.strategy.known_vectorization_failure`), for the strategy in effect; None where
+        nothing is known."""
+        metrics = compile_metrics(self.model)
+        skip = self.model.layers[:1] if self.effective_strategy.shortcut else ()
+        return known_vectorization_failure(self.model, metrics.metrics if metrics else (), skip)
 
     @property
     def timed_strategies(self) -> tuple[Strategy, ...]:
