@@ -182,7 +182,7 @@ class _Step:
         # carried from step to step; never the model's own variables
         self.state = [tf.Variable(v.numpy(), trainable=False)
                       for v in model.non_trainable_variables]
-        self.run = tf.function(self._step, reduce_retracing=True)
+        self.run = tf.function(self._step, reduce_retracing=True, autograph=False)
 
     def _step(self, coefficients, xb, yb):
         import tensorflow as tf

@@ -51,7 +51,7 @@ class LossGradients:
             def rows(weights):
                 return tf.map_fn(one, weights, fn_output_signature=(ev.dtype, ev.dtype))
 
-            self._compiled = tf.function(rows, input_signature=[
+            self._compiled = tf.function(rows, autograph=False, input_signature=[
                 tf.TensorSpec([None, None], ev.dtype)])
         return self._compiled
 

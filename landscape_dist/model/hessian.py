@@ -72,7 +72,7 @@ class HessianProducts:
                 body = lambda w, v, c: tf.vectorized_map(one, (w, v, c),  # noqa: E731
                                                          fallback_to_while_loop=True)
             dtype = self.evaluator.dtype
-            self._compiled[key] = tf.function(body, input_signature=[
+            self._compiled[key] = tf.function(body, autograph=False, input_signature=[
                 tf.TensorSpec([None, None], dtype), tf.TensorSpec([None, None], dtype),
                 tf.TensorSpec([None, max(k, 1)], dtype)])
         return self._compiled[key]
@@ -83,15 +83,16 @@ class HessianProducts:
                                                                          weights.dtype)).numpy()
 
     def _choose(self, weights, vectors, coords) -> np.ndarray:
-        """Time each method on this first call (after compiling it) and keep the faster."""
-        result = None
+        """Time each method on this first call (after compiling it) and keep the faster; the
+        call's products are the kept method's, as every later call's are (the methods round
+        differently)."""
+        outs = {}
         for method in _METHODS:
             try:
-                out = self._call(method, weights, vectors, coords)
+                self._call(method, weights, vectors, coords)
                 t0 = time.perf_counter()
-                out = self._call(method, weights, vectors, coords)
+                outs[method] = self._call(method, weights, vectors, coords)
                 self.timings[method] = time.perf_counter() - t0
-                result = out if result is None else result
             except (ValueError, TypeError, NotImplementedError, tf.errors.OpError) as err:
                 log.info("Hessian products: the %s method is unavailable (%s)", method,
                          unavailable_reason(err))
@@ -100,7 +101,7 @@ class HessianProducts:
         self.method = min(self.timings, key=self.timings.get)
         log.info("Hessian products: %s method chosen (%s)", self.method,
                  ", ".join(f"{m} {t * 1e3:.1f} ms" for m, t in self.timings.items()))
-        return result
+        return outs[self.method]
 
     def products(self, weights, vectors, coords=None) -> np.ndarray:
         """H(w_p) v_p for every row p: weights and vectors (P, size), ``coords`` (P, k) the rows'
