@@ -27,14 +27,14 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from benchmark import _machine, _timed_sweep, _workload, matmul_ceiling  # noqa: E402
+from benchmark import machine, timed_sweep, workload, matmul_ceiling  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 
 def _two_fidelity_sweep(model_file: str, data_file: str, n: int, where: str, examples: int,
                         coarse: int, extra: int):
-    """The n x n slice of ``_timed_sweep`` with two fidelities, in process: (seconds, surface).
+    """The n x n slice of ``timed_sweep`` with two fidelities, in process: (seconds, surface).
     The workers are built before the clock starts, as for the full sweep."""
     from landscape_dist.commands import sweep
     from landscape_dist.config import config_from_dict
@@ -65,7 +65,7 @@ def bench_fidelity(name: str, n: int, examples: int, coarse: int, extra: int, fo
 
     model_file, data_file = os.path.join(folder, f"{name}.keras"), os.path.join(folder, f"{name}.npz")
     if not os.path.exists(model_file):  # a kept folder's trained workload is used again
-        model_file, data_file = _workload(name, folder, resnet_inputs)
+        model_file, data_file = workload(name, folder, resnet_inputs)
     row = {"workload": name, "grid": f"{n}x{n}", "points": n * n, "examples": examples,
            "coarse": coarse, "extra": extra, "inputs": len(np.load(data_file)["y"])}
     where = os.path.join(folder, f"fidelity-{name}-{n}")
@@ -82,7 +82,7 @@ def bench_fidelity(name: str, n: int, examples: int, coarse: int, extra: int, fo
         with open(timing) as f:
             row["full_s"] = json.load(f)["full_s"]
     else:
-        row["full_s"], full = _timed_sweep(model_file, data_file, n, where + "-full", refine=False)
+        row["full_s"], full = timed_sweep(model_file, data_file, n, where + "-full", refine=False)
         with open(timing, "w") as f:
             json.dump({"full_s": row["full_s"]}, f)
     reference, picture, done = full.values["loss"], two.filled["loss"], two.done
@@ -142,7 +142,7 @@ def main(argv=None) -> int:
             rows.append(bench_fidelity(name, int(n), int(examples), int(coarse), args.extra, tmp,
                                        args.resnet_inputs))
             print(json.dumps(rows[-1]), flush=True)
-    print(f"machine: {_machine()}, tensorflow {tf.__version__}")
+    print(f"machine: {machine()}, tensorflow {tf.__version__}")
     print_table(rows, ceiling)
     if args.json:
         with open(args.json, "w") as f:

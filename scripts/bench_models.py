@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 
-from benchmark import _machine, matmul_ceiling, resnet_data, resnet_model  # noqa: E402
+from benchmark import machine, matmul_ceiling, resnet_data, resnet_model  # noqa: E402
 
 
 # ---------------------------------------------------------------------------- the models
@@ -240,7 +240,7 @@ def _label(choice: dict) -> str:
 
 
 def _print(rows: list[dict], ceiling: float) -> None:
-    print(f"\nmachine: {_machine()}; float32 matmul ceiling {ceiling:.0f} GFLOP/s (same run)")
+    print(f"\nmachine: {machine()}; float32 matmul ceiling {ceiling:.0f} GFLOP/s (same run)")
     head = ("| model | weights | grid points (tile) | per-point Keras: first tile s, points/s | "
             "ours: first tile s (cold / warm cache) | ours: points/s (x Keras) | tuning s (budget) "
             "| strategy | GFLOP/s (% ceiling, Dense/Conv only) |")
@@ -292,7 +292,7 @@ def main(argv=None) -> int:
     _print(rows, ceiling)
     if args.json:
         with open(args.json, "w") as out:
-            json.dump({"machine": _machine(), "ceiling_gflops": ceiling, "rows": rows}, out,
+            json.dump({"machine": machine(), "ceiling_gflops": ceiling, "rows": rows}, out,
                       indent=1, default=str)
     return 0
 

@@ -60,7 +60,7 @@ def one_core_ceiling() -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def _machine() -> str:
+def machine() -> str:
     """The CPU's model name, its architecture and core count."""
     name = platform.processor() or platform.machine()
     try:
@@ -403,7 +403,7 @@ def _speed(args, per_point: float | None = None) -> dict:
         first = sorted(runs, key=lambda r: r["first_tile_s"] or float("inf"))[1]  # the median
         first = {**first, "runs_s": [r["first_tile_s"] for r in runs]}
         big = cli_sweep(config, os.path.join(tmp, "big"), args.cli_grid) if args.cli_grid else None
-    print(f"machine: {_machine()}, tensorflow {tf.__version__}; "
+    print(f"machine: {machine()}, tensorflow {tf.__version__}; "
           f"float32 matmul ceiling {ceiling:.1f} GFLOP/s (best of 3)")
     print(f"\nResNet-style net ({resnet['weights']:,} weights, {resnet['mflop_per_example']:.1f} MFLOP "
           f"per example, 1,024 inputs of 32x32x3): per-point Keras {resnet['per_point_keras']:.2f} "
@@ -424,7 +424,7 @@ def _speed(args, per_point: float | None = None) -> dict:
     return {"resnet": resnet, "first_tile": first, "cli_sweep": big}
 
 
-def _workload(name: str, folder: str, resnet_inputs: int) -> tuple[str, str]:
+def workload(name: str, folder: str, resnet_inputs: int) -> tuple[str, str]:
     """A model file and a data file for the refinement rows: the seed MLP, the digits CNN and the
     ResNet-style net (on its learnable random images) trained briefly, with a fixed seed: a
     trained net's landscape has the basin worth resolving."""
@@ -447,7 +447,7 @@ def _workload(name: str, folder: str, resnet_inputs: int) -> tuple[str, str]:
     return model_file, data_file
 
 
-def _timed_sweep(model_file: str, data_file: str, n: int, where: str, refine: bool,
+def timed_sweep(model_file: str, data_file: str, n: int, where: str, refine: bool,
                  examples: int | None = None):
     """One n x n random slice (seed 1) swept in process into ``where``: (seconds, surface)."""
     from landscape_dist.config import config_from_dict
@@ -477,11 +477,11 @@ def bench_refine(name: str, n: int, folder: str, resnet_inputs: int = 1024) -> d
     largest relative difference, and contour lines' distance in grid cells)."""
     from landscape_dist.core.refine import contour_shift
 
-    model_file, data_file = _workload(name, folder, resnet_inputs)
+    model_file, data_file = workload(name, folder, resnet_inputs)
     out = {"workload": name, "grid": f"{n}x{n}", "points": n * n}
-    out["full_s"], full = _timed_sweep(model_file, data_file, n,
+    out["full_s"], full = timed_sweep(model_file, data_file, n,
                                        os.path.join(folder, f"{name}-{n}-full"), refine=False)
-    out["refined_s"], refined = _timed_sweep(model_file, data_file, n,
+    out["refined_s"], refined = timed_sweep(model_file, data_file, n,
                                              os.path.join(folder, f"{name}-{n}-refined"), refine=True)
     full, picture = full.values["loss"], refined.filled["loss"]
     out["evaluated"] = int(refined.done.sum())
@@ -499,11 +499,11 @@ def bench_draft(name: str, n: int, examples: int, folder: str, resnet_inputs: in
     errors of the draft's; with ``refine`` both are refined (the draft-and-refine picture)."""
     from landscape_dist.core.refine import contour_shift
 
-    model_file, data_file = _workload(name, folder, resnet_inputs)
+    model_file, data_file = workload(name, folder, resnet_inputs)
     out = {"workload": name, "grid": f"{n}x{n}", "examples": examples, "refined": refine}
     where = os.path.join(folder, f"draft-{name}-{n}-{refine}")
-    out["full_s"], full = _timed_sweep(model_file, data_file, n, where + "-full", refine)
-    out["draft_s"], draft = _timed_sweep(model_file, data_file, n, where + "-draft", refine, examples)
+    out["full_s"], full = timed_sweep(model_file, data_file, n, where + "-full", refine)
+    out["draft_s"], draft = timed_sweep(model_file, data_file, n, where + "-draft", refine, examples)
     both = full.done & draft.done
     z = np.abs(full.values["loss"] - draft.values["loss"])[both] / draft.values["loss_stderr"][both]
     out["of"] = int(draft.meta["subset"]["loss_stderr"]["of"])
@@ -564,7 +564,7 @@ def _refine_rows(args) -> int:
 
     ceiling = matmul_ceiling()
     rows, drafts = _less_work(args, ceiling, lambda: print(
-        f"machine: {_machine()}, tensorflow {tf.__version__}"))
+        f"machine: {machine()}, tensorflow {tf.__version__}"))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"ceiling_gflops": ceiling, "refine": rows, "drafts": drafts}, f, indent=2)
@@ -609,7 +609,7 @@ def main(argv=None):
 
         ceiling = matmul_ceiling()
         c = bench_curvature("parabola", args.curvature_grid, args.curvature_per_point)
-        print(f"machine: {_machine()}, tensorflow {tf.__version__}; "
+        print(f"machine: {machine()}, tensorflow {tf.__version__}; "
               f"float32 matmul ceiling {ceiling:.1f} GFLOP/s (best of 3)")
         _print_curvature(c)
         if args.json:
@@ -674,7 +674,7 @@ def main(argv=None):
     cluster.shutdown()
 
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"machine: {_machine()}, tensorflow {tf.__version__}; float32 matmul ceiling "
+    print(f"machine: {machine()}, tensorflow {tf.__version__}; float32 matmul ceiling "
           f"{ceiling:.1f} GFLOP/s on all cores, {core:.1f} on one (best of 3); driver peak RSS "
           f"{peak_mb:.0f} MiB")
     print("points/s (best of 2-3 runs; in process: the tuned strategy; Ray workers: 1 CPU each, "
