@@ -16,7 +16,7 @@ run() {  # name, then the command; its table to OUT/name.md, its numbers to OUT/
     echo "($((SECONDS - start)) s)" | tee -a "$out/$name.md"
 }
 run driver python scripts/bench_driver.py --points 1001,4001 --tile 16,64 --workers 1000 --ray 8
-run models python scripts/bench_models.py
+run models python scripts/bench_models.py ${MODELS_ARGS:-}
 run page python scripts/bench_page.py --points 1001
-run fidelity python scripts/bench_fidelity.py --runs digits:257:300:17
+[ -n "${SKIP_FIDELITY:-}" ] || run fidelity python scripts/bench_fidelity.py --runs digits:257:300:17
 echo "tables in $out/*.md"
