@@ -125,7 +125,7 @@ CFG = CurvatureConfig(top_k=4, trace_vectors=60, density_vectors=3, density_step
 @pytest.mark.slow
 def test_least_squares_eigenvalues_trace_layers_and_map_equal_the_closed_form(tmp_path):
     exact = np.linalg.eigvalsh(_least_squares_hessian())
-    pool = _pool(*LSQ)
+    pool = _pool(*LSQ, mode="loop")  # one Hessian-product method, not both compiled and timed
     _at_centre(pool)
     result = analyse(PoolHessian(pool), pool.workers[0].evaluator.layout, CFG)
     np.testing.assert_allclose(result["eigen"].top_values, exact[::-1][:4], rtol=1e-5)
@@ -139,7 +139,8 @@ def test_least_squares_eigenvalues_trace_layers_and_map_equal_the_closed_form(tm
         "grid": {"x": {"min": -2.0, "max": 2.0, "points": 3},
                  "y": {"min": -2.0, "max": 2.0, "points": 3}, "tile": [2, 2]},
         "slices": [{"name": "map", "directions": {"seed": 1},
-                    "quantities": ["loss", "hessian_max", "hessian_min"]}]})
+                    "quantities": ["loss", "hessian_max", "hessian_min"]}],
+        "evaluation": {"mode": "loop"}})
     summary = sweep(config, tmp_path, in_process=True, progress=False)
     surface = read_surface(tmp_path / "surface.h5")["map"]
     np.testing.assert_allclose(surface.values["hessian_max"], exact[-1], rtol=1e-5)
@@ -149,7 +150,9 @@ def test_least_squares_eigenvalues_trace_layers_and_map_equal_the_closed_form(tm
 
 @pytest.mark.slow
 def test_mlp_curvature_equals_the_dense_hessian():
-    pool = _pool(*MLP)
+    # one Hessian-product method, not both compiled and timed: the vectorised one here, the
+    # compiled loop against the dense Hessian in test_sharpness
+    pool = _pool(*MLP, mode="vectorized")
     centre = _at_centre(pool)
     evaluator = pool.workers[0].evaluator
     dense = _dense_hessian(evaluator, centre)
@@ -193,7 +196,8 @@ def test_eigenvalue_map_points_equal_the_dense_hessian_at_their_weights():
 
 @pytest.mark.slow
 def test_sharded_products_and_curvature_equal_the_unsharded():
-    whole, halves = _pool(*MLP), _pool(*MLP, shards=2)
+    # one Hessian-product method, not both compiled and timed
+    whole, halves = _pool(*MLP, mode="loop"), _pool(*MLP, shards=2, mode="loop")
     _at_centre(whole), _at_centre(halves)
     v = np.random.default_rng(0).standard_normal((5, _centre(whole).size))
     np.testing.assert_allclose(PoolHessian(halves)(v), PoolHessian(whole)(v), rtol=2e-5, atol=2e-5)
@@ -219,8 +223,8 @@ def _map_config(**extra):
 def test_ray_products_and_a_map_with_a_killed_worker_equal_in_process(ray_cluster, tmp_path):
     from drills import AfterTiles
 
-    config = _map_config()
-    local = _pool(*MLP, quantities=MAP)
+    config = _map_config(evaluation={"mode": "loop"})  # one Hessian-product method, not both timed
+    local = _pool(*MLP, quantities=MAP, mode="loop")
     sweep(config, tmp_path / "local", pool=local, progress=False)
     pool = RayPool(ModelSpec.from_source(MLP[0]), DataSpec(MLP[1]), config.evaluation,
                    config.cluster, quantities=MAP)
@@ -256,7 +260,8 @@ def test_hessian_directions_are_the_dense_eigenvectors_and_resume_from_the_journ
         "model": {"source": MLP[0]}, "data": {"source": MLP[1]},
         "grid": {"x": {"min": -0.5, "max": 0.5, "points": 3},
                  "y": {"min": -0.5, "max": 0.5, "points": 4}, "tile": [1, 3]},
-        "slices": [{"name": "hess", "directions": {"kind": "hessian", "which": ["top1", "min"]}}]})
+        "slices": [{"name": "hess", "directions": {"kind": "hessian", "which": ["top1", "min"]}}],
+        "evaluation": {"mode": "loop"}})  # one Hessian-product method, not both compiled and timed
 
     class StopAfterOne(SweepCallback):
         def on_tile_end(self, name, tile, result):
@@ -355,7 +360,8 @@ def test_eigenvalue_maps_on_several_datasets_are_kept_and_drawn_per_dataset(tmp_
     config = config_from_dict({
         "model": {"source": LSQ[0]}, "data": {"source": {"a": LSQ[1], "b": LSQ[1]}},
         "grid": {"x": {"points": 3}, "y": {"points": 3}, "tile": [3, 3]},
-        "slices": [{"name": "m", "quantities": ["loss", "hessian_max", "hessian_min"]}]})
+        "slices": [{"name": "m", "quantities": ["loss", "hessian_max", "hessian_min"]}],
+        "evaluation": {"mode": "loop"}})  # one Hessian-product method, not both compiled and timed
     summary = sweep(config, tmp_path, in_process=True, progress=False)["slices"]["m"]
     for dataset in ("a", "b"):
         assert summary[f"{dataset}/hessian_max_range"] == pytest.approx([exact[-1]] * 2, rel=1e-5)

@@ -171,9 +171,9 @@ def test_flatness_is_off_unless_asked():
 
 # ---------------------------------------------------------------- the gradient job
 
-def _pool(model, data, shards=1):
+def _pool(model, data, shards=1, evaluation=None):
     return InProcessPool(ModelSpec.from_source(model), DataSpec(data, num_shards=shards),
-                         EvaluationConfig(), quantities=("loss",))
+                         evaluation or EvaluationConfig(), quantities=("loss",))
 
 
 def _at(pool, centre):
@@ -228,11 +228,12 @@ def other_data():
 def test_on_several_datasets_products_and_gradients_are_the_first_datasets():
     from landscape_dist.execution.products import PoolHessian
 
-    whole = _pool(*MLP)
+    loop = EvaluationConfig(mode="loop")  # one Hessian-product method, not both compiled and timed
+    whole = _pool(*MLP, evaluation=loop)
     several = InProcessPool(ModelSpec.from_source(MLP[0]),
                             {"train": DataSpec(MLP[1], num_shards=2),
                              "test": DataSpec("tests.test_flatness:other_data")},
-                            EvaluationConfig(), quantities=("loss",))
+                            loop, quantities=("loss",))
     ev = whole.workers[0].evaluator
     centre = ev.layout.flatten([v.numpy() for v in ev.model.trainable_variables])
     _at(whole, centre)

@@ -22,6 +22,7 @@ from landscape_dist.store.sharpness import read_sharpness
 
 LSQ = ("tests.factories:least_squares_model", "tests.factories:least_squares_data")
 MLP = ("tests.factories:small_tanh_model", "tests.factories:small_tanh_data")
+LOOP = {"mode": "loop"}  # one Hessian-product method, not both compiled and timed
 LSQ_EIGENVALUES = np.array([2 * 144, 2 * 81, 2 * 25, 2 * 6.25, 2 * 64]) / 64  # kernel, bias
 
 
@@ -67,9 +68,9 @@ def _lsq_path(steps: int, eta: float) -> tuple[np.ndarray, WeightLayout]:
     return np.array(path), layout
 
 
-def _config(pair, **sharp):
+def _config(pair, evaluation=None, **sharp):
     return config_from_dict({"model": {"source": pair[0]}, "data": {"source": pair[1]},
-                             "sharpness": sharp})
+                             "evaluation": evaluation or {}, "sharpness": sharp})
 
 
 @pytest.mark.slow
@@ -77,7 +78,7 @@ def test_least_squares_sharpness_is_the_closed_form_against_two_over_eta(tmp_pat
     eta = 0.3
     path, layout = _lsq_path(7, eta)
     _record(tmp_path / "trajectory.h5", path, layout, "SGD", eta, {"momentum": 0.0})
-    summary = sharpness(_config(LSQ, top_k=2, every=2, batch=3), tmp_path, in_process=True)
+    summary = sharpness(_config(LSQ, LOOP, top_k=2, every=2, batch=3), tmp_path, in_process=True)
     run = read_sharpness(tmp_path / "sharpness.h5")["run0"]
     top2 = np.sort(LSQ_EIGENVALUES)[::-1][:2]
     np.testing.assert_array_equal(run["checkpoint"], [0, 2, 4, 6])
@@ -193,7 +194,7 @@ def _mlp_path(tmp_path, rng, state: bool):
 def test_mlp_sharpness_equals_the_dense_hessian_plain_and_preconditioned(tmp_path, rng):
     path, layout, moments = _mlp_path(tmp_path, rng, state=True)
     dense = _dense(path, layout)
-    first = sharpness(_config(MLP, top_k=3, trace_vectors=200, steps=120), tmp_path,
+    first = sharpness(_config(MLP, LOOP, top_k=3, trace_vectors=200, steps=120), tmp_path,
                       in_process=True)["runs"]["run0"]
     pre = read_sharpness(tmp_path / "sharpness.h5")["run0"]
     # the checkpoint before the first step is undefined, not a Lanczos run that failed
@@ -212,8 +213,8 @@ def test_mlp_sharpness_equals_the_dense_hessian_plain_and_preconditioned(tmp_pat
     # the plain Hessian, by setting; the loss, metrics and gradient norm are the same either way
     (tmp_path / "plain").mkdir()
     (tmp_path / "trajectory.h5").rename(tmp_path / "plain" / "trajectory.h5")
-    summary = sharpness(_config(MLP, top_k=3, trace_vectors=200, steps=120, operator="hessian"),
-                        tmp_path / "plain", in_process=True)
+    summary = sharpness(_config(MLP, LOOP, top_k=3, trace_vectors=200, steps=120,
+                                operator="hessian"), tmp_path / "plain", in_process=True)
     plain = read_sharpness(tmp_path / "plain" / "sharpness.h5")["run0"]
     assert plain["operator"] == "hessian" and np.isnan(plain["threshold"]).all()
     assert "preconditioned" in summary["runs"]["run0"]["threshold_why"]
@@ -253,7 +254,7 @@ def _lsq_pool(shards=1):
     from landscape_dist.model.sources import DataSpec, ModelSpec
 
     return InProcessPool(ModelSpec.from_source(LSQ[0]), DataSpec(LSQ[1], num_shards=shards),
-                         EvaluationConfig())
+                         EvaluationConfig(**LOOP))
 
 
 @pytest.mark.slow
@@ -293,6 +294,8 @@ def test_two_data_shards_give_the_numbers_of_one(tmp_path, rng):
         (out / "trajectory.h5").write_bytes((tmp_path / "trajectory.h5").read_bytes())
         config = config_from_dict({"model": {"source": MLP[0]}, "data": {"source": MLP[1],
                                                                          "shards": shards},
+                                   # one Hessian-product method, not both compiled and timed
+                                   "evaluation": {"mode": "loop"},
                                    "sharpness": {"top_k": 2, "trace_vectors": 4, "steps": 40}})
         summary = sharpness(config, out, in_process=True)
         results[shards] = read_sharpness(out / "sharpness.h5")["run0"]
@@ -313,7 +316,7 @@ def test_ray_sharpness_with_a_killed_worker_is_the_closed_form(ray_cluster, tmp_
     path, layout = _lsq_path(5, 0.3)
     _record(tmp_path / "trajectory.h5", path, layout, "SGD", 0.3, {"momentum": 0.5})
     config = config_from_dict({"model": {"source": LSQ[0]}, "data": {"source": LSQ[1]},
-                               "cluster": {"num_workers": 2},
+                               "cluster": {"num_workers": 2}, "evaluation": {"mode": "loop"},
                                "sharpness": {"batch": 2, "trace_vectors": 4}})
     pool = RayPool(ModelSpec.from_source(LSQ[0]), DataSpec(LSQ[1]), config.evaluation,
                    config.cluster)
