@@ -19,6 +19,18 @@ def _chunks(pool, rows: int) -> int:
     return max(1, math.ceil(rows / per_shard))
 
 
+def run_rows(pool, which: str, rows: np.ndarray, names, quantities=None) -> list[np.ndarray]:
+    """``rows`` (m, ...) evaluated as ``which`` jobs, split evenly over the workers of each shard
+    (the shards combined by ``quantities``); the parts ``names``, each with the jobs' rows
+    concatenated in order."""
+    size = _chunks(pool, len(rows))
+    chunks = {}
+    jobs = [Job(i, which, rows[i:i + size]) for i in range(0, len(rows), size)]
+    pool.run(jobs, chunks.__setitem__, quantities=quantities)
+    keys = sorted(chunks)
+    return [np.concatenate([chunks[k][name] for k in keys]) for name in names]
+
+
 def of_first_dataset(pool, quantities: QuantitySet) -> QuantitySet:
     """``quantities`` (parts the worker computes on its first dataset) weighed by that dataset's
     shard sizes: the pool's sizes are by dataset name, '' for the only one."""
@@ -37,13 +49,10 @@ class PoolHessian:
 
     def __call__(self, vectors, rows=None) -> np.ndarray:
         vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float64))
-        size = _chunks(self.pool, len(vectors))
-        chunks = {}
-        jobs = [Job(i, HVP, vectors[i:i + size].astype(np.float32))
-                for i in range(0, len(vectors), size)]
-        self.pool.run(jobs, chunks.__setitem__, quantities=of_first_dataset(self.pool, PRODUCTS))
+        hvp, = run_rows(self.pool, HVP, vectors.astype(np.float32), ("hvp",),
+                        of_first_dataset(self.pool, PRODUCTS))
         self.products += len(vectors)
-        return np.concatenate([chunks[k]["hvp"] for k in sorted(chunks)])
+        return hvp
 
 
 class PoolGradient:
@@ -59,15 +68,10 @@ class PoolGradient:
 
     def __call__(self, weights_rows) -> tuple[np.ndarray, np.ndarray]:
         weights_rows = np.atleast_2d(np.asarray(weights_rows, dtype=np.float64))
-        size = _chunks(self.pool, len(weights_rows))
-        chunks = {}
-        jobs = [Job(i, GRADIENT, weights_rows[i:i + size].astype(np.float32))
-                for i in range(0, len(weights_rows), size)]
-        self.pool.run(jobs, chunks.__setitem__, quantities=of_first_dataset(self.pool, GRADIENTS))
+        loss, gradient = run_rows(self.pool, GRADIENT, weights_rows.astype(np.float32),
+                                  ("loss", "gradient"), of_first_dataset(self.pool, GRADIENTS))
         self.rows += len(weights_rows)
-        keys = sorted(chunks)
-        return (np.concatenate([np.asarray(chunks[k]["loss"], np.float64) for k in keys]),
-                np.concatenate([np.asarray(chunks[k]["gradient"], np.float64) for k in keys]))
+        return loss.astype(np.float64), gradient.astype(np.float64)
 
 
 class PoolHessianAt:
@@ -85,15 +89,9 @@ class PoolHessianAt:
     def __call__(self, vectors, rows) -> np.ndarray:
         vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
         pairs = np.stack([self.weights[np.asarray(rows)], vectors], axis=1)  # (m, 2, size)
-        size = _chunks(self.pool, len(pairs))
-        dataset = next(iter(self.pool.sizes), "")
-        combine = QuantitySet(tuple(Part(p.name, p.reduce, p.stored, dataset)
-                                    for p in PRODUCTS.parts))
-        chunks = {}
-        jobs = [Job(i, HVP_AT, pairs[i:i + size]) for i in range(0, len(pairs), size)]
-        self.pool.run(jobs, chunks.__setitem__, quantities=combine)
+        hvp, = run_rows(self.pool, HVP_AT, pairs, ("hvp",), of_first_dataset(self.pool, PRODUCTS))
         self.products += len(pairs)
-        return np.concatenate([np.asarray(chunks[k]["hvp"], np.float64) for k in sorted(chunks)])
+        return hvp.astype(np.float64)
 
 
 class PoolLoss:
@@ -112,11 +110,7 @@ class PoolLoss:
             self.pool.select_quantities(("loss",))  # metrics and other quantities are not needed
             self._selected = True
         weights_rows = np.atleast_2d(np.asarray(weights_rows, dtype=np.float64))
-        size = _chunks(self.pool, len(weights_rows))
-        chunks = {}
-        jobs = [Job(i, WEIGHTS, weights_rows[i:i + size].astype(np.float32))
-                for i in range(0, len(weights_rows), size)]
-        self.pool.run(jobs, chunks.__setitem__)
+        loss, = run_rows(self.pool, WEIGHTS, weights_rows.astype(np.float32),
+                         (main_loss(self.pool.names),))
         self.rows += len(weights_rows)
-        name = main_loss(self.pool.names)
-        return np.concatenate([np.asarray(chunks[k][name], np.float64) for k in sorted(chunks)])
+        return loss.astype(np.float64)

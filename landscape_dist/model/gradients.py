@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from ..errors import SourceError
+from .hessian import refuse_recomputed_statistics
 
 
 class LossGradients:
@@ -21,10 +21,7 @@ class LossGradients:
     (P, size) on an evaluator's model and data, by reverse-mode automatic differentiation."""
 
     def __init__(self, evaluator):
-        if evaluator.recompute is not None:
-            raise SourceError("Gradients need the batch-norm statistics of the slice as given "
-                              "(batchnorm: centre or interpolate); re-estimated statistics "
-                              "(batchnorm: recompute) are not differentiated through.")
+        refuse_recomputed_statistics(evaluator, "Gradients")
         self.evaluator = evaluator
         self._compiled = None
         self.rows_done = 0

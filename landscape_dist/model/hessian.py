@@ -24,16 +24,22 @@ log = logging.getLogger(__name__)
 _METHODS = ("loop", "vectorized")
 
 
+def refuse_recomputed_statistics(evaluator, what: str) -> None:
+    """Refuse derivatives (``what``: "Hessian products", "Gradients") on an evaluator whose
+    batch-norm statistics are re-estimated at each point: those are not differentiated through."""
+    if evaluator.recompute is not None:
+        raise SourceError(f"{what} need the batch-norm statistics of the slice as given "
+                          f"(batchnorm: centre or interpolate); re-estimated statistics "
+                          f"(batchnorm: recompute) are not differentiated through.")
+
+
 class HessianProducts:
     """``products(weights, vectors)``: H(w_p) v_p for rows p of (P, size) arrays, on an evaluator's
     model and data. ``mode`` as the evaluator's: ``auto`` times a compiled loop over the rows and
     a vectorised one on the first call and keeps the faster (:attr:`method`, :attr:`timings`)."""
 
     def __init__(self, evaluator, mode: str = "auto"):
-        if evaluator.recompute is not None:
-            raise SourceError("Hessian products need the batch-norm statistics of the slice as "
-                              "given (batchnorm: centre or interpolate); re-estimated statistics "
-                              "(batchnorm: recompute) are not differentiated through.")
+        refuse_recomputed_statistics(evaluator, "Hessian products")
         self.evaluator = evaluator
         self.mode = mode
         self.method = None if mode == "auto" else ("loop" if mode == "loop" else "vectorized")
