@@ -101,7 +101,7 @@ def test_every_yaml_setting_is_a_keyword():
                 break
             else:
                 pytest.fail(f"{section.name}.{dotted} is not reachable as a keyword")
-    from landscape_dist.config.schema import AxisConfig, GridConfig
+    from landscape_dist.config.schema import AxisConfig
     for axis in ("x", "y"):
         for dotted, default in _leaves(AxisConfig):
             value = _other(default) if dotted != "spacing" else "cubic"

@@ -5,7 +5,6 @@ import importlib
 import os
 import subprocess
 import sys
-import textwrap
 
 import pytest
 import yaml
