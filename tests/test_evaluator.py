@@ -278,3 +278,33 @@ def test_the_tuners_rounds_keep_their_order_and_precision_rules():
     assert call_sizes(Strategy("vectorized"), 256, 10_000, 1e-6) == [64, 16]
     assert call_sizes(Strategy("loop"), 256, 600, 1e-6) == [64, 16, 512]  # 1024 > the job's points
     assert call_sizes(Strategy("loop"), 256, 10_000, 1e-3) == [64, 16]  # a larger call is slow
+
+
+def test_the_compiled_loop_traces_the_model_once_for_every_data_batch():
+    # 30 examples in batches of 8 (8, 8, 8, 6): the model's layers run in Python once per trace
+    import keras
+
+    traces = []
+
+    @keras.saving.register_keras_serializable(package="tests")
+    class Counted(keras.layers.Dense):
+        def call(self, inputs):
+            traces.append(1)
+            return super().call(inputs)
+
+    keras.utils.set_random_seed(5)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(6, activation="tanh"),
+                              Counted(1)])
+    model.compile(loss="mse", metrics=["mae"])
+    rng = np.random.default_rng(6)
+    x, y = rng.normal(size=(30, 3)).astype(np.float32), rng.normal(size=(30, 1)).astype(np.float32)
+    evaluator = LandscapeEvaluator(model, x, y, batch_size=8, mode="loop")
+    centre = evaluator.layout.flatten([v.numpy() for v in model.trainable_variables])
+    directions = random_directions(centre, evaluator.layout, 2, np.random.default_rng(3))
+    evaluator.set_plane(centre, directions)
+    coords = np.random.default_rng(4).uniform(-1, 1, size=(5, 2)).astype(np.float32)
+    traces.clear()
+    evaluator.evaluate(coords)
+    assert len(traces) == 1
+    got = _assert_matches_per_point(model, x, y, evaluator, centre, directions, coords)
+    assert set(got) == {"loss", "mae"}

@@ -214,9 +214,11 @@ class LandscapeEvaluator(StrategyControl):
             return lambda index, xb: self.shortcut.predict(index, coords, flat_weights, non_trainable)
         weights = self._values.unflatten(flat_weights)
         non_trainable = self._statistics.reestimate(self.model, weights, non_trainable)
-        if strategy.fold:
-            return lambda index, xb: self.folding.predict(weights, non_trainable, xb)
-        return lambda index, xb: self._values.forward(weights, non_trainable, xb)
+        forward = self.folding.predict if strategy.fold else self._values.forward
+        if strategy.method == "loop":
+            # one trace of the model for every data batch, not one per batch
+            return self._values.traced_once(lambda xb: forward(weights, non_trainable, xb))
+        return lambda index, xb: forward(weights, non_trainable, xb)
 
     def _point_values(self, flat_weights, coords, strategy: Strategy):
         """The parts (see :attr:`quantities`) at one flat weight vector, as one tensor (V,);

@@ -56,6 +56,18 @@ class PointValues:
             weights, non_trainable, xb, training=False, return_losses=True)
         return y_pred, losses
 
+    def traced_once(self, forward):
+        """``predict(index, xb)`` from ``forward(xb) -> (outputs, layer losses)`` traced once for
+        batches of any size: inlined in the graph per batch, a model traced per batch cost each
+        batch its own trace (most of a deep net's first call where the data take several). For
+        the compiled loop over points; ``pfor`` vectorises the inlined form."""
+        if len(self.batches) < 2:
+            return lambda index, xb: forward(xb)
+        spec = tf.nest.map_structure(
+            lambda t: tf.TensorSpec([None] + list(t.shape[1:]), t.dtype), self.batches[0][0])
+        traced = tf.function(forward, input_signature=[spec], autograph=False)
+        return lambda index, xb: traced(xb)
+
     def values(self, predict) -> tf.Tensor:
         """The parts (see :attr:`quantities`) at one point, as one tensor (V,); ``predict(index,
         xb) -> (outputs, layer losses)`` gives the point's predictions on batch ``index``."""
