@@ -66,9 +66,11 @@ def rng():
     return np.random.default_rng(1234)
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items):
     """Tests on the shared Ray cluster are marked ``ray``, tests that start a child process
-    ``subprocess``; both are ``slow``: ``pytest -m "not slow"`` is the quick loop."""
+    ``subprocess``; both are ``slow``: ``pytest -m "not slow"`` is the quick loop. The ``ray``
+    tests form one pytest-xdist group: one worker runs them all, on one shared cluster."""
     import inspect
 
     for item in items:
@@ -84,3 +86,5 @@ def pytest_collection_modifyitems(items):
             marks.append("subprocess")
         for mark in marks + (["slow"] if marks else []):
             item.add_marker(getattr(pytest.mark, mark))
+        if "ray" in marks:
+            item.add_marker(pytest.mark.xdist_group("ray"))
