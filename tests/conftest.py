@@ -6,6 +6,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import atexit  # noqa: E402
 import shutil  # noqa: E402
+import sys  # noqa: E402
 import tempfile  # noqa: E402
 
 # No test keeps strategy choices in the user's cache directory: one place for the session (Ray
@@ -61,6 +62,20 @@ def _tuning_cache(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("LANDSCAPE_DIST_TUNING_CACHE", str(tmp_path_factory.mktemp("tuning")))
 
 
+@pytest.fixture(autouse=True)
+def _ray_only_on_the_shared_cluster(request):
+    """A test not marked ``ray`` that starts Ray in this process fails: it would start a second
+    cluster beside the shared one (the ``ray`` tests run together on one pytest-xdist worker)."""
+    def started() -> bool:
+        ray = sys.modules.get("ray")
+        return bool(ray is not None and ray.is_initialized())
+
+    before = started()
+    yield
+    if not before and started() and not request.node.get_closest_marker("ray"):
+        pytest.fail("This test started Ray in the test process without the ray_cluster fixture.")
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
@@ -80,7 +95,8 @@ def pytest_collection_modifyitems(items):
         except (OSError, TypeError, AttributeError):
             source = ""
         marks = []
-        if "ray_cluster" in names or "simulated_cluster" in names:
+        if ("ray_cluster" in names or "simulated_cluster" in names
+                or item.get_closest_marker("ray")):  # a parameter marked ray asks for it itself
             marks.append("ray")
         if "subprocess" in source or "sys.executable" in source:
             marks.append("subprocess")
