@@ -127,8 +127,8 @@ def test_a_loop_may_take_calls_larger_than_the_budget_but_weight_vectors_never_d
     tuned.points_per_call = 64
     sizes = []
     run = tuned._call
-    monkeypatch.setattr(tuned, "_call", lambda which, chunk: sizes.append((which, len(chunk)))
-                        or run(which, chunk))
+    monkeypatch.setattr(tuned, "_call", lambda which, chunk, single: sizes.append(
+        (which, len(chunk))) or run(which, chunk, single))
     tuned.evaluate_weights(tuned.weights_at(grid[:40]))
     tuned.evaluate(grid)
     assert sizes == [("weights", 16)] * 2 + [("weights", 8)] + [("coords", 64), ("coords", 17)]
@@ -280,7 +280,7 @@ def test_the_tuners_rounds_keep_their_order_and_precision_rules():
     assert call_sizes(Strategy("loop"), 256, 10_000, 1e-3) == [64, 16]  # a larger call is slow
 
 
-def test_the_compiled_loop_traces_the_model_once_for_every_data_batch():
+def test_the_compiled_loop_traces_the_model_once_for_every_data_batch_and_one_point_calls():
     # 30 examples in batches of 8 (8, 8, 8, 6): the model's layers run in Python once per trace
     import keras
 
@@ -308,3 +308,10 @@ def test_the_compiled_loop_traces_the_model_once_for_every_data_batch():
     assert len(traces) == 1
     got = _assert_matches_per_point(model, x, y, evaluator, centre, directions, coords)
     assert set(got) == {"loss", "mae"}
+    # calls of one point each (a big model's memory budget) compile that point's values alone
+    evaluator.points_per_call = 1
+    traces.clear()
+    single = evaluator.evaluate(coords)
+    assert len(traces) == 1 and [key[2] for key in evaluator._compiled] == [False, True]
+    for name in got:
+        np.testing.assert_allclose(single[name], got[name], rtol=1e-6)

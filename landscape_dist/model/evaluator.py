@@ -238,11 +238,13 @@ class LandscapeEvaluator(StrategyControl):
 
     # ---------------------------------------------------------------- compiled calls
 
-    def _function(self, which: str):
+    def _function(self, which: str, single: bool = False):
         """The compiled function for POINTS or WEIGHTS input and the strategy in effect, built
-        once per plane shape."""
+        once per plane shape. ``single``: for calls of one item each, where the compiled loop
+        is that item's values alone (its loop cost a big model's first call a tenth more)."""
         strategy = self.effective_strategy
-        key = (which, strategy)
+        single = single and strategy.method == "loop" and not strategy.blocked
+        key = (which, strategy, single)
         if key not in self._compiled:
             if which == POINTS:
                 width = int(self._directions.shape[0])
@@ -257,13 +259,18 @@ class LandscapeEvaluator(StrategyControl):
                     return self._point_values(flat, None, strategy)
             out = tf.float64 if self._population else self.dtype
             strict = self.mode == "auto" and not strategy.fallback
-            body = call_body(point, strategy, width=width, out=out, strict=strict,
-                             block=self._block)
+            if single:
+                def body(items):
+                    return tf.expand_dims(point(items[0]), 0)
+            else:
+                body = call_body(point, strategy, width=width, out=out, strict=strict,
+                                 block=self._block)
             # no AutoGraph: the body has no tensor-dependent Python control flow (Keras runs
             # its layers unconverted too), and converting the model's code took most of a
             # cold first call (~2 s of 2.2 s on a small transformer)
             self._compiled[key] = tf.function(
-                body, input_signature=[tf.TensorSpec([None, width], self.dtype)], autograph=False)
+                body, input_signature=[tf.TensorSpec([1 if single else None, width], self.dtype)],
+                autograph=False)
         return self._compiled[key]
 
     def compiled_call(self, coords) -> np.ndarray:
@@ -272,12 +279,12 @@ class LandscapeEvaluator(StrategyControl):
         order. No fallback to a loop and no tuning: for timing strategies."""
         return self._function(POINTS)(coords).numpy()
 
-    def _call(self, which: str, chunk):
+    def _call(self, which: str, chunk, single: bool = False):
         try:
             if self.method == "vectorized" and self.mode == "auto":
                 with quiet_tensorflow():  # a failed vectorisation logs the whole graph node
                     return self._function(which)(chunk).numpy()
-            return self._function(which)(chunk).numpy()
+            return self._function(which, single)(chunk).numpy()
         except UNAVAILABLE as err:
             if self.method == "loop" or self.mode != "auto":
                 raise
@@ -286,7 +293,7 @@ class LandscapeEvaluator(StrategyControl):
             log.info("vectorised evaluation unavailable (%s); using a compiled loop",
                      unavailable_reason(err))
             self._strategy = replace(self._strategy, method="loop", fallback=False)
-            return self._function(which)(chunk).numpy()
+            return self._function(which, single)(chunk).numpy()
 
     def _run(self, which: str, items: np.ndarray) -> dict[str, np.ndarray]:
         """The parts (see :attr:`quantities`) at every item; dict of (P,) float64 arrays."""
@@ -302,7 +309,7 @@ class LandscapeEvaluator(StrategyControl):
                                                                  self.budget_points)
         for start in range(0, len(items), size):
             chunk = tf.constant(items[start:start + size])
-            out[start:start + len(chunk)] = self._call(which, chunk)
+            out[start:start + len(chunk)] = self._call(which, chunk, single=size == 1)
         if choosing:
             self._chooser.after_job(self, time.perf_counter() - t0, len(items))
         return {part.name: out[:, i] for i, part in enumerate(self.quantities.parts)}
