@@ -92,6 +92,41 @@ def test_labels_that_do_not_match_the_outputs_are_refused():
         "with more outputs.")
 
 
+def test_labels_are_checked_against_the_graphs_output_shapes_without_running_the_model():
+    import keras
+
+    from landscape_dist.model.checks import check_data
+
+    calls = []
+
+    class Counted(keras.layers.Dense):
+        def call(self, inputs):
+            calls.append(1)
+            return super().call(inputs)
+
+    class Subclassed(keras.Model):  # no graph: its output shape comes from a pass
+        def __init__(self):
+            super().__init__()
+            self.dense = Counted(3)
+
+        def call(self, inputs):
+            return self.dense(inputs)
+
+    x, y = np.zeros((8, 4), np.float32), np.arange(8) % 4
+    functional = keras.Sequential([keras.Input((4,)), Counted(3)])
+    for model, passes in ((functional, 0), (Subclassed(), 1)):
+        model.compile(loss="sparse_categorical_crossentropy")
+        model(x[:1])
+        calls.clear()
+        with pytest.raises(ValueError) as err:
+            check_data(model, x, y)
+        assert len(calls) == passes
+        assert str(err.value.reworded(SETTING_WORDS)) == (
+            "The 'data.source' setting gives labels from 0 to 3, but the model has 3 outputs for "
+            "the loss 'sparse_categorical_crossentropy'. Give labels in 0..2, or a model with "
+            "more outputs.")
+
+
 # tolerance of each policy's compute dtype against Keras's evaluate at the same weights:
 # float16 has an 11-bit significand (eps 9.8e-4), bfloat16 an 8-bit one (eps 7.8e-3); for float64
 # Keras's evaluate reports its means as float32 (eps 1.2e-7), the float64 check is below
