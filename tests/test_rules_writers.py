@@ -217,6 +217,9 @@ def _ray_processes_of(pid: int) -> set[int]:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="reads /proc")
+# with the Ray tests, one at a time: on a loaded machine (its actor took 78 s to start beside two
+# busy processes) a terminated sweep once ended with status 1 and nothing said (not understood)
+@pytest.mark.xdist_group("ray")
 def test_no_ray_process_or_worker_folder_outlives_a_terminated_or_killed_sweep(tmp_path):
     settings = {**BASE, "grid": {"x": {"points": 60}, "y": {"points": 60}, "tile": [1, 1]},
                 "cluster": {"num_workers": 1}}
@@ -234,7 +237,7 @@ def test_no_ray_process_or_worker_folder_outlives_a_terminated_or_killed_sweep(t
         proc.send_signal(ending)
         _, err = proc.communicate(timeout=120)
         if ending == signal.SIGTERM:
-            assert proc.returncode == 143
+            assert proc.returncode == 143, err[-3000:]
             assert err.strip().splitlines() == [  # one line: no native stack from Ray
                 f"landscape-dist: terminated; {_kept(out)} of 3600 tiles are kept in "
                 f"{out / 'surface.h5.journal'}. Run the same command again to resume."]
