@@ -223,14 +223,19 @@ def test_fidelity_with_a_draft_or_other_quantities_is_refused():
                           "slices": [{"name": "r", "quantities": ["loss", "hessian_max"]}]})
 
 
-def test_a_subset_larger_than_the_data_is_refused_on_the_command_line(tmp_path, capsys):
-    settings = {**SETTINGS, "grid": {**SETTINGS["grid"], "fidelity": {"examples": 300}}}
+def _sweep_error(tmp_path, capsys, settings) -> str:
+    """The one line a refused in-process ``sweep`` of ``settings`` says (its status 2)."""
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump(settings))
     code = main(["sweep", str(cfg), "--out", str(tmp_path / "out"), "--in-process", "--no-progress"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1, err
-    assert err[0] == ("landscape-dist: error: The 'grid.fidelity.examples' setting must be less "
+    return err[0]
+
+
+def test_a_subset_larger_than_the_data_is_refused_on_the_command_line(tmp_path, capsys):
+    settings = {**SETTINGS, "grid": {**SETTINGS["grid"], "fidelity": {"examples": 300}}}
+    assert _sweep_error(tmp_path, capsys, settings) == ("landscape-dist: error: The 'grid.fidelity.examples' setting must be less "
                       "than the 256 examples of 'parabola' (a subset). Got 300 instead. Give "
                       "fewer examples, or remove grid.fidelity.")
 
@@ -255,12 +260,7 @@ def test_fidelity_switches_and_extra_points_are_checked(grid, message):
 def test_fidelity_with_several_datasets_names_the_setting_on_the_command_line(tmp_path, capsys):
     settings = {**SETTINGS, "grid": {**SETTINGS["grid"], "fidelity": FIDELITY},
                 "data": {"source": {"train": "parabola", "test": "parabola"}}}
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(yaml.safe_dump(settings))
-    code = main(["sweep", str(cfg), "--out", str(tmp_path / "out"), "--in-process", "--no-progress"])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1, err
-    assert err[0] == ("landscape-dist: error: The 'grid.fidelity' setting must be left out when "
+    assert _sweep_error(tmp_path, capsys, settings) == ("landscape-dist: error: The 'grid.fidelity' setting must be left out when "
                       "'data.source' names several datasets. Got {'examples': 128, "
                       "'examples_seed': 3, 'coarse': 9, 'extra': 6} instead. Remove "
                       "grid.fidelity, or give data.source one dataset.")

@@ -283,7 +283,7 @@ class LandscapeEvaluator(StrategyControl):
         try:
             if self.method == "vectorized" and self.mode == "auto":
                 with quiet_tensorflow():  # a failed vectorisation logs the whole graph node
-                    return self._function(which)(chunk).numpy()
+                    return self._function(which, single)(chunk).numpy()
             return self._function(which, single)(chunk).numpy()
         except UNAVAILABLE as err:
             if self.method == "loop" or self.mode != "auto":
