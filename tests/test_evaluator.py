@@ -196,7 +196,8 @@ def test_the_tuner_keeps_to_strategies_that_keep_the_models_precision(source, da
     ("parabola", None, dict(method="loop", xla=True, parallel=3)),
     ("parabola", None, dict(method="vectorized", parallel=2)),
     ("digits", None, dict(method="loop", shortcut=True, xla=True, parallel=2)),
-    ("tests.factories:tiny_resnet_model", "tests.factories:tiny_resnet_data", dict(method="loop")),
+    ("tests.factories:tiny_resnet_model", "tests.factories:tiny_resnet_data",
+     dict(method="loop", fold=False)),
     ("tests.factories:tiny_resnet_model", "tests.factories:tiny_resnet_data", dict(method="loop", fold=True)),
     ("tests.factories:tiny_resnet_model", "tests.factories:tiny_resnet_data",
      dict(method="loop", fold=True, xla=True, parallel=2)),
@@ -216,6 +217,24 @@ def test_batch_norms_fold_only_where_they_may():
     assert pairs == {("stem", "bn_stem"), ("conv_a", "bn_a"), ("conv_b", "bn_b"),
                      ("proj", "bn_proj"), ("dense", "bn_dense")}
     assert foldable_pairs(bn_dropout_model()) == []  # Dense with ReLU, then the norm
+
+
+def test_batch_norms_are_folded_by_default_where_the_activations_outweigh_the_kernels():
+    import keras
+    from tests.factories import tiny_resnet_data, tiny_resnet_model
+
+    x, y = tiny_resnet_data()
+    # the folded kernels hold 684 values; the normalisations pass over 552 per example
+    assert LandscapeEvaluator(tiny_resnet_model(), x[:2], y[:2]).strategy.fold
+    assert not LandscapeEvaluator(tiny_resnet_model(), x[:1], y[:1]).strategy.fold
+    # a wide Dense-BN on a few examples: 16 x 512 activations against a 512 x 512 kernel
+    inputs = keras.Input((512,))
+    h = keras.layers.BatchNormalization()(keras.layers.Dense(512)(inputs))
+    wide = keras.Model(inputs, keras.layers.Dense(1)(h))
+    wide.compile(loss="mse")
+    x, y = np.zeros((16, 512), np.float32), np.zeros((16, 1), np.float32)
+    evaluator = LandscapeEvaluator(wide, x, y)
+    assert evaluator.folding is not None and not evaluator.strategy.fold
 
 
 @pytest.mark.slow

@@ -106,8 +106,10 @@ class LandscapeEvaluator(StrategyControl):
         self._init_plane_state(shortcut)
         # batch normalisations folded into the layers before them, where any can be
         self.folding = FoldedForward(model) if FoldedForward.applies(model) else None
-        # the untuned default: the shortcut where it applies, nothing folded, no blocks
-        self._strategy = Strategy("loop" if mode == "loop" else "vectorized", shortcut=True)
+        # the untuned default: the shortcut where it applies, batch norms folded where that is
+        # expected to pay, no blocks
+        self._strategy = Strategy("loop" if mode == "loop" else "vectorized", shortcut=True,
+                                  fold=self.folding is not None and self.folding.pays(self.n_examples))
         # why strict vectorisation failed (mode 'auto'), once it has
         self.vectorize_failure: str | None = None
         self._tuner = StrategyTuner(share=tune_share) if tune else None
